@@ -1,0 +1,171 @@
+"""The ``childshield`` command: thin commands over the services."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from childshield import __version__
+from childshield.hashing.batch import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, Skipped, hash_many
+from childshield.hashing.discover import discover
+from childshield.hashing.output import OutputFormat, make_writer
+from childshield.hashing.result import HashOutcome
+from childshield.hashing.service import DEFAULT_MAX_BYTES, HashOptions
+from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
+
+app = typer.Typer(
+    help="childshield: find known abuse material by hash, report it, and get it removed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"childshield {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """childshield command line."""
+
+
+def _parse_size(text: str) -> int:
+    units = {"k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+    raw = text.strip().lower().removesuffix("b")
+    for suffix in sorted(units, key=len, reverse=True):
+        if raw.endswith(suffix):
+            return int(float(raw[: -len(suffix)]) * units[suffix])
+    return int(float(raw))
+
+
+def _size_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        size = _parse_size(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a size (e.g. 512M, 4GiB, 0 for none)", param_hint=name) from None
+    if size < 0:
+        raise typer.BadParameter("must not be negative", param_hint=name)
+    return size
+
+
+@app.command("hash")
+def hash_command(
+    paths: Annotated[list[str], typer.Argument(help="Image files and folders (folders are searched recursively).")],
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option("--format", "-f", help="Output format. Default: table on a terminal, jsonl otherwise."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", min=1, help="Worker processes. Default: all cores.")
+    ] = None,
+    dihedral: Annotated[bool, typer.Option("--dihedral", help="Add the PDQ of the 8 rotations and mirrors.")] = False,
+    frames: Annotated[
+        bool, typer.Option("--frames", help="Hash every frame of animations (GIF, WebP, APNG) and multi-page files.")
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option("--exact", help="Decode at full size: slower, bit-identical to the reference pipeline."),
+    ] = False,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels than this, before decoding.")
+    ] = DEFAULT_MAX_PIXELS,
+    max_frames: Annotated[int, typer.Option(min=1, help="With --frames, hash at most this many frames.")] = (
+        DEFAULT_MAX_FRAMES
+    ),
+    max_bytes: Annotated[str, typer.Option(help="Refuse files larger than this (e.g. 512M).")] = str(
+        DEFAULT_MAX_BYTES
+    ),
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds one file may take before its worker is stopped (0: no limit).")
+    ] = DEFAULT_TIMEOUT,
+    memory_limit: Annotated[
+        str, typer.Option(help="Address-space cap per worker (e.g. 4GiB; 0: none).")
+    ] = str(DEFAULT_MEMORY_LIMIT),
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar. Default: on a terminal.")
+    ] = None,
+) -> None:
+    """Hash image files: MD5, SHA-1, SHA-256 and PDQ (with quality).
+
+    Exit status: 0 when every file was hashed, 1 when some could not be (the rest are still hashed and
+    printed, failures carry an "error"), 2 on bad usage.
+    """
+    max_bytes_value = _size_option(max_bytes, "--max-bytes") or DEFAULT_MAX_BYTES
+    memory = _size_option(memory_limit, "--memory-limit") or None
+    options = HashOptions(
+        dihedral=dihedral, frames=frames, exact=exact, max_pixels=max_pixels, max_frames=max_frames,
+        max_bytes=max_bytes_value,
+    )
+    err = Console(stderr=True)
+    out_console = Console()
+    fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
+    show_progress = err.is_terminal if progress is None else progress
+
+    candidates = list(discover(paths))
+    writer = make_writer(fmt, sys.stdout, out_console, frames=frames, dihedral=dihedral)
+    hashed = failed = skipped = 0
+    started = time.monotonic()
+    with Progress(
+        TextColumn("hashing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("hash", total=len(candidates), rate="")
+        timeout_value = timeout or None
+        for outcome in hash_many(candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory):
+            if isinstance(outcome, Skipped):
+                skipped += 1
+            else:
+                assert isinstance(outcome, HashOutcome)
+                writer.write(outcome)
+                hashed += outcome.ok
+                failed += not outcome.ok
+            done = hashed + failed + skipped
+            elapsed = time.monotonic() - started
+            bar.update(task, completed=done, rate=f"{done / elapsed:.1f} files/s" if elapsed > 0 else "")
+    writer.close()
+    elapsed = time.monotonic() - started
+    if err.is_terminal or progress:
+        note = f"hashed {hashed} file{'s' * (hashed != 1)}"
+        if failed:
+            note += f", {failed} failed"
+        if skipped:
+            note += f", {skipped} skipped (not images)"
+        err.print(f"{note} in {elapsed:.1f} s", style="dim", highlight=False)
+    if not candidates:
+        err.print("no files found", style="yellow")
+    raise typer.Exit(1 if failed else 0)
+
+
+def main() -> None:
+    # Keep numeric libraries to one thread: parallelism comes from the worker processes.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    app(prog_name="childshield")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["Path", "app", "main"]

@@ -1,0 +1,81 @@
+"""Hash many files in parallel, safely, in a stable order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from childshield.hashing.discover import Candidate, looks_like_image_name
+from childshield.hashing.pool import SupervisedPool
+from childshield.hashing.result import HashOutcome
+from childshield.hashing.service import HashOptions, hash_bytes, read_file
+from childshield.media.errors import MediaError
+from childshield.media.formats import sniff
+
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_MEMORY_LIMIT = 4 << 30
+
+_options = HashOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A file found in a folder that is not an image (by name and by content)."""
+
+    path: str
+
+
+def _init_worker(options: HashOptions) -> None:
+    global _options
+    _options = options
+    # One thread per worker: the pool is the parallelism.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def hash_candidate(candidate: Candidate, options: HashOptions | None = None) -> HashOutcome | Skipped:
+    """Hash one candidate; never raises for a bad file (the error is in the outcome)."""
+    opts = options or _options
+    if candidate.error is not None:
+        return HashOutcome(candidate.path, error=candidate.error)
+    try:
+        if not candidate.explicit and not looks_like_image_name(candidate.path):
+            if sniff(read_file(candidate.path, head=32)) is None:
+                return Skipped(candidate.path)
+        data = read_file(candidate.path, opts.max_bytes)
+    except MediaError as exc:
+        return HashOutcome(candidate.path, error=str(exc))
+    try:
+        result = hash_bytes(data, opts, path=candidate.path)
+    except MediaError as exc:
+        return HashOutcome(candidate.path, error=str(exc), size_bytes=len(data))
+    return HashOutcome(candidate.path, result=result)
+
+
+def hash_many(
+    candidates: Iterable[Candidate],
+    options: HashOptions,
+    *,
+    workers: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+) -> Iterator[HashOutcome | Skipped]:
+    """Outcomes in input order, computed in ``workers`` supervised processes.
+
+    A file that crashes or hangs its decoder, or exhausts the worker's memory,
+    gets an error outcome; the other files are unaffected.
+    """
+    pool: SupervisedPool[Candidate, HashOutcome | Skipped] = SupervisedPool(
+        hash_candidate,
+        workers=workers,
+        timeout=timeout,
+        memory_limit=memory_limit,
+        initializer=_init_worker,
+        initargs=(options,),
+    )
+    for candidate, ok, value in pool.map(candidates):
+        if ok:
+            assert isinstance(value, HashOutcome | Skipped)
+            yield value
+        else:
+            yield HashOutcome(candidate.path, error=str(value))

@@ -1,0 +1,117 @@
+"""Hash one image: its bytes' digests and the PDQ of its pictures.
+
+The single code path behind ``childshield.hash_file``, ``hash_bytes``, the
+``hash`` command and (later) the API.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from childshield.hashing.result import FrameHash, HashResult
+from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, DecodeLimits, decode
+from childshield.media.errors import EmptyFile, FileTooLarge, UnreadableFile
+from childshield.signals.cryptographic import digests
+from childshield.signals.pdq_picture import hash_picture, max_reduction
+
+DEFAULT_MAX_BYTES = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class HashOptions:
+    dihedral: bool = False
+    """Add the PDQ of the 8 rotations and reflections (derived from the same DCT)."""
+    frames: bool = False
+    """Hash every frame of animations and multi-page files, not just the first."""
+    exact: bool = False
+    """Decode at full size (slow); by default large images are reduced first (see docs/hash.md)."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(max_pixels=self.max_pixels, max_frames=self.max_frames)
+
+
+def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | None = None) -> HashResult:
+    """All signals of an image given as bytes.  Raises ``MediaError`` when it cannot be hashed."""
+    options = options or HashOptions()
+    if not data:
+        raise EmptyFile("empty file (0 bytes)")
+    decoded = decode(
+        data,
+        limits=options.limits,
+        choose_factor=None if options.exact else max_reduction,
+        frames=options.frames,
+    )
+    frames = []
+    for picture in decoded.pictures:
+        hex_value, quality, variants = hash_picture(picture, dihedral=options.dihedral)
+        frames.append(FrameHash(picture.index, picture.width, picture.height, hex_value, quality, variants))
+    d = digests(data)
+    return HashResult(
+        size_bytes=len(data),
+        md5=d.md5,
+        sha1=d.sha1,
+        sha256=d.sha256,
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+        frames=tuple(frames),
+        frame_count=decoded.frame_count,
+        path=path,
+    )
+
+
+def read_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, *, head: int | None = None) -> bytes:
+    """A regular file's bytes (only the first ``head`` bytes when given).
+
+    FIFOs, devices and sockets are refused: reading them could hang or never end.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UnreadableFile(_os_message(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableFile("is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile("not a regular file")
+        if head is not None:
+            return os.read(fd, head)
+        if info.st_size > max_bytes:
+            raise FileTooLarge(f"file is {info.st_size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:g} MB")
+        chunks = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:  # it grew while being read
+            raise FileTooLarge(f"file is over the limit of {max_bytes / 1e6:g} MB")
+        return data
+    except OSError as exc:
+        raise UnreadableFile(_os_message(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _os_message(exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
+
+
+def hash_file(path: str | os.PathLike[str], options: HashOptions | None = None) -> HashResult:
+    """All signals of an image file.  Raises ``MediaError`` when it cannot be hashed."""
+    options = options or HashOptions()
+    data = read_file(path, options.max_bytes)
+    return hash_bytes(data, options, path=str(Path(path)))

@@ -1,0 +1,1 @@
+"""Signals: hashes computed from content, one module per signal type."""
