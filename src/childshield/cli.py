@@ -58,7 +58,9 @@ def _size_option(value: str | None, name: str) -> int | None:
     try:
         size = _parse_size(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a size (e.g. 512M, 4GiB, 0 for none)", param_hint=name) from None
+        raise typer.BadParameter(
+            f"{value!r} is not a size (e.g. 512M, 4GiB, 0 for none)", param_hint=name
+        ) from None
     if size < 0:
         raise typer.BadParameter("must not be negative", param_hint=name)
     return size
@@ -66,7 +68,9 @@ def _size_option(value: str | None, name: str) -> int | None:
 
 @app.command("hash")
 def hash_command(
-    paths: Annotated[list[str], typer.Argument(help="Image files and folders (folders are searched recursively).")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Image files and folders (folders are searched recursively).")
+    ],
     output_format: Annotated[
         OutputFormat | None,
         typer.Option("--format", "-f", help="Output format. Default: table on a terminal, jsonl otherwise."),
@@ -74,9 +78,14 @@ def hash_command(
     workers: Annotated[
         int | None, typer.Option("--workers", "-w", min=1, help="Worker processes. Default: all cores.")
     ] = None,
-    dihedral: Annotated[bool, typer.Option("--dihedral", help="Add the PDQ of the 8 rotations and mirrors.")] = False,
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral", help="Add the PDQ of the 8 rotations and mirrors.")
+    ] = False,
     frames: Annotated[
-        bool, typer.Option("--frames", help="Hash every frame of animations (GIF, WebP, APNG) and multi-page files.")
+        bool,
+        typer.Option(
+            "--frames", help="Hash every frame of animations (GIF, WebP, APNG) and multi-page files."
+        ),
     ] = False,
     exact: Annotated[
         bool,
@@ -92,7 +101,8 @@ def hash_command(
         DEFAULT_MAX_BYTES
     ),
     timeout: Annotated[
-        float, typer.Option(min=0, help="Seconds one file may take before its worker is stopped (0: no limit).")
+        float,
+        typer.Option(min=0, help="Seconds one file may take before its worker is stopped (0: no limit)."),
     ] = DEFAULT_TIMEOUT,
     memory_limit: Annotated[
         str, typer.Option(help="Address-space cap per worker (e.g. 4GiB; 0: none).")
@@ -109,11 +119,17 @@ def hash_command(
     max_bytes_value = _size_option(max_bytes, "--max-bytes") or DEFAULT_MAX_BYTES
     memory = _size_option(memory_limit, "--memory-limit") or None
     options = HashOptions(
-        dihedral=dihedral, frames=frames, exact=exact, max_pixels=max_pixels, max_frames=max_frames,
+        dihedral=dihedral,
+        frames=frames,
+        exact=exact,
+        max_pixels=max_pixels,
+        max_frames=max_frames,
         max_bytes=max_bytes_value,
     )
     err = Console(stderr=True)
     out_console = Console()
+    if not out_console.is_terminal:
+        out_console = Console(width=220)  # a table written to a file keeps whole hashes on one line
     fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
     show_progress = err.is_terminal if progress is None else progress
 
@@ -133,7 +149,9 @@ def hash_command(
     ) as bar:
         task = bar.add_task("hash", total=len(candidates), rate="")
         timeout_value = timeout or None
-        for outcome in hash_many(candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory):
+        for outcome in hash_many(
+            candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory
+        ):
             if isinstance(outcome, Skipped):
                 skipped += 1
             else:

@@ -39,9 +39,9 @@ def hash_candidate(candidate: Candidate, options: HashOptions | None = None) -> 
     if candidate.error is not None:
         return HashOutcome(candidate.path, error=candidate.error)
     try:
-        if not candidate.explicit and not looks_like_image_name(candidate.path):
-            if sniff(read_file(candidate.path, head=32)) is None:
-                return Skipped(candidate.path)
+        by_content = not candidate.explicit and not looks_like_image_name(candidate.path)
+        if by_content and sniff(read_file(candidate.path, head=32)) is None:
+            return Skipped(candidate.path)
         data = read_file(candidate.path, opts.max_bytes)
     except MediaError as exc:
         return HashOutcome(candidate.path, error=str(exc))

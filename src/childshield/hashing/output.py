@@ -15,10 +15,21 @@ from rich.text import Text
 from childshield.hashing.result import HashOutcome, records
 from childshield.signals.pdq import Dihedral
 
-BASE_FIELDS = ("path", "size_bytes", "md5", "sha1", "sha256", "pdq", "pdq_quality", "width", "height", "format")
+BASE_FIELDS = (
+    "path",
+    "size_bytes",
+    "md5",
+    "sha1",
+    "sha256",
+    "pdq",
+    "pdq_quality",
+    "width",
+    "height",
+    "format",
+)
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     TABLE = "table"
     JSONL = "jsonl"
     CSV = "csv"
@@ -56,7 +67,9 @@ class CsvWriter:
     def __init__(self, stream: TextIO, *, frames: bool, dihedral: bool) -> None:
         self.stream, self.frames, self.dihedral = stream, frames, dihedral
         self.fields = csv_fields(frames=frames, dihedral=dihedral)
-        self.writer = csv.DictWriter(stream, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
+        self.writer = csv.DictWriter(
+            stream, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n"
+        )
         self.writer.writeheader()
 
     def write(self, outcome: HashOutcome) -> None:
@@ -92,7 +105,9 @@ class TableWriter:
         for row in records(outcome, frames=self.frames, dihedral=self.dihedral):
             path = row["path"] + (f" #{row['frame']}" if "frame" in row else "")
             if "error" in row:
-                self.rows.append((path, _size(row["size_bytes"]), "", "", Text(row["error"], style="red"), ""))
+                self.rows.append(
+                    (path, _size(row["size_bytes"]), "", "", Text(row["error"], style="red"), "")
+                )
                 continue
             pdq = row["pdq"] or "(none: image under 5 px)"
             if row.get("pdq_dihedral"):
@@ -122,7 +137,9 @@ class TableWriter:
         self.console.print(table)
 
 
-def make_writer(fmt: OutputFormat, stream: TextIO, console: Console, *, frames: bool, dihedral: bool) -> Writer:
+def make_writer(
+    fmt: OutputFormat, stream: TextIO, console: Console, *, frames: bool, dihedral: bool
+) -> Writer:
     if fmt is OutputFormat.JSONL:
         return JsonlWriter(stream, frames=frames, dihedral=dihedral)
     if fmt is OutputFormat.CSV:

@@ -13,6 +13,7 @@ Results come back in input order.
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -232,10 +233,8 @@ class SupervisedPool(Generic[T, R]):
 
     def close(self) -> None:
         for worker in list(self._pool):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 worker.conn.send(_STOP)
-            except (OSError, ValueError):
-                pass
         for worker in list(self._pool):
             worker.process.join(timeout=2)
             self._retire(worker, kill=True)

@@ -15,6 +15,7 @@ from childshield.hashing.result import FrameHash, HashResult
 from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, DecodeLimits, decode
 from childshield.media.errors import EmptyFile, FileTooLarge, UnreadableFile
 from childshield.signals.cryptographic import digests
+from childshield.signals.pdq import PdqHash
 from childshield.signals.pdq_picture import hash_picture, max_reduction
 
 DEFAULT_MAX_BYTES = 1 << 30
@@ -67,7 +68,19 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
     )
 
 
-def read_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, *, head: int | None = None) -> bytes:
+def pdq_bytes(data: bytes, options: HashOptions | None = None) -> PdqHash:
+    """Only the PDQ of an image's first picture (no digests): the fast path for PDQ-only work."""
+    options = options or HashOptions()
+    if not data:
+        raise EmptyFile("empty file (0 bytes)")
+    decoded = decode(data, limits=options.limits, choose_factor=None if options.exact else max_reduction)
+    hex_value, quality, _ = hash_picture(decoded.pictures[0])
+    return PdqHash(hex_value or "0" * 64, quality)
+
+
+def read_file(
+    path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, *, head: int | None = None
+) -> bytes:
     """A regular file's bytes (only the first ``head`` bytes when given).
 
     FIFOs, devices and sockets are refused: reading them could hang or never end.
@@ -86,7 +99,9 @@ def read_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, 
         if head is not None:
             return os.read(fd, head)
         if info.st_size > max_bytes:
-            raise FileTooLarge(f"file is {info.st_size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:g} MB")
+            raise FileTooLarge(
+                f"file is {info.st_size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:g} MB"
+            )
         chunks = []
         remaining = max_bytes + 1
         while remaining > 0:

@@ -13,8 +13,23 @@ SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"
 # Extensions that mark a file as an image when walking folders (content sniffing finds the rest).
 IMAGE_EXTENSIONS = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".apng", ".gif", ".webp", ".bmp", ".dib",
-        ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".mpo",
+        ".png",
+        ".apng",
+        ".gif",
+        ".webp",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".hif",
+        ".avif",
     }
 )
 

@@ -122,4 +122,5 @@ def dct16(luma: F32) -> tuple[F32, int]:
 def luma_from_rgb(pixels: npt.NDArray[np.uint8]) -> F32:
     """Float32 luma as the pdqhash binding computes it (in double, then rounded)."""
     r, g, b = pixels[:, :, 0], pixels[:, :, 1], pixels[:, :, 2]
-    return (r * 0.299 + g * 0.587 + b * 0.114).astype(np.float32)
+    luma: F32 = (r * 0.299 + g * 0.587 + b * 0.114).astype(np.float32)
+    return luma

@@ -9,8 +9,8 @@ package: 64 lowercase hex digits, most significant digit first, where bit ``k``
 from __future__ import annotations
 
 import enum
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -87,7 +87,8 @@ def bits_from_dct(block: F32) -> npt.NDArray[np.bool_]:
     """256 bits: each DCT coefficient above the (lower) median of the 256."""
     flat = block.ravel()
     median = np.partition(flat, 127)[127]
-    return flat > median
+    bits: npt.NDArray[np.bool_] = flat > median
+    return bits
 
 
 def hex_from_bits(bits: npt.NDArray[np.bool_]) -> str:
@@ -151,7 +152,7 @@ def hash_luma_dihedral(luma: F32, *, use_native: bool = True) -> tuple[dict[Dihe
     """The 8 dihedral PDQ hashes (hex) of a luma plane, and its quality."""
     rows, cols = luma.shape
     if rows < MIN_DIMENSION or cols < MIN_DIMENSION:
-        return {d: "0" * HEX_LENGTH for d in Dihedral}, 0
+        return dict.fromkeys(Dihedral, "0" * HEX_LENGTH), 0
     block, quality = dct16(luma, use_native=use_native)
     return {d: hex_from_bits(bits_from_dct(b)) for d, b in dihedral_dcts(block).items()}, quality
 

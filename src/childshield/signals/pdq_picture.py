@@ -39,5 +39,7 @@ def hash_picture(
     hex_value = pdq.hex_from_bits(pdq.bits_from_dct(block))
     variants = None
     if dihedral:
-        variants = {d.value: pdq.hex_from_bits(pdq.bits_from_dct(b)) for d, b in pdq.dihedral_dcts(block).items()}
+        variants = {
+            d.value: pdq.hex_from_bits(pdq.bits_from_dct(b)) for d, b in pdq.dihedral_dcts(block).items()
+        }
     return hex_value, quality, variants

@@ -93,7 +93,9 @@ def samples64(plane: F32, full_width: int, full_height: int, factor: int, *, use
     return out
 
 
-def hash_reduced(plane: F32, full_width: int, full_height: int, factor: int, *, use_native: bool = True) -> tuple[F32, int]:
+def hash_reduced(
+    plane: F32, full_width: int, full_height: int, factor: int, *, use_native: bool = True
+) -> tuple[F32, int]:
     """DCT block and quality of the full image, computed from its reduced luma plane."""
     if full_width < pdq.MIN_DIMENSION or full_height < pdq.MIN_DIMENSION:
         raise ValueError("image too small for PDQ")

@@ -9,6 +9,7 @@ same on every machine.
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +19,20 @@ from PIL import Image
 
 U8 = npt.NDArray[np.uint8]
 
-_SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "cat", "immunohistochemistry")
+_SKIMAGE_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "motorcycle_left",
+    "cat",
+    "immunohistochemistry",
+)
 
 
-def fractal_noise(rng: np.random.Generator, height: int, width: int, beta: float = 2.0) -> npt.NDArray[np.float32]:
+def fractal_noise(
+    rng: np.random.Generator, height: int, width: int, beta: float = 2.0
+) -> npt.NDArray[np.float32]:
     """1/f^beta noise in [0, 1]: the power spectrum of natural photos."""
     fy = np.fft.fftfreq(height)[:, None]
     fx = np.fft.rfftfreq(width)[None, :]
@@ -31,7 +42,8 @@ def fractal_noise(rng: np.random.Generator, height: int, width: int, beta: float
     spectrum[0, 0] = 0
     field = np.fft.irfft2(spectrum, s=(height, width))
     lo, hi = np.percentile(field, [0.5, 99.5])
-    return np.clip((field - lo) / (hi - lo + 1e-12), 0, 1).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.clip((field - lo) / (hi - lo + 1e-12), 0, 1).astype(np.float32)
+    return out
 
 
 def generated_photo(seed: int, width: int = 640, height: int = 480) -> U8:
@@ -86,11 +98,10 @@ def large_photo(seed: int, width: int, height: int) -> U8:
     """
     rng = np.random.default_rng(seed)
     photos = bundled_photos()
-    if photos:
-        base = photos[seed % len(photos)][1]
-    else:
-        base = generated_photo(seed, 640, 480)
-    img = np.asarray(Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    base = photos[seed % len(photos)][1] if photos else generated_photo(seed, 640, 480)
+    img = np.asarray(
+        Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32
+    )
     texture = fractal_noise(rng, height, width, beta=1.4) - 0.5
     img += texture[:, :, None] * rng.uniform(25, 45)
     img += rng.normal(0, 3.0, size=(height, width, 1))
@@ -110,6 +121,27 @@ def corpus(count: int, seed: int = 0, width: int = 640, height: int = 480) -> It
         made += 1
 
 
-def write_jpeg(path: Path, pixels: U8, quality: int = 90, **options: object) -> Path:
-    Image.fromarray(pixels).save(path, format="JPEG", quality=quality, **options)
-    return path
+def encode(pixels: U8 | Image.Image, fmt: str, **options: object) -> bytes:
+    """Encode pixels (or a Pillow image) in a format Pillow (or pillow-heif, for HEIF) writes."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    if fmt.upper() in ("HEIF", "HEIC"):
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        fmt = "HEIF"
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def write_examples(folder: Path, count: int = 6, seed: int = 2024) -> list[Path]:
+    """A handful of small benign images in several formats (the README's demo folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    formats = [("JPEG", "jpg", {"quality": 88}), ("PNG", "png", {}), ("WEBP", "webp", {"quality": 85})]
+    written = []
+    for k in range(count):
+        fmt, ext, options = formats[k % len(formats)]
+        path = folder / f"example-{k + 1:02d}.{ext}"
+        path.write_bytes(encode(generated_photo(seed + k, 320, 240), fmt, **options))
+        written.append(path)
+    return written
