@@ -15,6 +15,12 @@ setup(
             ["src/childshield/signals/_pdqcore.c"],
             extra_compile_args=compile_args,
             optional=True,
-        )
+        ),
+        Extension(
+            "childshield.media._jpegdc",
+            ["src/childshield/media/_jpegdc.c"],
+            extra_compile_args=compile_args,
+            optional=True,
+        ),
     ]
 )
