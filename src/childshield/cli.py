@@ -134,6 +134,8 @@ def hash_command(
     show_progress = err.is_terminal if progress is None else progress
 
     candidates = list(discover(paths))
+    if workers is None:  # no more processes than files
+        workers = max(1, min(os.cpu_count() or 1, len(candidates)))
     writer = make_writer(fmt, sys.stdout, out_console, frames=frames, dihedral=dihedral)
     hashed = failed = skipped = 0
     started = time.monotonic()
