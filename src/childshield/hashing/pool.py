@@ -202,17 +202,22 @@ class SupervisedPool(Generic[T, R]):
                 wait(handles, timeout=wait_for)
 
                 for worker in list(busy):
+                    hung_up = False
                     while worker.pending and worker.conn.poll():
                         try:
                             seq, ok, value = worker.conn.recv()
-                        except (EOFError, OSError):
+                        except (EOFError, OSError):  # the worker's end is closed: it died
+                            hung_up = True
                             break
                         worker.pending.remove(seq)
                         done[seq] = (ok, value)
                         worker.started = time.monotonic()
                     if not worker.pending:
                         continue
-                    died = not worker.process.is_alive() and not worker.conn.poll()
+                    # Results it sent before dying were drained above; what is left is lost with it.
+                    died = hung_up or not worker.process.is_alive()
+                    if died:
+                        worker.process.join(timeout=5)  # so its exit code (signal) is known
                     overran = self.timeout is not None and time.monotonic() - worker.started > self.timeout
                     if died or overran:
                         current = worker.pending.popleft()
