@@ -116,7 +116,9 @@ def hash_command(
     Exit status: 0 when every file was hashed, 1 when some could not be (the rest are still hashed and
     printed, failures carry an "error"), 2 on bad usage.
     """
-    max_bytes_value = _size_option(max_bytes, "--max-bytes") or DEFAULT_MAX_BYTES
+    max_bytes_value = _size_option(max_bytes, "--max-bytes")
+    if not max_bytes_value:
+        raise typer.BadParameter("must be a positive size", param_hint="--max-bytes")
     memory = _size_option(memory_limit, "--memory-limit") or None
     options = HashOptions(
         dihedral=dihedral,
@@ -126,6 +128,11 @@ def hash_command(
         max_frames=max_frames,
         max_bytes=max_bytes_value,
     )
+    # File names that are not valid in the locale's encoding are written back as the bytes they are.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="surrogateescape")
     err = Console(stderr=True)
     out_console = Console()
     if not out_console.is_terminal:

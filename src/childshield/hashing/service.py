@@ -90,6 +90,8 @@ def read_file(
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise UnreadableFile(_os_message(exc)) from None
+    except ValueError:  # e.g. an embedded NUL byte: no such file can exist
+        raise UnreadableFile("invalid path") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):

@@ -10,6 +10,8 @@ it.  Pixels are hashed as stored: EXIF orientation is not applied.
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,12 +75,15 @@ class DecodedImage:
     pictures: tuple[Picture, ...]
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
     formats = register_decoders()
     try:
         return Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(str(exc)) from None
+        # Pillow's own guard fired first (far over our limit too): report it against ours.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.1f} MP" if found else "too many pixels"
+        raise ImageTooLarge(f"image has {size}, over the limit of {limits.max_pixels / 1e6:g} MP") from None
     except UnidentifiedImageError:
         looks_like = sniff(data[:32])
         if looks_like is not None:
@@ -93,6 +98,43 @@ def _open(data: bytes) -> Image.Image:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _gif_frame_extents(data: bytes) -> list[tuple[int, int]]:
+    """(right, bottom) edge of every GIF frame, read from the image descriptors without decoding."""
+    out: list[tuple[int, int]] = []
+    if len(data) < 13:
+        return out
+    pos = 13
+    flags = data[10]
+    if flags & 0x80:  # global colour table
+        pos += 3 << ((flags & 7) + 1)
+    n = len(data)
+
+    def skip_blocks(i: int) -> int:
+        while i < n:
+            size = data[i]
+            i += 1 + size
+            if size == 0:
+                break
+        return i
+
+    while pos < n:
+        kind = data[pos]
+        if kind == 0x3B:  # trailer
+            break
+        if kind == 0x21:  # extension: label, then data sub-blocks
+            pos = skip_blocks(pos + 2)
+        elif kind == 0x2C and pos + 10 <= n:
+            left, top, w, h, f = struct.unpack_from("<HHHHB", data, pos + 1)
+            out.append((left + w, top + h))
+            pos += 10
+            if f & 0x80:  # local colour table
+                pos += 3 << ((f & 7) + 1)
+            pos = skip_blocks(pos + 1)  # LZW minimum code size, then the data
+        else:
+            break
+    return out
 
 
 def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
@@ -225,7 +267,7 @@ def decode(
         Image.MAX_IMAGE_PIXELS = limits.max_pixels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        image = _open(data)
+        image = _open(data, limits)
         try:
             fmt = str(image.format)
             width, height = image.size
@@ -234,8 +276,11 @@ def decode(
             try:
                 count = int(getattr(image, "n_frames", 1)) if frames else 1
                 pictures: list[Picture] = []
+                extents = _gif_frame_extents(data) if fmt == "GIF" and count > 1 else []
                 for index in range(min(count, limits.max_frames)):
                     if index:
+                        if index < len(extents):  # Pillow allocates a GIF frame's canvas while seeking
+                            _check_size(max(width, extents[index][0]), max(height, extents[index][1]), limits)
                         image.seek(index)
                         _check_size(*image.size, limits)
                     pictures.append(_picture(image, fmt, index, choose_factor, data))

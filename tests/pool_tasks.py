@@ -1,0 +1,46 @@
+"""Task functions for the supervised pool tests.
+
+They live in their own module (not in a test module) so that forkserver
+workers can import them by name without importing pytest and the test module.
+Each item is ``(kind, value)``; the kind says how the worker misbehaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+HOG_BYTES = 1 << 30  # far beyond the memory limits the tests set
+
+
+def task(item: tuple[str, object]) -> object:
+    kind, value = item
+    if kind == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)  # what a decoder bug in native code does
+    elif kind == "abort":
+        os.abort()
+    elif kind == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+    elif kind == "exit":
+        os._exit(int(value))  # type: ignore[call-overload]
+    elif kind == "hang":
+        Path(str(value)).write_text(str(os.getpid()))
+        time.sleep(300)
+    elif kind == "hog":
+        return len(bytearray(HOG_BYTES))
+    elif kind == "raise":
+        raise ValueError(f"bad item {value}")
+    elif kind == "pid":
+        return (value, os.getpid())
+    return value * 2  # type: ignore[operator]
+
+
+def vm_size(_: object) -> int:
+    """The worker's address-space size in bytes (what an RLIMIT_AS limit is compared with)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
