@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from childshield import __version__
-from childshield.hashing.batch import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, Skipped, hash_many
+from childshield.hashing.batch import DEFAULT_TIMEOUT, Skipped, hash_many
 from childshield.hashing.discover import discover
 from childshield.hashing.output import OutputFormat, make_writer
 from childshield.hashing.result import HashOutcome
-from childshield.hashing.service import DEFAULT_MAX_BYTES, HashOptions
+from childshield.hashing.service import HashOptions
 from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
@@ -97,16 +97,14 @@ def hash_command(
     max_frames: Annotated[int, typer.Option(min=1, help="With --frames, hash at most this many frames.")] = (
         DEFAULT_MAX_FRAMES
     ),
-    max_bytes: Annotated[str, typer.Option(help="Refuse files larger than this (e.g. 512M).")] = str(
-        DEFAULT_MAX_BYTES
-    ),
+    max_bytes: Annotated[str, typer.Option(help="Refuse files larger than this (e.g. 512M).")] = "1GiB",
     timeout: Annotated[
         float,
         typer.Option(min=0, help="Seconds one file may take before its worker is stopped (0: no limit)."),
     ] = DEFAULT_TIMEOUT,
     memory_limit: Annotated[
         str, typer.Option(help="Address-space cap per worker (e.g. 4GiB; 0: none).")
-    ] = str(DEFAULT_MEMORY_LIMIT),
+    ] = "4GiB",
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar. Default: on a terminal.")
     ] = None,
