@@ -26,7 +26,7 @@
 #define LUT_BITS 10
 #define LUT_SIZE (1 << LUT_BITS)
 /* Pair table: up to two AC symbols per lookup of the next PAIR_BITS bits. */
-#define PAIR_BITS 12
+#define PAIR_BITS 13
 #define PAIR_SIZE (1 << PAIR_BITS)
 #define P_VALID (1u << 25)
 #define P_HAS2 (1u << 24)
