@@ -59,7 +59,7 @@ def _size_option(value: str | None, name: str) -> int | None:
         size = _parse_size(value)
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a size (e.g. 512M, 4GiB, 0 for none)", param_hint=name
+            f"{value!r} is not a size (e.g. 512M or 4GiB)", param_hint=name
         ) from None
     if size < 0:
         raise typer.BadParameter("must not be negative", param_hint=name)
@@ -141,7 +141,6 @@ def hash_command(
     candidates = list(discover(paths))
     if workers is None:  # no more processes than files
         workers = max(1, min(os.cpu_count() or 1, len(candidates)))
-    writer = make_writer(fmt, sys.stdout, out_console, frames=frames, dihedral=dihedral)
     hashed = failed = skipped = 0
     started = time.monotonic()
     with Progress(
@@ -154,6 +153,8 @@ def hash_command(
         disable=not show_progress,
         transient=True,
     ) as bar:
+        # Made inside the progress display: on a terminal, rich then prints our lines above the bar.
+        writer = make_writer(fmt, sys.stdout, out_console, frames=frames, dihedral=dihedral)
         task = bar.add_task("hash", total=len(candidates), rate="")
         timeout_value = timeout or None
         for outcome in hash_many(
