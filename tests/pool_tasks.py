@@ -44,3 +44,19 @@ def vm_size(_: object) -> int:
             if line.startswith("VmSize:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def die_after_returning(x: int) -> int:
+    """Returns, then the worker dies a moment later while idle (a delayed crash)."""
+    if x == 2:
+        import threading
+
+        threading.Timer(0.1, os._exit, (7,)).start()
+    return x * 10
+
+
+def slow_source(n: int) -> object:
+    for i in range(n):
+        if i == 3:
+            time.sleep(0.5)  # the pool waits for input while the worker dies
+        yield i

@@ -138,3 +138,68 @@ def test_fuzz_differential(seed: bytes, edits: list[tuple[float, int, str]]) -> 
     except Exception:
         pytest.fail("decoded a file that libjpeg rejects")
     assert np.array_equal(got, want)
+
+
+def _crafted() -> list[tuple[str, bytes]]:
+    import struct
+
+    from jpeg_writer import make, seg
+
+    dqt2 = seg(0xDB, bytes([0, 50] + [1] * 63))
+    return [
+        ("plain gray", make(64, 48)),
+        ("ycc 2x2", make(100, 70, comps=((1, 2, 2, 0), (2, 1, 1, 0), (3, 1, 1, 0)))),
+        ("restart in order", make(64, 48, ri=3)),
+        ("restart markers all RST0", make(64, 48, ri=3, rstnum=lambda n: 0)),
+        ("restart markers shifted", make(64, 48, ri=3, rstnum=lambda n: (n + 3) % 8)),
+        ("16-bit DC step 40000", make(64, 48, q=(40000,), q16=True)),
+        ("16-bit DC step 32768", make(64, 48, q=(32768,), q16=True, dcfun=lambda c, x, y: -1)),
+        ("16 luma blocks per MCU", make(64, 64, comps=((1, 4, 4, 0), (2, 1, 1, 0), (3, 1, 1, 0)))),
+        ("12 blocks per MCU", make(64, 64, comps=((1, 2, 2, 0), (2, 2, 2, 0), (3, 2, 2, 0)))),
+        ("SOF longer than its fields", make(64, 48, sof_extra=b"\0\0\0")),
+        ("SOS longer than its fields", make(64, 48, sos_extra=b"\0")),
+        ("DRI longer than its fields", make(64, 48, ri=3, dri_extra=b"\0\0")),
+        ("FF 00 junk before a DQT", make(64, 48, mid=b"\xff\x00" + struct.pack(">H", len(dqt2) + 2) + dqt2)),
+        (
+            "all-ones Huffman code",
+            make(64, 48, dc_bits=[0, 4] + [0] * 14, dc_vals=[0, 1, 2, 3], dcfun=lambda c, x, y: (x + y) % 3),
+        ),
+        (
+            "duplicate component ids",
+            make(
+                64,
+                48,
+                comps=((1, 1, 1, 0), (1, 1, 1, 0), (3, 1, 1, 0)),
+                dcfun=lambda c, x, y: [10, -50, 0][c],
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("name", "data"), _crafted(), ids=[n for n, _ in _crafted()])
+def test_crafted_edge_cases_match_libjpeg_or_are_refused(name: str, data: bytes) -> None:
+    """Cases a code review found (restart numbering, FF 00 junk, duplicate ids, MCU size, lengths...)."""
+    try:
+        got = ours(data)
+    except ValueError:
+        return
+    try:
+        want = libjpeg_eighth(data)
+    except Exception:
+        pytest.fail(f"{name}: accepted a file that libjpeg rejects")
+    assert np.array_equal(got, want), name
+
+
+def test_data_that_runs_out_is_refused_without_decoding_padding() -> None:
+    """98 MP declared, 4 bytes of data: refused at the first block that reads past the data."""
+    import struct
+
+    from jpeg_writer import seg
+
+    data = bytearray(b"\xff\xd8") + seg(0xDB, bytes([0, 1] + [1] * 63))
+    data += seg(0xC0, bytes([8]) + struct.pack(">HH", 1500, 65535) + bytes([1, 1, 0x11, 0]))
+    data += seg(0xC4, bytes([0x00] + [0] * 15 + [1, 11]))  # DC: one 16-bit code, category 11
+    data += seg(0xC4, bytes([0x10] + [0] * 15 + [1, 0x0F]))  # AC: one 16-bit code, size 15
+    data += seg(0xDA, bytes([1, 1, 0x00, 0, 63, 0])) + b"\x00" * 4 + b"\xff\xd9"
+    with pytest.raises(ValueError, match="truncated"):
+        jpegdc.dc_luma(bytes(data))

@@ -204,3 +204,12 @@ def test_hash_many_survives_an_out_of_memory_decode(tmp_path: Path, memory_limit
     assert outcomes[0].result is not None and outcomes[0].result.pdq is not None
     assert not outcomes[1].ok
     assert "memory" in str(outcomes[1].error)
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_without_blame() -> None:
+    from pool_tasks import die_after_returning, slow_source
+
+    pool = SupervisedPool(die_after_returning, workers=1, batch_size=1, timeout=30.0)
+    results = list(pool.map(slow_source(6)))
+    assert results == [(i, True, i * 10) for i in range(6)]
+    assert pool.restarts == 1

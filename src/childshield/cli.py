@@ -58,9 +58,7 @@ def _size_option(value: str | None, name: str) -> int | None:
     try:
         size = _parse_size(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a size (e.g. 512M or 4GiB)", param_hint=name
-        ) from None
+        raise typer.BadParameter(f"{value!r} is not a size (e.g. 512M or 4GiB)", param_hint=name) from None
     if size < 0:
         raise typer.BadParameter("must not be negative", param_hint=name)
     return size

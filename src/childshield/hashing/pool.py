@@ -145,6 +145,21 @@ class SupervisedPool(Generic[T, R]):
         worker.conn.close()
         self._pool.remove(worker)
 
+    def _replace(self, worker: _Worker) -> None:
+        self._retire(worker, kill=True)
+        self._pool.append(self._spawn())
+        self.restarts += 1
+
+    @staticmethod
+    def _drain(worker: _Worker) -> list[tuple[int, bool, Any]]:
+        replies = []
+        try:
+            while worker.conn.poll():
+                replies.append(worker.conn.recv())
+        except (EOFError, OSError):
+            pass
+        return replies
+
     def map(self, items: Iterable[T]) -> Iterator[tuple[T, bool, R | str]]:
         source = iter(items)
         exhausted = False
@@ -158,9 +173,12 @@ class SupervisedPool(Generic[T, R]):
         self._pool = [self._spawn() for _ in range(self.workers)]
         try:
             while True:
-                # Dispatch to idle workers.
-                for worker in self._pool:
+                # Dispatch to idle workers (replacing any that died between items, blaming nothing).
+                for worker in list(self._pool):
                     if worker.pending:
+                        continue
+                    if not worker.process.is_alive():
+                        self._replace(worker)
                         continue
                     batch: list[tuple[int, T]] = []
                     while len(batch) < self.batch_size:
@@ -178,9 +196,14 @@ class SupervisedPool(Generic[T, R]):
                         batch.append((next_seq, item))
                         next_seq += 1
                     if batch:
+                        try:
+                            worker.conn.send(batch)
+                        except OSError:  # it died just now: the batch goes back, untouched
+                            queue.extendleft(reversed(batch))
+                            self._replace(worker)
+                            continue
                         worker.pending.extend(seq for seq, _ in batch)
                         worker.started = time.monotonic()
-                        worker.conn.send(batch)
 
                 # Yield what is ready, in order.
                 while next_out in done:
@@ -214,10 +237,17 @@ class SupervisedPool(Generic[T, R]):
                         worker.started = time.monotonic()
                     if not worker.pending:
                         continue
-                    # Results it sent before dying were drained above; what is left is lost with it.
                     died = hung_up or not worker.process.is_alive()
                     if died:
                         worker.process.join(timeout=5)  # so its exit code (signal) is known
+                        # Results it sent just before dying are still in the pipe: take them first,
+                        # so the crash is blamed on the item it was really working on.
+                        for seq, ok, value in self._drain(worker):
+                            worker.pending.remove(seq)
+                            done[seq] = (ok, value)
+                        if not worker.pending:
+                            self._replace(worker)
+                            continue
                     overran = self.timeout is not None and time.monotonic() - worker.started > self.timeout
                     if died or overran:
                         current = worker.pending.popleft()
@@ -230,9 +260,7 @@ class SupervisedPool(Generic[T, R]):
                         for seq in reversed(worker.pending):
                             queue.appendleft((seq, inputs[seq]))
                         worker.pending.clear()
-                        self._retire(worker, kill=True)
-                        self._pool.append(self._spawn())
-                        self.restarts += 1
+                        self._replace(worker)
         finally:
             self.close()
 

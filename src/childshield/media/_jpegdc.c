@@ -199,7 +199,7 @@ static int build_huff(huff_t *h, const uint8_t counts[16], const uint8_t *vals, 
             h->maxcode[l] = code - 1;
             h->valptr[l] -= code - n; /* valptr + code gives the index */
         }
-        if (code > (1 << l)) return -1; /* over-subscribed table */
+        if (code >= (1 << l)) return -1; /* over-subscribed, or an all-ones code: libjpeg refuses both */
         code <<= 1;
     }
     h->maxcode[17] = 0x7FFFFFFF;
@@ -331,7 +331,8 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
         while (p < end && *p == 0xFF) p++;
         if (p >= end) { why = "no scan"; goto out; }
         int marker = *p++;
-        if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) continue;
+        /* FF 00 between segments is junk to libjpeg, not a marker with a length. */
+        if (marker == 0x00 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) continue;
         if (marker == 0xD9) { why = "no scan"; goto out; }
         if (end - p < 2) { why = "truncated header"; goto out; }
         int len = read_u16(p);
@@ -346,7 +347,7 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
             height = read_u16(seg + 1);
             width = read_u16(seg + 3);
             ncomp = seg[5];
-            if (height == 0 || width == 0 || (ncomp != 1 && ncomp != 3) || seglen < 6 + 3 * ncomp) {
+            if (height == 0 || width == 0 || (ncomp != 1 && ncomp != 3) || seglen != 6 + 3 * ncomp) {
                 why = "unsupported frame";
                 goto out;
             }
@@ -361,6 +362,8 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
                     why = "bad sampling";
                     goto out;
                 }
+                for (int j = 0; j < i; j++)
+                    if (comps[j].id == comps[i].id) { why = "duplicate component id"; goto out; }
                 if (comps[i].h > hmax) hmax = comps[i].h;
                 if (comps[i].v > vmax) vmax = comps[i].v;
             }
@@ -402,7 +405,7 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
             break;
         }
         case 0xDD:
-            if (seglen < 2) { why = "bad DRI"; goto out; }
+            if (seglen != 2) { why = "bad DRI"; goto out; }
             restart = read_u16(seg);
             break;
         case 0xEE: /* Adobe: transform 0 on 3 components means RGB, not YCbCr */
@@ -413,7 +416,7 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
             if (adobe_rgb && ncomp == 3) { why = "RGB JPEG"; goto out; }
             if (seglen < 1) { why = "bad SOS"; goto out; }
             int ns = seg[0];
-            if (ns < 1 || ns > ncomp || seglen < 4 + 2 * ns) { why = "bad SOS"; goto out; }
+            if (ns < 1 || ns > ncomp || seglen != 4 + 2 * ns) { why = "bad SOS"; goto out; }
             int order[4];
             for (int i = 0; i < ns; i++) {
                 int cs = seg[1 + 2 * i], t = seg[2 + 2 * i];
@@ -434,6 +437,11 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
             const uint8_t *tail = seg + 1 + 2 * ns;
             if (tail[0] != 0 || tail[1] != 63 || tail[2] != 0) { why = "not baseline"; goto out; }
             if (!comps[0].in_scan) { why = "luma not in first scan"; goto out; }
+            if (ns > 1) { /* libjpeg's limit on blocks in one MCU */
+                int blocks = 0;
+                for (int i = 0; i < ns; i++) blocks += comps[order[i]].h * comps[order[i]].v;
+                if (blocks > 10) { why = "too many blocks per MCU"; goto out; }
+            }
             for (int c = 0; c < ncomp; c++) /* libjpeg refuses a frame with any table missing */
                 if (qt[comps[c].tq] < 0) { why = "missing quantisation table"; goto out; }
             for (int i = 0; i < ns; i++) { /* ... and DC tables with symbols above 15 */
@@ -461,6 +469,7 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
             reader_t r = {p, end, 0, 0, 0, 0};
             int pred[4] = {0, 0, 0, 0};
             long mcus_left = restart;
+            int next_rst = 0;
             const long nmcu = (long)mcux * mcuy;
             for (long m = 0; m < nmcu; m++) {
                 if (restart && mcus_left == 0) {
@@ -470,7 +479,7 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
                     r.bits = 0;
                     r.pad_bits = 0;
                     while (r.p + 1 < r.end && r.p[0] == 0xFF && r.p[1] == 0xFF) r.p++; /* fill bytes */
-                    if (r.p + 1 >= r.end || r.p[0] != 0xFF || r.p[1] < 0xD0 || r.p[1] > 0xD7) {
+                    if (r.p + 1 >= r.end || r.p[0] != 0xFF || r.p[1] != 0xD0 + next_rst) {
                         why = "missing restart marker";
                         goto out;
                     }
@@ -478,6 +487,7 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
                     r.at_marker = 0;
                     memset(pred, 0, sizeof(pred));
                     mcus_left = restart;
+                    next_rst = (next_rst + 1) & 7; /* out-of-sequence markers make libjpeg resync */
                 }
                 if (restart) mcus_left--;
                 const long mx = m % mcux, my = m / mcux;
@@ -506,6 +516,8 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
                         }
                     }
                 }
+                /* Data ran out (zeros are being fed): stop now rather than decode padding. */
+                if (overran(&r)) { why = "truncated data"; goto out; }
             }
             if (!segment_ends_cleanly(&r)) { why = "truncated or damaged data"; goto out; }
             { /* Pillow reports a file without its end-of-image marker as truncated: do the same. */

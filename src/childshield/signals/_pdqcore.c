@@ -17,6 +17,8 @@
 #include <string.h>
 
 #define PDQ_MIN_DIM 5
+/* Sides beyond this are refused before any size arithmetic, so products cannot overflow. */
+#define PDQ_MAX_SIDE (1 << 20)
 #define PDQ_PI 3.14159265358979323846
 
 static float dct_matrix[16][64];
@@ -195,9 +197,9 @@ static PyObject *py_dct16(PyObject *self, PyObject *args) {
     Py_buffer view;
     int rows, cols;
     if (!PyArg_ParseTuple(args, "y*ii", &view, &rows, &cols)) return NULL;
-    if (rows < PDQ_MIN_DIM || cols < PDQ_MIN_DIM) {
+    if (rows < PDQ_MIN_DIM || cols < PDQ_MIN_DIM || rows > PDQ_MAX_SIDE || cols > PDQ_MAX_SIDE) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "image too small for PDQ");
+        PyErr_SetString(PyExc_ValueError, "image size out of range for PDQ");
         return NULL;
     }
     if (view.len != (Py_ssize_t)rows * cols * (Py_ssize_t)sizeof(float)) {
@@ -233,7 +235,7 @@ static PyObject *py_luma_from_rgb(PyObject *self, PyObject *args) {
     Py_buffer view;
     int rows, cols, channels;
     if (!PyArg_ParseTuple(args, "y*iii", &view, &rows, &cols, &channels)) return NULL;
-    if (channels < 3 || rows < 0 || cols < 0 ||
+    if (channels < 3 || channels > 16 || rows < 0 || cols < 0 || rows > PDQ_MAX_SIDE || cols > PDQ_MAX_SIDE ||
         view.len != (Py_ssize_t)rows * cols * channels) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "buffer size does not match rows*cols*channels uint8");
@@ -268,7 +270,7 @@ static PyObject *py_block64(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*iiy*y*", &pv, &rows, &cols, &kv, &cv)) return NULL;
     PyObject *result = NULL;
     float *t = NULL;
-    if (rows < 1 || cols < 1 ||
+    if (rows < 1 || cols < 1 || rows > PDQ_MAX_SIDE || cols > PDQ_MAX_SIDE ||
         pv.len != (Py_ssize_t)rows * cols * (Py_ssize_t)sizeof(float) ||
         kv.len != (Py_ssize_t)64 * rows * (Py_ssize_t)sizeof(float) ||
         cv.len != (Py_ssize_t)64 * cols * (Py_ssize_t)sizeof(float)) {
