@@ -10,6 +10,8 @@ from PIL import Image
 
 from childshield.testing.corpus import encode, generated_photo, large_photo
 
+pytest_plugins = ["db_fixtures"]  # the `db` fixture: SQLite and PostgreSQL
+
 
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:

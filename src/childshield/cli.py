@@ -182,6 +182,15 @@ def hash_command(
     raise typer.Exit(1 if failed else 0)
 
 
+def _register_subcommands() -> None:
+    from childshield.cli_bank import bank_app
+
+    app.add_typer(bank_app, name="bank")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     # Keep numeric libraries to one thread: parallelism comes from the worker processes.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

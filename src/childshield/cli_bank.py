@@ -1,0 +1,205 @@
+"""`childshield bank ...`: thin commands over childshield.banks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from childshield.banks import (
+    BankError,
+    BankInfo,
+    create_bank,
+    delete_bank,
+    get_bank,
+    list_banks,
+    rename_bank,
+    update_bank,
+)
+from childshield.hashing.output import OutputFormat
+from childshield.store.db import ENV_VAR, Database, open_database
+from childshield.store.models import BankKind
+
+bank_app = typer.Typer(
+    help="Banks of known hashes: create, list, show, configure, rename, delete.", no_args_is_help=True
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar=ENV_VAR, help="Database URL. Default: SQLite in the user's data folder."),
+]
+
+
+@contextmanager
+def _database(url: str | None) -> Iterator[Database]:
+    try:
+        db = open_database(url)
+    except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
+        Console(stderr=True).print(
+            f"[red]cannot open the database:[/] {type(exc).__name__}: {str(exc)[:300]}"
+        )
+        raise typer.Exit(1) from None
+    try:
+        yield db
+    except BankError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        db.close()
+
+
+def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
+    fmt = fmt or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
+    if fmt is OutputFormat.JSONL:
+        for bank in banks:
+            sys.stdout.write(json.dumps(bank.as_dict()) + "\n")
+        return
+    if fmt is OutputFormat.CSV:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["name", "kind", "enabled", "pdq_threshold", "active", "disputed", "disabled"])
+        for b in banks:
+            e = b.entries
+            writer.writerow(
+                [
+                    b.name,
+                    b.kind.value,
+                    b.enabled,
+                    b.thresholds.get("pdq"),
+                    e["active"],
+                    e["disputed"],
+                    e["disabled"],
+                ]
+            )
+        return
+    table = Table(header_style="bold")
+    for column in (
+        "name",
+        "kind",
+        "enabled",
+        "pdq threshold",
+        "active",
+        "disputed",
+        "disabled",
+        "description",
+    ):
+        table.add_column(column, justify="right" if column in ("active", "disputed", "disabled") else "left")
+    for b in banks:
+        e = b.entries
+        table.add_row(
+            b.name,
+            b.kind.value,
+            "yes" if b.enabled else "no",
+            str(b.thresholds.get("pdq", "")),
+            str(e["active"]),
+            str(e["disputed"]),
+            str(e["disabled"]),
+            b.description,
+        )
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
+
+
+FormatOption = Annotated[OutputFormat | None, typer.Option("--format", "-f", help="table, jsonl or csv.")]
+
+
+@bank_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Bank name: letters, digits, '_', '.', '-'.")],
+    negative: Annotated[
+        bool, typer.Option("--negative", help="An allow-list: its matches suppress matches in other banks.")
+    ] = False,
+    pdq_threshold: Annotated[int | None, typer.Option(help="PDQ match distance (default 31).")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it switched off.")] = False,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    db: DbOption = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Create a bank."""
+    thresholds = {"pdq": pdq_threshold} if pdq_threshold is not None else None
+    with _database(db) as database:
+        bank = create_bank(
+            database,
+            name,
+            kind=BankKind.NEGATIVE if negative else BankKind.NORMAL,
+            enabled=not disabled,
+            thresholds=thresholds,
+            description=description,
+        )
+    _print([bank], output_format)
+
+
+@bank_app.command("list")
+def list_command(db: DbOption = None, output_format: FormatOption = None) -> None:
+    """List banks with their settings and entry counts."""
+    with _database(db) as database:
+        banks = list_banks(database)
+    _print(banks, output_format)
+
+
+@bank_app.command("show")
+def show(name: str, db: DbOption = None, output_format: FormatOption = None) -> None:
+    """Show one bank."""
+    with _database(db) as database:
+        bank = get_bank(database, name)
+    _print([bank], output_format)
+
+
+@bank_app.command("set")
+def set_command(
+    name: str,
+    enable: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Switch matching on or off.")
+    ] = None,
+    negative: Annotated[
+        bool | None, typer.Option("--negative/--normal", help="Make it an allow-list or not.")
+    ] = None,
+    pdq_threshold: Annotated[int | None, typer.Option(help="PDQ match distance.")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    db: DbOption = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Change a bank's settings."""
+    kind = None if negative is None else (BankKind.NEGATIVE if negative else BankKind.NORMAL)
+    thresholds = {"pdq": pdq_threshold} if pdq_threshold is not None else None
+    with _database(db) as database:
+        bank = update_bank(
+            database, name, enabled=enable, kind=kind, thresholds=thresholds, description=description
+        )
+    _print([bank], output_format)
+
+
+@bank_app.command("rename")
+def rename(old: str, new: str, db: DbOption = None, output_format: FormatOption = None) -> None:
+    """Rename a bank (its entries and settings stay)."""
+    with _database(db) as database:
+        bank = rename_bank(database, old, new)
+    _print([bank], output_format)
+
+
+@bank_app.command("delete")
+def delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete a bank and all its entries."""
+    with _database(db) as database:
+        info = get_bank(database, name)
+        total = sum(info.entries.values())
+        if not yes:
+            if not sys.stdin.isatty():
+                Console(stderr=True).print(
+                    "[red]error:[/] refusing to delete without --yes when not interactive"
+                )
+                raise typer.Exit(2)
+            typer.confirm(f"Delete bank {name!r} and its {total} entries?", abort=True)
+        removed = delete_bank(database, name)
+    Console(stderr=True).print(f"deleted bank {name!r} and {removed} entries", highlight=False)

@@ -1,0 +1,92 @@
+"""Tables: banks of known hashes and their entries (signals with provenance, never media)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class BankKind(enum.StrEnum):
+    NORMAL = "normal"
+    NEGATIVE = "negative"
+    """An allow-list: its matches suppress matches in other banks (known false positives)."""
+
+
+class EntryState(enum.StrEnum):
+    ACTIVE = "active"
+    DISPUTED = "disputed"
+    DISABLED = "disabled"
+
+
+class SignalType(enum.StrEnum):
+    PDQ = "pdq"
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+
+
+DEFAULT_THRESHOLDS: dict[str, int] = {"pdq": 31}
+
+
+class Bank(Base):
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[BankKind] = mapped_column(
+        Enum(BankKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=BankKind.NORMAL,
+    )
+    enabled: Mapped[bool] = mapped_column(default=True)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=lambda: dict(DEFAULT_THRESHOLDS))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    entries: Mapped[list[Entry]] = relationship(
+        back_populates="bank", cascade="all, delete-orphan", lazy="raise"
+    )
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        # Re-running an import never duplicates: one row per signal per bank.
+        UniqueConstraint("bank_id", "signal_type", "signal", name="uq_entry_signal"),
+        Index("ix_entries_signal", "signal_type", "signal"),
+        Index("ix_entries_bank_state", "bank_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    signal_type: Mapped[SignalType] = mapped_column(
+        Enum(SignalType, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    signal: Mapped[str] = mapped_column(String(128))
+    quality: Mapped[int | None] = mapped_column(default=None)
+    source: Mapped[str] = mapped_column(String(32), default="import")
+    source_name: Mapped[str] = mapped_column(Text, default="")
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    labels: Mapped[list[str]] = mapped_column(default=list)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added_by: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[EntryState] = mapped_column(
+        Enum(EntryState, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=EntryState.ACTIVE,
+    )
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    state_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    bank: Mapped[Bank] = relationship(back_populates="entries")
