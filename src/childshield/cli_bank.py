@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,9 +24,11 @@ from childshield.banks import (
     rename_bank,
     update_bank,
 )
+from childshield.banks.entries import ImportReport, add_outcomes, export_rows, import_rows, set_entry_state
+from childshield.banks.formats import ListFormat, detect_format, parse, write
 from childshield.hashing.output import OutputFormat
 from childshield.store.db import ENV_VAR, Database, open_database
-from childshield.store.models import BankKind
+from childshield.store.models import BankKind, EntryState
 
 bank_app = typer.Typer(
     help="Banks of known hashes: create, list, show, configure, rename, delete.", no_args_is_help=True
@@ -203,3 +207,121 @@ def delete(
             typer.confirm(f"Delete bank {name!r} and its {total} entries?", abort=True)
         removed = delete_bank(database, name)
     Console(stderr=True).print(f"deleted bank {name!r} and {removed} entries", highlight=False)
+
+
+def _report(report: ImportReport, what: str) -> None:
+    err = Console(stderr=True)
+    for problem in report.skipped[:20]:
+        where = f"line {problem.line}: " if problem.line else ""
+        err.print(f"[yellow]skipped[/] {where}{problem.message}", highlight=False)
+    if len(report.skipped) > 20:
+        err.print(f"[yellow]... and {len(report.skipped) - 20} more skipped[/]")
+    err.print(
+        f"{what}: {report.added} added, {report.already_present} already present,"
+        f" {len(report.skipped)} skipped",
+        highlight=False,
+    )
+
+
+@bank_app.command("add")
+def add(
+    bank: str,
+    paths: Annotated[list[str], typer.Argument(help="Image files and folders to hash into the bank.")],
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Label for every entry (repeatable).")
+    ] = None,
+    frames: Annotated[
+        bool, typer.Option("--frames", help="Add the PDQ of every frame of animations.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Hash media and store its signals (PDQ, MD5, SHA-1, SHA-256) in a bank; the media is not stored."""
+    from childshield.hashing.batch import Skipped, hash_many
+    from childshield.hashing.discover import discover
+    from childshield.hashing.result import HashOutcome
+    from childshield.hashing.service import HashOptions
+
+    with _database(db) as database:
+        get_bank(database, bank)  # fail before hashing anything
+        candidates = list(discover(paths))
+        outcomes = [
+            o
+            for o in hash_many(candidates, HashOptions(frames=frames), workers=workers)
+            if not isinstance(o, Skipped)
+        ]
+        assert all(isinstance(o, HashOutcome) for o in outcomes)
+        report = add_outcomes(database, bank, outcomes, labels=label or [])
+    _report(report, f"bank {bank!r}")
+    if report.skipped:
+        raise typer.Exit(1)
+
+
+@bank_app.command("import")
+def import_command(
+    bank: str,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="Hash list: CSV (signal_type,signal[,external_id,labels]) or JSONL; - for stdin."
+        ),
+    ],
+    list_format: Annotated[
+        ListFormat | None, typer.Option("--format", "-f", help="Default: from the file name (CSV).")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse the whole file if any row is malformed.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Import a hash list: atomic, and re-runnable without duplicating entries."""
+    fmt = list_format or detect_format(file)
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        parsed = parse(io.StringIO(data.decode("utf-8-sig")), fmt)
+    except (OSError, UnicodeDecodeError) as exc:
+        Console(stderr=True).print(f"[red]error:[/] cannot read {file}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    with _database(db) as database:
+        report = import_rows(
+            database, bank, parsed, source_name=Path(file).name if file != "-" else "stdin", strict=strict
+        )
+    _report(report, f"bank {bank!r}")
+    if report.skipped:
+        raise typer.Exit(1)
+
+
+@bank_app.command("export")
+def export_command(
+    bank: str,
+    list_format: Annotated[ListFormat, typer.Option("--format", "-f", help="csv or jsonl.")] = ListFormat.CSV,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    all_states: Annotated[bool, typer.Option("--all", help="Include disputed and disabled entries.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Export a bank's entries as a hash list (active ones by default)."""
+    states = tuple(EntryState) if all_states else (EntryState.ACTIVE,)
+    with _database(db) as database:
+        rows = export_rows(database, bank, states=states)
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as stream:
+            count = write(rows, stream, list_format)
+    else:
+        count = write(rows, sys.stdout, list_format)
+    Console(stderr=True).print(f"exported {count} entries from bank {bank!r}", highlight=False)
+
+
+@bank_app.command("entry")
+def entry_command(
+    bank: str,
+    entry_id: Annotated[int, typer.Argument(help="Entry id (see export --format jsonl).")],
+    state: Annotated[EntryState, typer.Argument(help="active, disputed or disabled.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required to dispute or disable).")] = "",
+    db: DbOption = None,
+) -> None:
+    """Change an entry's state: disabled entries stop matching at once."""
+    with _database(db) as database:
+        set_entry_state(database, bank, entry_id, state, reason)
+    Console(stderr=True).print(f"entry {entry_id} of bank {bank!r} is now {state.value}", highlight=False)

@@ -100,7 +100,7 @@ def _info(session: Session, bank: Bank) -> BankInfo:
     )
 
 
-def _find(session: Session, name: str) -> Bank:
+def find_bank_row(session: Session, name: str) -> Bank:
     bank = session.scalar(select(Bank).where(Bank.name == name))
     if bank is None:
         raise BankNotFound(f"no bank named {name[:120]!r}")
@@ -130,7 +130,7 @@ def create_bank(
 
 def get_bank(db: Database, name: str) -> BankInfo:
     with db.session() as session:
-        return _info(session, _find(session, name))
+        return _info(session, find_bank_row(session, name))
 
 
 def list_banks(db: Database) -> list[BankInfo]:
@@ -142,7 +142,7 @@ def rename_bank(db: Database, old: str, new: str) -> BankInfo:
     validate_name(new)
     try:
         with db.session() as session:
-            bank = _find(session, old)
+            bank = find_bank_row(session, old)
             bank.name = new
             session.flush()
             return _info(session, bank)
@@ -162,7 +162,7 @@ def update_bank(
     """Change settings; thresholds are merged into the existing ones."""
     checked = validate_thresholds(thresholds or {})
     with db.session() as session:
-        bank = _find(session, name)
+        bank = find_bank_row(session, name)
         if enabled is not None:
             bank.enabled = enabled
         if kind is not None:
@@ -178,7 +178,7 @@ def update_bank(
 def delete_bank(db: Database, name: str) -> int:
     """Delete a bank and its entries; returns how many entries went with it."""
     with db.session() as session:
-        bank = _find(session, name)
+        bank = find_bank_row(session, name)
         count = session.scalar(select(func.count()).select_from(Entry).where(Entry.bank_id == bank.id)) or 0
         session.delete(bank)
         return count

@@ -1,0 +1,216 @@
+"""Entries of banks: add from media, import and export hash lists, change an entry's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from childshield.banks.errors import BankError, InvalidBankSetting
+from childshield.banks.formats import Parsed, RowError, SignalRow
+from childshield.banks.service import find_bank_row
+from childshield.hashing.result import HashOutcome
+from childshield.store.db import Database
+from childshield.store.models import Entry, EntryState, SignalType, utcnow
+
+BATCH = 2000
+
+
+class ImportRefused(BankError):
+    """A strict import found malformed rows; nothing was written."""
+
+    def __init__(self, errors: Sequence[RowError]) -> None:
+        self.errors = list(errors)
+        first = ", ".join(f"line {e.line}: {e.message}" for e in self.errors[:3])
+        more = f" (and {len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+        super().__init__(f"{len(self.errors)} malformed row(s), nothing imported: {first}{more}")
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    already_present: int = 0
+    skipped: list[RowError] = field(default_factory=list)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        return ""
+
+
+def _insert_ignoring_duplicates(session: Session, values: list[dict[str, Any]]) -> int:
+    """Insert rows; rows whose signal is already in the bank are left alone.  Returns rows added."""
+    if not values:
+        return 0
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    # RETURNING counts what was really inserted (rowcount is not reliable for multi-row inserts).
+    if dialect == "postgresql":
+        stmt = pg_insert(Entry).values(values).on_conflict_do_nothing(constraint="uq_entry_signal")
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(Entry).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - other databases: one at a time
+        added = 0
+        for row in values:
+            exists = session.scalar(
+                select(Entry.id).where(
+                    Entry.bank_id == row["bank_id"],
+                    Entry.signal_type == row["signal_type"],
+                    Entry.signal == row["signal"],
+                )
+            )
+            if exists is None:
+                session.add(Entry(**row))
+                added += 1
+        return added
+    return len(session.execute(stmt.returning(Entry.id)).all())
+
+
+def _store(
+    db: Database, bank_name: str, rows: Iterable[dict[str, Any]], report: ImportReport
+) -> ImportReport:
+    """All rows in one transaction: an import is atomic."""
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        now = utcnow()
+        user = _user()
+        batch: list[dict[str, Any]] = []
+        seen = 0
+
+        def flush() -> None:
+            nonlocal batch
+            report.added += _insert_ignoring_duplicates(session, batch)
+            batch = []
+
+        for row in rows:
+            seen += 1
+            batch.append(
+                {**row, "bank_id": bank.id, "added_at": now, "added_by": user, "state": EntryState.ACTIVE}
+            )
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+        report.already_present += seen - report.added
+    return report
+
+
+def _dedupe(rows: Iterable[SignalRow]) -> Iterator[SignalRow]:
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (row.signal_type.value, row.signal)
+        if key not in seen:
+            seen.add(key)
+            yield row
+
+
+def import_rows(
+    db: Database, bank_name: str, parsed: Parsed, *, source_name: str, strict: bool = False
+) -> ImportReport:
+    """Import parsed rows.  Malformed rows are reported by line and skipped, or (strict) refuse it all."""
+    if strict and parsed.errors:
+        raise ImportRefused(parsed.errors)
+    report = ImportReport(skipped=list(parsed.errors))
+    duplicates_in_file = len(parsed.rows)
+    rows = list(_dedupe(parsed.rows))
+    duplicates_in_file -= len(rows)
+    _store(
+        db,
+        bank_name,
+        (
+            {
+                "signal_type": r.signal_type,
+                "signal": r.signal,
+                "external_id": r.external_id,
+                "labels": list(r.labels),
+                "source": "import",
+                "source_name": source_name,
+            }
+            for r in rows
+        ),
+        report,
+    )
+    report.already_present += duplicates_in_file
+    return report
+
+
+def add_outcomes(
+    db: Database, bank_name: str, outcomes: Iterable[HashOutcome], *, labels: Sequence[str] = ()
+) -> ImportReport:
+    """Store the signals of hashed files (never the media): PDQ (quality recorded), MD5, SHA-1, SHA-256."""
+    report = ImportReport()
+    rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if outcome.result is None:
+            report.skipped.append(RowError(0, f"{outcome.path}: {outcome.error}"))
+            continue
+        r = outcome.result
+        name = outcome.path.rsplit("/", 1)[-1]
+        base = {"source": "file", "source_name": name, "labels": list(labels), "external_id": None}
+        signals: list[tuple[SignalType, str, int | None]] = [
+            (SignalType.MD5, r.md5, None),
+            (SignalType.SHA1, r.sha1, None),
+            (SignalType.SHA256, r.sha256, None),
+        ]
+        signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
+        for kind, value, quality in signals:
+            rows.append({**base, "signal_type": kind, "signal": value, "quality": quality})
+    seen: set[tuple[SignalType, str]] = set()
+    unique = []
+    for row in rows:
+        key = (row["signal_type"], row["signal"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    _store(db, bank_name, unique, report)
+    report.already_present += len(rows) - len(unique)
+    return report
+
+
+def export_rows(
+    db: Database, bank_name: str, *, states: Sequence[EntryState] = (EntryState.ACTIVE,)
+) -> list[dict[str, Any]]:
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        entries = session.scalars(
+            select(Entry).where(Entry.bank_id == bank.id, Entry.state.in_(list(states))).order_by(Entry.id)
+        ).all()
+        return [
+            {
+                "signal_type": SignalType(e.signal_type).value,
+                "signal": e.signal,
+                "external_id": e.external_id,
+                "labels": list(e.labels or []),
+                # Provenance, in JSON Lines only (CSV keeps the four list columns):
+                "entry_id": e.id,
+                "quality": e.quality,
+                "source": e.source,
+                "source_name": e.source_name,
+                "state": EntryState(e.state).value,
+                "added_at": e.added_at.isoformat(),
+            }
+            for e in entries
+        ]
+
+
+def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntryState, reason: str = "") -> None:
+    """Mark an entry active, disputed or disabled, with the reason (disabled entries stop matching)."""
+    if state is not EntryState.ACTIVE and not reason.strip():
+        raise InvalidBankSetting("a reason is required to dispute or disable an entry")
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        result = session.execute(
+            update(Entry)
+            .where(Entry.id == entry_id, Entry.bank_id == bank.id)
+            .values(state=state, state_reason=reason.strip(), state_changed_at=dt.datetime.now(dt.UTC))
+        )
+        if not getattr(result, "rowcount", 0):
+            raise BankError(f"bank {bank_name!r} has no entry {entry_id}")

@@ -1,0 +1,169 @@
+"""Hash-list file formats: parse rows with line numbers, never half-silently; write them back.
+
+CSV: ``signal_type,signal[,external_id,labels]`` with an optional header row; labels are separated by
+``;``.  JSONL: one object per line with ``signal_type``, ``signal`` and optional ``external_id`` and
+``labels`` (a list, or a ``;``-separated string).
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from childshield.signals import cryptographic, pdq
+from childshield.store.models import SignalType
+
+MAX_FIELD = 1000
+
+
+class ListFormat(enum.StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRow:
+    line: int
+    signal_type: SignalType
+    signal: str
+    external_id: str | None = None
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    message: str
+
+
+@dataclass
+class Parsed:
+    rows: list[SignalRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def normalize_signal(signal_type: str, value: str) -> tuple[SignalType, str]:
+    """Validated (type, lowercase hex); raises ValueError with a short reason."""
+    try:
+        kind = SignalType(signal_type.strip().lower())
+    except ValueError:
+        raise ValueError(f"unknown signal type {signal_type[:40]!r}") from None
+    if kind is SignalType.PDQ:
+        return kind, pdq.normalize_hex(value)
+    return kind, cryptographic.normalize_hex(kind.value, value)
+
+
+def _labels(raw: Any) -> tuple[str, ...]:
+    if raw is None or raw == "":
+        return ()
+    items = raw if isinstance(raw, list) else str(raw).split(";")
+    out = tuple(str(x).strip() for x in items if str(x).strip())
+    if any(len(x) > 200 for x in out) or len(out) > 50:
+        raise ValueError("too many or too long labels (at most 50, 200 characters each)")
+    return out
+
+
+def _row(line: int, signal_type: Any, signal: Any, external_id: Any, labels: Any) -> SignalRow:
+    if not isinstance(signal_type, str) or not isinstance(signal, str):
+        raise ValueError("signal_type and signal must be text")
+    kind, value = normalize_signal(signal_type, signal)
+    ext = None if external_id in (None, "") else str(external_id)
+    if ext is not None and len(ext) > 200:
+        raise ValueError("external_id is longer than 200 characters")
+    return SignalRow(line, kind, value, ext, _labels(labels))
+
+
+def parse_csv(lines: Iterable[str]) -> Parsed:
+    parsed = Parsed()
+    reader = csv.reader(lines)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a stray carriage return inside a field
+            parsed.errors.append(RowError(reader.line_num, f"malformed CSV ({exc})"))
+            continue
+        number = reader.line_num
+        if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+            continue
+        if number == 1 and cells[0].strip().lower() == "signal_type":
+            continue  # header
+        if len(cells) < 2 or len(cells) > 4:
+            parsed.errors.append(RowError(number, f"expected 2 to 4 columns, got {len(cells)}"))
+            continue
+        if any(len(c) > MAX_FIELD for c in cells):
+            parsed.errors.append(RowError(number, "a field is longer than 1000 characters"))
+            continue
+        padded = [*cells, "", ""][:4]
+        try:
+            parsed.rows.append(_row(number, padded[0], padded[1], padded[2].strip(), padded[3]))
+        except ValueError as exc:
+            parsed.errors.append(RowError(number, str(exc)))
+    return parsed
+
+
+def parse_jsonl(lines: Iterable[str]) -> Parsed:
+    parsed = Parsed()
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            parsed.errors.append(RowError(number, f"not JSON ({exc.msg})"))
+            continue
+        if not isinstance(obj, dict):
+            parsed.errors.append(RowError(number, "expected a JSON object"))
+            continue
+        try:
+            parsed.rows.append(
+                _row(
+                    number,
+                    obj.get("signal_type"),
+                    obj.get("signal"),
+                    obj.get("external_id"),
+                    obj.get("labels"),
+                )
+            )
+        except ValueError as exc:
+            parsed.errors.append(RowError(number, str(exc)))
+    return parsed
+
+
+def parse(stream: TextIO, fmt: ListFormat) -> Parsed:
+    return parse_csv(stream) if fmt is ListFormat.CSV else parse_jsonl(stream)
+
+
+def detect_format(name: str) -> ListFormat:
+    lower = name.lower()
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return ListFormat.JSONL
+    return ListFormat.CSV
+
+
+def write(rows: Iterable[dict[str, Any]], stream: TextIO, fmt: ListFormat) -> int:
+    count = 0
+    if fmt is ListFormat.CSV:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["signal_type", "signal", "external_id", "labels"])
+        for row in rows:
+            writer.writerow(
+                [row["signal_type"], row["signal"], row.get("external_id") or "", ";".join(row["labels"])]
+            )
+            count += 1
+        return count
+    for row in rows:
+        stream.write(json.dumps(row, separators=(",", ":")) + "\n")
+        count += 1
+    return count
+
+
+def iter_text(data: bytes) -> Iterator[str]:
+    """Lines of an uploaded list, decoded as UTF-8 (BOM tolerated)."""
+    yield from io.StringIO(data.decode("utf-8-sig"))
