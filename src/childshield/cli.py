@@ -184,8 +184,10 @@ def hash_command(
 
 def _register_subcommands() -> None:
     from childshield.cli_bank import bank_app
+    from childshield.cli_match import match_command
 
     app.add_typer(bank_app, name="bank")
+    app.command("match")(match_command)
 
 
 _register_subcommands()
