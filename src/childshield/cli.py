@@ -189,6 +189,10 @@ def _register_subcommands() -> None:
     app.add_typer(bank_app, name="bank")
     app.command("match")(match_command)
 
+    from childshield.cli_scan import scan_command
+
+    app.command("scan")(scan_command)
+
 
 _register_subcommands()
 

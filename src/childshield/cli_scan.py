@@ -1,0 +1,142 @@
+"""`childshield scan`: hash and match files and folders in one pass."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from childshield.cli_bank import DbOption, _database
+from childshield.cli_match import EXIT_MATCHED
+from childshield.hashing.batch import Skipped, hash_many
+from childshield.hashing.discover import discover
+from childshield.hashing.output import OutputFormat
+from childshield.hashing.result import HashOutcome
+from childshield.hashing.service import HashOptions
+from childshield.matching import Matcher
+from childshield.matching.matcher import DEFAULT_MIN_QUALITY
+from childshield.matching.scan import ScanResult, scan_outcome
+
+
+def _rows(result: ScanResult) -> list[dict[str, Any]]:
+    if result.error is not None:
+        return [{"path": result.path, "error": result.error}]
+    assert result.hashes is not None
+    return [
+        {
+            "path": result.path,
+            "sha256": result.hashes.sha256,
+            "pdq": result.hashes.pdq,
+            "bank": m.bank,
+            "entry_id": m.entry_id,
+            "signal_type": m.signal_type,
+            "distance": m.distance,
+            "external_id": m.external_id,
+            "source_name": m.source_name,
+        }
+        for m in result.matches
+    ]
+
+
+def scan_command(
+    paths: Annotated[list[str], typer.Argument(help="Files and folders to scan (recursively).")],
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, jsonl otherwise."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="Match every frame of animations.")] = False,
+    min_quality: Annotated[
+        int, typer.Option(min=0, max=100, help="PDQ quality floor.")
+    ] = DEFAULT_MIN_QUALITY,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    db: DbOption = None,
+) -> None:
+    """Hash files and match them against every enabled bank; print the matches.
+
+    Exit status: 3 when any file matched (even if others failed), else 1 when some files could not be
+    scanned, else 0; 2 on bad usage.
+    """
+    err = Console(stderr=True)
+    fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
+    with _database(db) as database:
+        matcher = Matcher.load(database, min_quality=min_quality)
+    candidates = list(discover(paths))
+    started = time.monotonic()
+    files = matched = errors = 0
+    table_rows: list[dict[str, Any]] = []
+    writer = csv.DictWriter(
+        sys.stdout,
+        [
+            "path",
+            "sha256",
+            "pdq",
+            "bank",
+            "entry_id",
+            "signal_type",
+            "distance",
+            "external_id",
+            "source_name",
+            "error",
+        ],
+        lineterminator="\n",
+    )
+    if fmt is OutputFormat.CSV:
+        writer.writeheader()
+    with Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not (err.is_terminal if progress is None else progress),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scan", total=len(candidates))
+        count = workers or max(1, min(os.cpu_count() or 1, len(candidates)))
+        for outcome in hash_many(candidates, HashOptions(frames=frames), workers=count):
+            bar.advance(task)
+            if isinstance(outcome, Skipped):
+                continue
+            assert isinstance(outcome, HashOutcome)
+            result = scan_outcome(matcher, outcome)
+            files += 1
+            errors += result.error is not None
+            matched += result.matched
+            for row in _rows(result):
+                if fmt is OutputFormat.JSONL:
+                    sys.stdout.write(json.dumps(row) + "\n")
+                elif fmt is OutputFormat.CSV:
+                    writer.writerow(row)
+                else:
+                    table_rows.append(row)
+    if fmt is OutputFormat.TABLE and table_rows:
+        table = Table(header_style="bold")
+        for column in ("path", "bank", "signal", "distance", "external id", "source"):
+            table.add_column(column, overflow="fold")
+        for r in table_rows:
+            table.add_row(
+                r["path"],
+                r.get("bank", ""),
+                r.get("signal_type", ""),
+                str(r.get("distance", "")),
+                r.get("external_id") or "",
+                r.get("error") or r.get("source_name", ""),
+            )
+        console = Console()
+        (console if console.is_terminal else Console(width=200)).print(table)
+    elapsed = max(time.monotonic() - started, 1e-9)
+    err.print(
+        f"scanned {files} files in {elapsed:.1f} s ({files / elapsed:.1f} files/s): "
+        f"{matched} matched, {errors} errors",
+        highlight=False,
+    )
+    raise typer.Exit(EXIT_MATCHED if matched else 1 if errors else 0)
