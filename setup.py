@@ -17,6 +17,12 @@ setup(
             optional=True,
         ),
         Extension(
+            "childshield.index._mih",
+            ["src/childshield/index/_mih.c"],
+            extra_compile_args=compile_args,
+            optional=True,
+        ),
+        Extension(
             "childshield.media._jpegdc",
             ["src/childshield/media/_jpegdc.c"],
             extra_compile_args=compile_args,

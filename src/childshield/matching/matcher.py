@@ -15,7 +15,8 @@ import numpy as np
 from sqlalchemy import select
 
 from childshield.banks.formats import normalize_signal
-from childshield.index.pdq_flat import PdqFlatIndex, pack_hex
+from childshield.index.pdq_flat import pack_hex
+from childshield.index.pdq_mih import PdqMihIndex
 from childshield.store.db import Database
 from childshield.store.models import Bank, BankKind, Entry, EntryState, SignalType
 
@@ -79,7 +80,7 @@ class Matcher:
 
     exact: dict[tuple[str, str], list[_Entry]] = field(default_factory=dict)
     pdq_entries: list[_Entry] = field(default_factory=list)
-    pdq_index: PdqFlatIndex | None = None
+    pdq_index: PdqMihIndex | None = None
     min_quality: int = DEFAULT_MIN_QUALITY
 
     @classmethod
@@ -114,7 +115,7 @@ class Matcher:
                 exact[(item.signal_type, item.signal)].append(item)
         matcher.exact = dict(exact)
         if pdq_hex:
-            matcher.pdq_index = PdqFlatIndex(pack_hex(pdq_hex), np.asarray(thresholds))
+            matcher.pdq_index = PdqMihIndex(pack_hex(pdq_hex), np.asarray(thresholds))
         return matcher
 
     def match(self, signal_type: str, value: str, *, quality: int | None = None) -> MatchResult:
