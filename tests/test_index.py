@@ -94,3 +94,13 @@ def test_empty_index() -> None:
     assert index.search(rand(3)) == []
     index.add(rand(1), [31])
     assert len(index) == 1
+
+
+def test_a_damaged_saved_index_is_refused(tmp_path: Path) -> None:
+    index = PdqMihIndex(rand(500), np.full(500, 31))
+    index.save(tmp_path / "idx")
+    ids = np.load(tmp_path / "idx" / "ids.npy")
+    ids[17] = 10_000  # points past the end of the hashes
+    np.save(tmp_path / "idx" / "ids.npy", ids)
+    with pytest.raises(ValueError, match="consistent"):
+        PdqMihIndex.load(tmp_path / "idx")

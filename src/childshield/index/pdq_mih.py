@@ -179,10 +179,17 @@ class PdqMihIndex:
             name: np.load(path / f"{name}.npy", mmap_mode="r")
             for name in ("hashes", "thresholds", "alive", "ids", "offsets")
         }
-        return cls(
-            arrays["hashes"],
-            arrays["thresholds"],
-            ids=arrays["ids"],
-            offsets=arrays["offsets"],
-            alive=arrays["alive"],
-        )
+        n = len(arrays["hashes"])
+        ids, offsets = arrays["ids"], arrays["offsets"]
+        # The C search trusts these tables: check them once, so a damaged file is an error, not a crash.
+        bounds = np.arange(CHUNKS, dtype=np.int64) * n
+        if (
+            ids.shape != (CHUNKS * n,)
+            or offsets.shape != (CHUNKS, 65537)
+            or (n and int(ids.max()) >= n)
+            or not np.array_equal(offsets[:, 0], bounds)
+            or not np.array_equal(offsets[:, -1], bounds + n)
+            or bool((np.diff(offsets, axis=1) < 0).any())
+        ):
+            raise ValueError(f"{path} does not hold a consistent PDQ index")
+        return cls(arrays["hashes"], arrays["thresholds"], ids=ids, offsets=offsets, alive=arrays["alive"])
