@@ -186,3 +186,34 @@ def test_parsers_never_crash(text: str) -> None:
             assert row.line >= 1 and row.signal == row.signal.lower()
         for error in parsed.errors:
             assert error.line >= 1 and error.message
+
+
+def test_threatexchange_file_format_round_trip(db: Database, tmp_path: Path) -> None:
+    """The `threatexchange` file exchange: '<signal_type> <signal>' per line ('video_md5' is its MD5)."""
+    from threatexchange.exchanges.impl.file_api import FileCollaborationConfig, LocalFileSignalExchangeAPI
+
+    from childshield.banks.formats import parse_txfile
+
+    text = f"pdq {PDQ_A}\nvideo_md5 {MD5_B}\n\nsha256 {SHA256_D}\nbogus\npdq 123\n"
+    parsed = parse_txfile(io.StringIO(text))
+    assert [(r.signal_type.value, r.signal) for r in parsed.rows] == [
+        ("pdq", PDQ_A),
+        ("md5", MD5_B),
+        ("sha256", SHA256_D),
+    ]
+    assert [e.line for e in parsed.errors] == [5, 6]
+    bare = parse_txfile(io.StringIO(f"{PDQ_A}\n"), default_type="pdq")
+    assert bare.rows[0].signal == PDQ_A
+    create_bank(db, "known")
+    import_rows(db, "known", parsed, source_name="tx.txt")
+    out = tmp_path / "export.txt"
+    with out.open("w") as stream:
+        write(export_rows(db, "known"), stream, ListFormat.TXFILE)
+    # threatexchange's own file exchange reads what we wrote.
+    api = LocalFileSignalExchangeAPI(
+        FileCollaborationConfig(name="x", api="local_file", enabled=True, filename=str(out))
+    )
+    fetched = set()
+    for delta in api.fetch_iter([], None):
+        fetched |= set(delta.updates)
+    assert ("pdq", PDQ_A) in fetched and ("video_md5", MD5_B) in fetched

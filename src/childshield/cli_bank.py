@@ -263,7 +263,8 @@ def import_command(
     file: Annotated[
         str,
         typer.Argument(
-            help="Hash list: CSV (signal_type,signal[,external_id,labels]) or JSONL; - for stdin."
+            help="Hash list: CSV (signal_type,signal[,external_id,labels]), JSONL, or threatexchange's"
+            " file format (txfile: '<type> <signal>' per line); - for stdin."
         ),
     ],
     list_format: Annotated[
@@ -272,13 +273,16 @@ def import_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Refuse the whole file if any row is malformed.")
     ] = False,
+    signal_type: Annotated[
+        str | None, typer.Option(help="With --format txfile: the type of lines that hold only a signal.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Import a hash list: atomic, and re-runnable without duplicating entries."""
     fmt = list_format or detect_format(file)
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        parsed = parse(io.StringIO(data.decode("utf-8-sig")), fmt)
+        parsed = parse(io.StringIO(data.decode("utf-8-sig")), fmt, default_type=signal_type)
     except (OSError, UnicodeDecodeError) as exc:
         Console(stderr=True).print(f"[red]error:[/] cannot read {file}: {exc}", highlight=False)
         raise typer.Exit(1) from None

@@ -24,6 +24,14 @@ MAX_FIELD = 1000
 class ListFormat(enum.StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+    TXFILE = "txfile"
+    """The ``threatexchange`` package's file exchange: ``<signal_type> <signal>`` per line (or a bare
+    signal, with the type given separately)."""
+
+
+# threatexchange names the file MD5 of its "video_md5" type; ours is the MD5 of any file.
+_TX_NAMES_IN = {"video_md5": "md5"}
+_TX_NAMES_OUT = {"md5": "video_md5"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +144,29 @@ def parse_jsonl(lines: Iterable[str]) -> Parsed:
     return parsed
 
 
-def parse(stream: TextIO, fmt: ListFormat) -> Parsed:
+def parse_txfile(lines: Iterable[str], default_type: str | None = None) -> Parsed:
+    parsed = Parsed()
+    for number, text in enumerate(lines, start=1):
+        line = text.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, _, signal = line.partition(" ") if default_type is None else (default_type, "", line)
+        kind = _TX_NAMES_IN.get(kind.strip().lower(), kind)
+        if not signal.strip():
+            parsed.errors.append(
+                RowError(number, "expected '<signal_type> <signal>' (or give the signal type)")
+            )
+            continue
+        try:
+            parsed.rows.append(_row(number, kind, signal.strip(), None, None))
+        except ValueError as exc:
+            parsed.errors.append(RowError(number, str(exc)))
+    return parsed
+
+
+def parse(stream: TextIO, fmt: ListFormat, *, default_type: str | None = None) -> Parsed:
+    if fmt is ListFormat.TXFILE:
+        return parse_txfile(stream, default_type)
     return parse_csv(stream) if fmt is ListFormat.CSV else parse_jsonl(stream)
 
 
@@ -144,11 +174,18 @@ def detect_format(name: str) -> ListFormat:
     lower = name.lower()
     if lower.endswith((".jsonl", ".ndjson", ".json")):
         return ListFormat.JSONL
+    if lower.endswith(".txt"):
+        return ListFormat.TXFILE
     return ListFormat.CSV
 
 
 def write(rows: Iterable[dict[str, Any]], stream: TextIO, fmt: ListFormat) -> int:
     count = 0
+    if fmt is ListFormat.TXFILE:
+        for row in rows:
+            stream.write(f"{_TX_NAMES_OUT.get(row['signal_type'], row['signal_type'])} {row['signal']}\n")
+            count += 1
+        return count
     if fmt is ListFormat.CSV:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(["signal_type", "signal", "external_id", "labels"])
