@@ -198,8 +198,6 @@ _register_subcommands()
 
 
 def main() -> None:
-    # Keep numeric libraries to one thread: parallelism comes from the worker processes.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     app(prog_name="childshield")
 
 

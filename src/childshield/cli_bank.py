@@ -210,6 +210,7 @@ def delete(
 
 
 def _report(report: ImportReport, what: str) -> None:
+    """Say what was added, already present and skipped; exit 1 when rows were skipped."""
     err = Console(stderr=True)
     for problem in report.skipped[:20]:
         where = f"line {problem.line}: " if problem.line else ""
@@ -221,6 +222,8 @@ def _report(report: ImportReport, what: str) -> None:
         f" {len(report.skipped)} skipped",
         highlight=False,
     )
+    if report.skipped:
+        raise typer.Exit(1)
 
 
 @bank_app.command("add")
@@ -253,8 +256,6 @@ def add(
         assert all(isinstance(o, HashOutcome) for o in outcomes)
         report = add_outcomes(database, bank, outcomes, labels=label or [])
     _report(report, f"bank {bank!r}")
-    if report.skipped:
-        raise typer.Exit(1)
 
 
 @bank_app.command("import")
@@ -291,8 +292,6 @@ def import_command(
             database, bank, parsed, source_name=Path(file).name if file != "-" else "stdin", strict=strict
         )
     _report(report, f"bank {bank!r}")
-    if report.skipped:
-        raise typer.Exit(1)
 
 
 @bank_app.command("export")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,13 +14,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from childshield.banks.errors import BankError, InvalidBankSetting
-from childshield.banks.formats import Parsed, RowError, SignalRow
+from childshield.banks.formats import Parsed, RowError
 from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.store.db import Database
 from childshield.store.models import Entry, EntryState, SignalType, utcnow
 
 BATCH = 2000
+T = TypeVar("T")
 
 
 class ImportRefused(BankError):
@@ -103,12 +104,13 @@ def _store(
     return report
 
 
-def _dedupe(rows: Iterable[SignalRow]) -> Iterator[SignalRow]:
+def _dedupe(rows: Iterable[T], key: Callable[[T], tuple[str, str]]) -> Iterator[T]:
+    """Rows with the first occurrence of each (signal type, signal) only."""
     seen: set[tuple[str, str]] = set()
     for row in rows:
-        key = (row.signal_type.value, row.signal)
-        if key not in seen:
-            seen.add(key)
+        k = key(row)
+        if k not in seen:
+            seen.add(k)
             yield row
 
 
@@ -120,7 +122,7 @@ def import_rows(
         raise ImportRefused(parsed.errors)
     report = ImportReport(skipped=list(parsed.errors))
     duplicates_in_file = len(parsed.rows)
-    rows = list(_dedupe(parsed.rows))
+    rows = list(_dedupe(parsed.rows, lambda r: (r.signal_type.value, r.signal)))
     duplicates_in_file -= len(rows)
     _store(
         db,
@@ -163,13 +165,7 @@ def add_outcomes(
         signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
         for kind, value, quality in signals:
             rows.append({**base, "signal_type": kind, "signal": value, "quality": quality})
-    seen: set[tuple[SignalType, str]] = set()
-    unique = []
-    for row in rows:
-        key = (row["signal_type"], row["signal"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(row)
+    unique = list(_dedupe(rows, lambda r: (SignalType(r["signal_type"]).value, r["signal"])))
     _store(db, bank_name, unique, report)
     report.already_present += len(rows) - len(unique)
     return report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -29,8 +28,6 @@ class Skipped:
 def _init_worker(options: HashOptions) -> None:
     global _options
     _options = options
-    # One thread per worker: the pool is the parallelism.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def hash_candidate(candidate: Candidate, options: HashOptions | None = None) -> HashOutcome | Skipped:

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from childshield.hashing.result import FrameHash, HashResult
-from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, DecodeLimits, decode
-from childshield.media.errors import EmptyFile, FileTooLarge, UnreadableFile
+from childshield.media.decode import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    DecodeLimits,
+    decode,
+)
+from childshield.media.errors import FileTooLarge, UnreadableFile
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
 from childshield.signals.pdq_picture import hash_picture, max_reduction
@@ -41,14 +47,7 @@ class HashOptions:
 def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | None = None) -> HashResult:
     """All signals of an image given as bytes.  Raises ``MediaError`` when it cannot be hashed."""
     options = options or HashOptions()
-    if not data:
-        raise EmptyFile("empty file (0 bytes)")
-    decoded = decode(
-        data,
-        limits=options.limits,
-        choose_factor=None if options.exact else max_reduction,
-        frames=options.frames,
-    )
+    decoded = _decode(data, options, frames=options.frames)
     frames = []
     for picture in decoded.pictures:
         hex_value, quality, variants = hash_picture(picture, dihedral=options.dihedral)
@@ -68,12 +67,14 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
     )
 
 
+def _decode(data: bytes, options: HashOptions, *, frames: bool) -> DecodedImage:
+    choose = None if options.exact else max_reduction
+    return decode(data, limits=options.limits, choose_factor=choose, frames=frames)
+
+
 def pdq_bytes(data: bytes, options: HashOptions | None = None) -> PdqHash:
     """Only the PDQ of an image's first picture (no digests): the fast path for PDQ-only work."""
-    options = options or HashOptions()
-    if not data:
-        raise EmptyFile("empty file (0 bytes)")
-    decoded = decode(data, limits=options.limits, choose_factor=None if options.exact else max_reduction)
+    decoded = _decode(data, options or HashOptions(), frames=False)
     hex_value, quality, _ = hash_picture(decoded.pictures[0])
     return PdqHash(hex_value or "0" * 64, quality)
 
