@@ -21,7 +21,8 @@ def match_signal(
 ) -> Any:
     """Match one signal against the banks of the database (default: the embedded SQLite).
 
-    Loads the banks on every call; for many calls load a ``childshield.matching.Matcher`` once.
+    Opens the banks on every call (their PDQ index is saved, so that is quick); for many calls load a
+    ``childshield.matching.Matcher`` once and use its ``match_many``.
     """
     from childshield.matching import Matcher
     from childshield.store import open_database
@@ -41,10 +42,9 @@ def scan_bytes(data: bytes, *, db_url: str | None = None, options: HashOptions |
 
     db = open_database(db_url)
     try:
-        matcher = Matcher.load(db)
+        return scan(Matcher.load(db), data, options)
     finally:
         db.close()
-    return scan(matcher, data, options)
 
 
 __all__ = [

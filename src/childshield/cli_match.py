@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from childshield.banks.formats import normalize_signal
 from childshield.cli_bank import DbOption, _database
 from childshield.matching import Matcher, MatchResult
-from childshield.matching.matcher import DEFAULT_MIN_QUALITY
+from childshield.matching.matcher import DEFAULT_MIN_QUALITY, Query
 
 EXIT_MATCHED = 3
 
@@ -60,6 +62,9 @@ def match_command(
     min_quality: Annotated[
         int, typer.Option(min=0, max=100, help="PDQ hashes of lower quality are not matched.")
     ] = DEFAULT_MIN_QUALITY,
+    batch: Annotated[
+        int, typer.Option(min=1, help="With --stdin: lines matched together (output follows each batch).")
+    ] = 1000,
     db: DbOption = None,
 ) -> None:
     """Match hashes against every enabled bank.  Exit status: 0 no match, 3 matched, 1 error, 2 usage."""
@@ -68,31 +73,54 @@ def match_command(
         raise typer.BadParameter("give exactly one of --pdq, --md5, --sha1, --sha256, or --stdin")
     with _database(db) as database:
         matcher = Matcher.load(database, min_quality=min_quality)
+        if not stdin:
+            kind, value = given[0]
+            try:
+                result = matcher.match(kind, value, quality=quality if kind == "pdq" else None)
+            except ValueError as exc:
+                Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+            sys.stdout.write(json.dumps(_record(result, kind, value)) + "\n")
+            raise typer.Exit(EXIT_MATCHED if result.matched else 0)
+        any_match, failed = _match_stream(matcher, sys.stdin, batch)
+    raise typer.Exit(1 if failed else EXIT_MATCHED if any_match else 0)
+
+
+def _match_stream(matcher: Matcher, lines: Iterable[str], batch: int) -> tuple[bool, bool]:
+    """JSON Lines in, one line out per line in, in order, matched ``batch`` queries at a time."""
     any_match = failed = False
-    if not stdin:
-        kind, value = given[0]
-        try:
-            result = matcher.match(kind, value, quality=quality if kind == "pdq" else None)
-        except ValueError as exc:
-            Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        sys.stdout.write(json.dumps(_record(result, kind, value)) + "\n")
-        raise typer.Exit(EXIT_MATCHED if result.matched else 0)
-    for line in sys.stdin:
+    pending: list[tuple[dict[str, Any], Query | None]] = []
+
+    def flush() -> None:
+        nonlocal any_match
+        queries = [q for _, q in pending if q is not None]
+        results = iter(matcher.match_many(queries))
+        for out, query in pending:
+            if query is not None:
+                result = next(results)
+                out.update(_record(result, query[0], query[1]))
+                any_match |= result.matched
+            sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+        pending.clear()
+
+    for line in lines:
         if not line.strip():
             continue
         out: dict[str, Any] = {}
+        query: Query | None = None
         try:
             obj = json.loads(line)
             if isinstance(obj, dict) and "id" in obj:
                 out["id"] = obj["id"]
-            kind, value, q = _query_of(obj)
-            result = matcher.match(kind, value, quality=q)
-            out.update(_record(result, kind, value))
-            any_match |= result.matched
+            query = _query_of(obj)
+            normalize_signal(query[0], query[1])  # a malformed signal is this line's error alone
         except (ValueError, TypeError) as exc:
             out["error"] = str(exc)[:200]
+            query = None
             failed = True
-        sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    raise typer.Exit(1 if failed else EXIT_MATCHED if any_match else 0)
+        pending.append((out, query))
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return any_match, failed

@@ -69,6 +69,19 @@ def scan_command(
     fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
     with _database(db) as database:
         matcher = Matcher.load(database, min_quality=min_quality)
+        _scan(matcher, paths, fmt, err, workers=workers, frames=frames, progress=progress)
+
+
+def _scan(
+    matcher: Matcher,
+    paths: list[str],
+    fmt: OutputFormat,
+    err: Console,
+    *,
+    workers: int | None,
+    frames: bool,
+    progress: bool | None,
+) -> None:
     candidates = list(discover(paths))
     started = time.monotonic()
     files = matched = errors = 0

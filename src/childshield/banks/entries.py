@@ -19,6 +19,7 @@ from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.store.db import Database
 from childshield.store.models import Entry, EntryState, SignalType, utcnow
+from childshield.store.revision import bump
 
 BATCH = 2000
 T = TypeVar("T")
@@ -82,6 +83,7 @@ def _store(
     """All rows in one transaction: an import is atomic."""
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
+        revision = bump(session)
         now = utcnow()
         user = _user()
         batch: list[dict[str, Any]] = []
@@ -95,7 +97,14 @@ def _store(
         for row in rows:
             seen += 1
             batch.append(
-                {**row, "bank_id": bank.id, "added_at": now, "added_by": user, "state": EntryState.ACTIVE}
+                {
+                    **row,
+                    "bank_id": bank.id,
+                    "added_at": now,
+                    "added_by": user,
+                    "state": EntryState.ACTIVE,
+                    "revision": revision,
+                }
             )
             if len(batch) >= BATCH:
                 flush()
@@ -206,7 +215,12 @@ def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntrySta
         result = session.execute(
             update(Entry)
             .where(Entry.id == entry_id, Entry.bank_id == bank.id)
-            .values(state=state, state_reason=reason.strip(), state_changed_at=dt.datetime.now(dt.UTC))
+            .values(
+                state=state,
+                state_reason=reason.strip(),
+                state_changed_at=dt.datetime.now(dt.UTC),
+                revision=bump(session),
+            )
         )
         if not getattr(result, "rowcount", 0):
             raise BankError(f"bank {bank_name!r} has no entry {entry_id}")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from childshield.banks.errors import BankExists, BankNotFound, InvalidBankSetting
 from childshield.store.db import Database
 from childshield.store.models import DEFAULT_THRESHOLDS, Bank, BankKind, Entry, EntryState, SignalType
+from childshield.store.revision import bump
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Cryptographic digests match exactly or not at all; PDQ distances run 0..256.
@@ -122,6 +123,7 @@ def create_bank(
         with db.session() as session:
             bank = Bank(name=name, kind=kind, enabled=enabled, thresholds=merged, description=description)
             session.add(bank)
+            bump(session)
             session.flush()
             return _info(session, bank)
     except IntegrityError:
@@ -144,6 +146,7 @@ def rename_bank(db: Database, old: str, new: str) -> BankInfo:
         with db.session() as session:
             bank = find_bank_row(session, old)
             bank.name = new
+            bump(session)
             session.flush()
             return _info(session, bank)
     except IntegrityError:
@@ -171,6 +174,7 @@ def update_bank(
             bank.thresholds = {**bank.thresholds, **checked}
         if description is not None:
             bank.description = description
+        bump(session)
         session.flush()
         return _info(session, bank)
 
@@ -181,4 +185,5 @@ def delete_bank(db: Database, name: str) -> int:
         bank = find_bank_row(session, name)
         count = session.scalar(select(func.count()).select_from(Entry).where(Entry.bank_id == bank.id)) or 0
         session.delete(bank)
+        bump(session, reset=True)  # entries go: persisted indexes rebuild rather than catch up
         return count

@@ -87,18 +87,34 @@ class PdqMihIndex:
 
     def disable(self, items: npt.ArrayLike) -> None:
         """Stop matching these items at once (no rebuild)."""
+        self.set_alive(items, False)
+
+    def set_alive(self, items: npt.ArrayLike, alive: bool) -> None:
+        """Disable items, or enable them again, at once (no rebuild)."""
+        flag = 1 if alive else 0
         for item in np.atleast_1d(np.asarray(items, dtype=np.int64)):
             if item < len(self.hashes):
-                self.alive[item] = 0
+                self.alive[item] = flag
                 continue
             rest = int(item) - len(self.hashes)
-            for block, flags in zip(self._added, self._added_alive, strict=True):
-                if rest < len(block[0]):
-                    flags[rest] = 0
+            for (block, _), flags in zip(self._added, self._added_alive, strict=True):
+                if rest < len(block):
+                    flags[rest] = flag
                     break
-                rest -= len(block[0])
+                rest -= len(block)
             else:
                 raise IndexError(f"no item {item}")
+
+    def set_thresholds(self, thresholds: npt.ArrayLike) -> None:
+        """Replace every item's threshold (added items included, in item order); -1 never matches."""
+        values = np.ascontiguousarray(thresholds, dtype=np.int16)
+        if values.shape != (len(self),):
+            raise ValueError("one threshold per item")
+        self.thresholds = values[: len(self.hashes)].copy()
+        start = len(self.hashes)
+        for k, (block, _) in enumerate(self._added):
+            self._added[k] = (block, values[start : start + len(block)].copy())
+            start += len(block)
 
     def compact(self) -> None:
         """Fold added items into the tables (a rebuild, done when convenient)."""
@@ -119,7 +135,7 @@ class PdqMihIndex:
         parts_q: list[npt.NDArray[np.int32]] = []
         parts_i: list[npt.NDArray[np.int64]] = []
         parts_d: list[npt.NDArray[np.int16]] = []
-        if len(self.hashes):
+        if len(self.hashes) and int(self.thresholds.max()) >= 0:
             radius = int(self.thresholds.max()) // CHUNKS
             if _mih is not None and radius <= MAX_CHUNK_RADIUS:
                 rq, ri, rd = _mih.search(

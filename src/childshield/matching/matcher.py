@@ -1,7 +1,12 @@
 """Match signals against every enabled bank's active entries.
 
-* MD5, SHA-1, SHA-256: exact.  PDQ: every entry within its bank's threshold (default 31), never missing
-  one; hashes of quality below ``min_quality`` (default 50) are not matched unless asked.
+* MD5, SHA-1, SHA-256: exact, looked up in the database's signal index.
+* PDQ: every entry within its bank's threshold (default 31), never missing one, through the persisted
+  multi-index (``bank_index``); hashes of quality below ``min_quality`` (default 50) are not matched unless
+  asked.
+* Entry details are read from the database at match time, for active entries of enabled banks only: an
+  entry disabled anywhere stops matching at once.  :meth:`Matcher.refresh` catches up with everything else
+  (new entries, bank thresholds) without a rebuild.
 * Negative banks are allow-lists: when a signal matches one, its matches in other banks are suppressed
   (reported as such, not dropped silently).
 """
@@ -9,18 +14,25 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from childshield.banks.formats import normalize_signal
 from childshield.index.pdq_flat import pack_hex
-from childshield.index.pdq_mih import PdqMihIndex
+from childshield.matching.bank_index import BankIndex, StaleSnapshot, default_index_dir, open_bank_index
 from childshield.store.db import Database
 from childshield.store.models import Bank, BankKind, Entry, EntryState, SignalType
+from childshield.store.revision import read_state
 
 DEFAULT_MIN_QUALITY = 50
+IN_CHUNK = 500  # values per IN (...) list: well inside every database's parameter limit
+
+Query = tuple[str, str, "int | None"]
+"""(signal type, signal, PDQ quality or None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,90 +74,138 @@ class MatchResult:
         return bool(self.matches)
 
 
-@dataclass
-class _Entry:
-    id: int
-    bank: str
-    negative: bool
-    signal_type: str
-    signal: str
-    external_id: str | None
-    source: str
-    source_name: str
-
-
-@dataclass
 class Matcher:
-    """An in-memory snapshot of the banks, built by :meth:`load`."""
+    """Matches signals against the banks of an open database (which must stay open while it is used)."""
 
-    exact: dict[tuple[str, str], list[_Entry]] = field(default_factory=dict)
-    pdq_entries: list[_Entry] = field(default_factory=list)
-    pdq_index: PdqMihIndex | None = None
-    min_quality: int = DEFAULT_MIN_QUALITY
+    def __init__(self, db: Database, index: BankIndex, *, min_quality: int, index_dir: Path | None) -> None:
+        self.db = db
+        self.index = index
+        self.min_quality = min_quality
+        self.index_dir = index_dir
+        self._read_banks()
 
     @classmethod
-    def load(cls, db: Database, *, min_quality: int = DEFAULT_MIN_QUALITY) -> Matcher:
-        matcher = cls(min_quality=min_quality)
-        exact: dict[tuple[str, str], list[_Entry]] = defaultdict(list)
-        pdq_hex: list[str] = []
-        thresholds: list[int] = []
-        with db.session() as session:
-            rows = session.execute(
-                select(Entry, Bank.name, Bank.kind, Bank.thresholds)
-                .join(Bank, Bank.id == Entry.bank_id)
-                .where(Bank.enabled.is_(True), Entry.state == EntryState.ACTIVE)
-                .order_by(Entry.id)
-            ).all()
-        for entry, bank_name, kind, bank_thresholds in rows:
-            item = _Entry(
-                entry.id,
-                bank_name,
-                BankKind(kind) is BankKind.NEGATIVE,
-                SignalType(entry.signal_type).value,
-                entry.signal,
-                entry.external_id,
-                entry.source,
-                entry.source_name,
-            )
-            if item.signal_type == SignalType.PDQ.value:
-                matcher.pdq_entries.append(item)
-                pdq_hex.append(entry.signal)
-                thresholds.append(int((bank_thresholds or {}).get("pdq", 31)))
-            else:
-                exact[(item.signal_type, item.signal)].append(item)
-        matcher.exact = dict(exact)
-        if pdq_hex:
-            matcher.pdq_index = PdqMihIndex(pack_hex(pdq_hex), np.asarray(thresholds))
-        return matcher
+    def load(
+        cls,
+        db: Database,
+        *,
+        min_quality: int = DEFAULT_MIN_QUALITY,
+        index_dir: Path | str | bool = True,
+    ) -> Matcher:
+        """Open the PDQ index: the saved one caught up (seconds), or built and saved when there is none.
+
+        ``index_dir``: True for the default place (see ``bank_index.default_index_dir``), False to keep it
+        in memory only, or a folder.
+        """
+        folder = (
+            default_index_dir(db) if index_dir is True else None if index_dir is False else Path(index_dir)
+        )
+        return cls(db, open_bank_index(db, folder), min_quality=min_quality, index_dir=folder)
+
+    def refresh(self) -> bool:
+        """Catch up with changes made since loading, by this process or any other; True if there were."""
+        with self.db.session() as session:
+            state = read_state(session)
+        if state.instance == self.index.instance and state.revision == self.index.revision:
+            return False
+        try:
+            self.index.catch_up(self.db)
+        except StaleSnapshot:
+            self.index = open_bank_index(self.db, self.index_dir)
+        self._read_banks()
+        return True
+
+    def _read_banks(self) -> None:
+        with self.db.session() as session:
+            rows = session.execute(select(Bank.id, Bank.enabled, Bank.thresholds)).all()
+        self.index.apply_banks(
+            {int(bank_id): int((t or {}).get("pdq", 31)) for bank_id, enabled, t in rows if enabled}
+        )
 
     def match(self, signal_type: str, value: str, *, quality: int | None = None) -> MatchResult:
         """Match one signal.  Raises ValueError for a malformed signal."""
-        kind, signal = normalize_signal(signal_type, value)
-        found: list[Match] = []
-        if kind is SignalType.PDQ:
-            if quality is not None and quality < self.min_quality:
-                return MatchResult(note=f"PDQ quality {quality} is under {self.min_quality}: not matched")
-            if self.pdq_index is not None:
-                for hit in self.pdq_index.search(pack_hex([signal])):
-                    found.append(self._as_match(self.pdq_entries[hit.item], hit.distance))
-        else:
-            found = [self._as_match(e, 0) for e in self.exact.get((kind.value, signal), [])]
-        allowed = tuple(m for m in found if m.negative)
-        normal = tuple(m for m in found if not m.negative)
-        if allowed:
-            return MatchResult((), normal, allowed)
-        return MatchResult(normal)
+        return self.match_many([(signal_type, value, quality)])[0]
 
-    @staticmethod
-    def _as_match(entry: _Entry, distance: int) -> Match:
-        return Match(
-            entry.bank,
-            entry.id,
-            entry.signal_type,
-            entry.signal,
-            distance,
-            entry.external_id,
-            entry.source,
-            entry.source_name,
-            entry.negative,
+    def match_many(self, queries: Sequence[Query]) -> list[MatchResult]:
+        """Match many signals in one pass (one index search, a few database reads); results in order.
+
+        Raises ValueError for a malformed signal (check them first with ``normalize_signal`` to report
+        each on its own)."""
+        normalized = [normalize_signal(kind, value) for kind, value, _ in queries]
+        hits: list[list[tuple[int, int]]] = [[] for _ in queries]  # (entry id, distance)
+        notes: list[str | None] = [None] * len(queries)
+        pdq: list[int] = []
+        exact: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for k, ((kind, signal), (_, _, quality)) in enumerate(zip(normalized, queries, strict=True)):
+            if kind is not SignalType.PDQ:
+                exact[(kind.value, signal)].append(k)
+            elif quality is not None and quality < self.min_quality:
+                notes[k] = f"PDQ quality {quality} is under {self.min_quality}: not matched"
+            else:
+                pdq.append(k)
+        if pdq and len(self.index):
+            q, items, distances = self.index.mih.search_arrays(pack_hex(normalized[k][1] for k in pdq))
+            entry_ids = self.index.entry_ids[items]
+            for a, e, d in zip(q.tolist(), entry_ids.tolist(), distances.tolist(), strict=True):
+                hits[pdq[a]].append((e, d))
+        details = self._details({e for found in hits for e, _ in found}, exact.keys())
+        for (kind_value, signal), ks in exact.items():
+            for entry in details.get((kind_value, signal), []):
+                for k in ks:
+                    hits[k].append((entry.entry_id, 0))
+        by_id = {m.entry_id: m for ms in details.values() for m in ms}
+        results = []
+        for found, note in zip(hits, notes, strict=True):
+            matches = sorted(
+                (replace(by_id[e], distance=d) for e, d in found if e in by_id),
+                key=lambda m: (m.distance, m.bank, m.entry_id),
+            )
+            allowed = tuple(m for m in matches if m.negative)
+            normal = tuple(m for m in matches if not m.negative)
+            if allowed:
+                results.append(MatchResult((), normal, allowed, note))
+            else:
+                results.append(MatchResult(normal, note=note))
+        return results
+
+    def _details(
+        self, entry_ids: Iterable[int], exact: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Match]]:
+        """Active entries of enabled banks, by id or by exact signal, grouped by (signal type, signal)."""
+        conditions: list[Any] = []
+        ids = sorted(entry_ids)
+        conditions += [Entry.id.in_(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for kind, signal in exact:
+            by_type[kind].append(signal)
+        for kind, signals in by_type.items():
+            conditions += [
+                and_(Entry.signal_type == SignalType(kind), Entry.signal.in_(signals[i : i + IN_CHUNK]))
+                for i in range(0, len(signals), IN_CHUNK)
+            ]
+        out: dict[tuple[str, str], list[Match]] = defaultdict(list)
+        if not conditions:
+            return out
+        base = (
+            select(Entry, Bank.name, Bank.kind)
+            .join(Bank, Bank.id == Entry.bank_id)
+            .where(Bank.enabled.is_(True), Entry.state == EntryState.ACTIVE)
         )
+        with self.db.session() as session:
+            for i in range(0, len(conditions), 8):
+                for entry, bank_name, kind in session.execute(base.where(or_(*conditions[i : i + 8]))):
+                    key = (SignalType(entry.signal_type).value, entry.signal)
+                    out[key].append(
+                        Match(
+                            bank_name,
+                            entry.id,
+                            key[0],
+                            entry.signal,
+                            0,
+                            entry.external_id,
+                            entry.source,
+                            entry.source_name,
+                            BankKind(kind) is BankKind.NEGATIVE,
+                        )
+                    )
+        return out

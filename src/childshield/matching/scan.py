@@ -35,8 +35,7 @@ def match_hashes(matcher: Matcher, result: HashResult) -> MatchResult:
     ]
     queries += [("pdq", f.pdq, f.pdq_quality) for f in result.frames if f.pdq is not None]
     notes = []
-    for kind, value, quality in queries:
-        one = matcher.match(kind, value, quality=quality)
+    for one in matcher.match_many(queries):
         for m in one.matches:
             key = (m.bank, m.entry_id)
             if key not in found or m.distance < found[key].distance:

@@ -6,7 +6,18 @@ import datetime as dt
 import enum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -67,6 +78,7 @@ class Entry(Base):
         UniqueConstraint("bank_id", "signal_type", "signal", name="uq_entry_signal"),
         Index("ix_entries_signal", "signal_type", "signal"),
         Index("ix_entries_bank_state", "bank_id", "state"),
+        Index("ix_entries_revision", "revision"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -88,5 +100,18 @@ class Entry(Base):
     )
     state_reason: Mapped[str] = mapped_column(Text, default="")
     state_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The store revision that last wrote this entry (see ``store.revision``)."""
 
     bank: Mapped[Bank] = relationship(back_populates="entries")
+
+
+class StoreMeta(Base):
+    """One row: the store's identity and revision counter (see ``store.revision``)."""
+
+    __tablename__ = "store_meta"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance: Mapped[str] = mapped_column(String(36))
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    reset_revision: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,274 @@
+"""The PDQ index of every bank's entries: persisted beside the database, caught up, never rebuilt in full.
+
+A snapshot holds every PDQ entry (all states, all banks) as arrays: hash, entry id, bank id, active flag,
+and the multi-index tables.  Opening one maps the files (seconds, whatever the size), then reads only the
+entries written after the snapshot's store revision (see ``store.revision``): new entries are added to the
+index, state changes flip the item's flag.  Bank settings (enabled, threshold) are applied as per-item
+thresholds when the banks are read, so they need no rebuild either.  A snapshot is rebuilt from the
+database only when it is missing, damaged, of another database, or older than a change that deleted
+entries; it is saved again when many changes have piled up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from childshield.index.pdq_flat import pack_hex
+from childshield.index.pdq_mih import PdqMihIndex
+from childshield.store.db import Database, data_dir
+from childshield.store.models import Entry, EntryState, SignalType
+from childshield.store.revision import read_state
+
+log = logging.getLogger(__name__)
+
+ENV_INDEX_DIR = "CHILDSHIELD_INDEX_DIR"
+FORMAT = 1
+SAVE_AFTER = 20_000
+"""Changes applied at open beyond which the caught-up snapshot is saved (so the next open is quick)."""
+READ_BATCH = 100_000
+
+I64 = npt.NDArray[np.int64]
+
+
+def default_index_dir(db: Database) -> Path | None:
+    """Where a database's snapshot lives: ``$CHILDSHIELD_INDEX_DIR``, else beside a SQLite file
+    (``childshield.db.index/``), else under the data folder, named after the database URL."""
+    env = os.environ.get(ENV_INDEX_DIR)
+    if env:
+        return Path(env)
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database + ".index")
+    import hashlib
+
+    key = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return data_dir() / "index" / key
+
+
+class BankIndex:
+    """PDQ items of every entry, with the entry id and bank id of each, searchable through ``mih``."""
+
+    def __init__(
+        self,
+        mih: PdqMihIndex,
+        entry_ids: I64,
+        bank_ids: npt.NDArray[np.int32],
+        *,
+        instance: str,
+        revision: int,
+    ) -> None:
+        self.mih = mih
+        self.instance = instance
+        self.revision = revision
+        self._entry_ids = [np.asarray(entry_ids, dtype=np.int64)]
+        self._bank_ids = [np.asarray(bank_ids, dtype=np.int32)]
+        self._lookup_base()
+        self._added_items: dict[int, int] = {}
+        self.bank_thresholds: dict[int, int] = {}
+
+    def _lookup_base(self) -> None:
+        ids = self._entry_ids[0]
+        if len(ids) < 2 or bool((np.diff(ids) > 0).all()):
+            self._sorted_ids, self._sorted_items = ids, None
+        else:  # pragma: no cover - entry ids are assigned in increasing order
+            order = np.argsort(ids, kind="stable")
+            self._sorted_ids, self._sorted_items = ids[order], order
+
+    def __len__(self) -> int:
+        return len(self.mih)
+
+    @property
+    def entry_ids(self) -> I64:
+        if len(self._entry_ids) > 1:
+            self._entry_ids = [np.concatenate(self._entry_ids)]
+        return self._entry_ids[0]
+
+    @property
+    def bank_ids(self) -> npt.NDArray[np.int32]:
+        if len(self._bank_ids) > 1:
+            self._bank_ids = [np.concatenate(self._bank_ids)]
+        return self._bank_ids[0]
+
+    def _items_of(self, entry_ids: I64) -> I64:
+        """Item number of each entry id, -1 for entries not in the index."""
+        pos = np.searchsorted(self._sorted_ids, entry_ids)
+        inside = pos < len(self._sorted_ids)
+        found = np.zeros(len(entry_ids), dtype=bool)
+        found[inside] = self._sorted_ids[pos[inside]] == entry_ids[inside]
+        items = np.where(found, pos if self._sorted_items is None else self._sorted_items[pos * found], -1)
+        for k in np.flatnonzero(~found) if self._added_items else ():
+            items[k] = self._added_items.get(int(entry_ids[k]), -1)
+        return items.astype(np.int64)
+
+    # -- building and catching up ----------------------------------------------------------------
+    @classmethod
+    def build(cls, db: Database) -> BankIndex:
+        """Read every PDQ entry of the database (the slow path: once, then the snapshot is used)."""
+        with db.session() as session:
+            state = read_state(session)  # first: whatever commits later is caught up next time
+            hashes, entry_ids, bank_ids, active = _read_entries(session, None)
+        mih = PdqMihIndex(hashes, np.full(len(hashes), -1, dtype=np.int16), alive=active)
+        return cls(mih, entry_ids, bank_ids, instance=state.instance, revision=state.revision)
+
+    def catch_up(self, db: Database) -> int:
+        """Apply every entry change after this index's revision; returns how many entries changed."""
+        with db.session() as session:
+            state = read_state(session)
+            if state.instance != self.instance or state.reset_revision > self.revision:
+                raise StaleSnapshot("the database changed in a way that needs a rebuild")
+            if state.revision == self.revision:
+                return 0
+            hashes, entry_ids, bank_ids, active = _read_entries(session, self.revision)
+        items = self._items_of(entry_ids)
+        known = np.flatnonzero(items >= 0)
+        for flag in (0, 1):
+            self.mih.set_alive(items[known[active[known] == flag]], bool(flag))
+        new = np.flatnonzero(items < 0)
+        if len(new):
+            added = self.mih.add(hashes[new], self._thresholds_for(bank_ids[new]))
+            self.mih.set_alive(np.asarray(added)[active[new] == 0], False)
+            self._entry_ids.append(entry_ids[new])
+            self._bank_ids.append(bank_ids[new])
+            self._added_items.update(zip(entry_ids[new].tolist(), added, strict=True))
+        self.revision = state.revision
+        return len(entry_ids)
+
+    # -- bank settings -----------------------------------------------------------------------------
+    def _thresholds_for(self, bank_ids: npt.NDArray[np.int32]) -> npt.NDArray[np.int16]:
+        if not len(bank_ids):
+            return np.empty(0, dtype=np.int16)
+        top = max(int(bank_ids.max()), max(self.bank_thresholds, default=0))
+        lut = np.full(top + 1, -1, dtype=np.int16)
+        for bank, threshold in self.bank_thresholds.items():
+            lut[bank] = threshold
+        return lut[bank_ids]
+
+    def apply_banks(self, thresholds: Mapping[int, int]) -> None:
+        """PDQ threshold of each enabled bank by id; items of other banks never match."""
+        self.bank_thresholds = dict(thresholds)
+        self.mih.set_thresholds(self._thresholds_for(self.bank_ids))
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        """Write a snapshot under ``folder`` and point ``folder/current`` at it (atomic for readers)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"snap-{self.revision}-{uuid.uuid4().hex[:8]}"
+        tmp = folder / f"tmp-{name}"
+        self.mih.save(tmp)  # folds added items into the tables: item numbers do not change
+        np.save(tmp / "entry_ids.npy", self.entry_ids)
+        np.save(tmp / "bank_ids.npy", self.bank_ids)
+        meta = {"format": FORMAT, "instance": self.instance, "revision": self.revision, "items": len(self)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        tmp.rename(folder / name)
+        pointer = folder / f".current-{uuid.uuid4().hex[:8]}"
+        pointer.write_text(name)
+        pointer.replace(folder / "current")
+        self._added_items = {}
+        self._lookup_base()
+        _remove_old(folder, keep=name)
+        return folder / name
+
+    @classmethod
+    def load(cls, folder: Path) -> BankIndex:
+        """Map the current snapshot; raises OSError or ValueError when there is none or it is damaged."""
+        name = (folder / "current").read_text().strip()
+        if not name.startswith("snap-") or "/" in name:
+            raise ValueError(f"{folder}/current does not name a snapshot")
+        path = folder / name
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is of another format")
+        mih = PdqMihIndex.load(path)
+        entry_ids = np.load(path / "entry_ids.npy", mmap_mode="r")
+        bank_ids = np.load(path / "bank_ids.npy", mmap_mode="r")
+        if entry_ids.shape != (len(mih),) or bank_ids.shape != (len(mih),):
+            raise ValueError(f"{path} does not hold a consistent index")
+        return cls(mih, entry_ids, bank_ids, instance=str(meta["instance"]), revision=int(meta["revision"]))
+
+
+class StaleSnapshot(Exception):
+    """The snapshot cannot be caught up (another database, or entries were deleted since)."""
+
+
+def open_bank_index(db: Database, folder: Path | None) -> BankIndex:
+    """The snapshot in ``folder`` caught up to the database, else one built from it (and saved)."""
+    index: BankIndex | None = None
+    if folder is not None and (folder / "current").exists():
+        try:
+            index = BankIndex.load(folder)
+            changed = index.catch_up(db)
+        except (OSError, ValueError, KeyError, StaleSnapshot) as exc:
+            log.info("rebuilding the PDQ index in %s: %s", folder, exc)
+            index = None
+        else:
+            if changed > SAVE_AFTER:
+                _try_save(index, folder)
+            return index
+    index = BankIndex.build(db)
+    if folder is not None:
+        _try_save(index, folder)
+    return index
+
+
+def _try_save(index: BankIndex, folder: Path) -> None:
+    try:
+        index.save(folder)
+    except OSError as exc:  # a read-only place costs speed at the next open, nothing else
+        log.warning("could not save the PDQ index in %s: %s", folder, exc)
+
+
+def _remove_old(folder: Path, *, keep: str) -> None:
+    """Old snapshots go; so do temporary folders left by a crash an hour ago or more."""
+    for path in folder.iterdir():
+        stale_tmp = path.name.startswith(("tmp-", ".current-")) and time.time() - path.stat().st_mtime > 3600
+        if (path.name.startswith("snap-") and path.name != keep) or stale_tmp:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _read_entries(
+    session: Session, after_revision: int | None
+) -> tuple[npt.NDArray[np.uint64], I64, npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+    """PDQ entries (all states, all banks), in entry id order, optionally only those changed after a
+    revision: (hashes, entry ids, bank ids, active flags)."""
+    stmt = select(Entry.id, Entry.bank_id, Entry.signal, Entry.state).where(
+        Entry.signal_type == SignalType.PDQ
+    )
+    if after_revision is not None:
+        stmt = stmt.where(Entry.revision > after_revision)
+    result = session.execute(stmt.order_by(Entry.id)).yield_per(READ_BATCH)
+    hashes: list[npt.NDArray[np.uint64]] = []
+    ids: list[I64] = []
+    banks: list[npt.NDArray[np.int32]] = []
+    active: list[npt.NDArray[np.uint8]] = []
+    for part in result.partitions():
+        rows: Iterable[tuple[int, int, str, object]] = part
+        entry_id, bank_id, signal, state = zip(*rows, strict=True)
+        hashes.append(pack_hex(signal))
+        ids.append(np.asarray(entry_id, dtype=np.int64))
+        banks.append(np.asarray(bank_id, dtype=np.int32))
+        active.append(np.asarray([EntryState(s) is EntryState.ACTIVE for s in state], dtype=np.uint8))
+    if not ids:
+        return (
+            np.empty((0, 4), dtype=np.uint64),
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.int32),
+            np.empty(0, dtype=np.uint8),
+        )
+    return np.concatenate(hashes), np.concatenate(ids), np.concatenate(banks), np.concatenate(active)
