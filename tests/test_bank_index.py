@@ -1,4 +1,4 @@
-"""The matcher's PDQ index: saved beside the database, caught up from the revision counter, exact throughout."""
+"""The matcher's PDQ index: saved beside the database, caught up from the revision counter, exact."""
 
 from __future__ import annotations
 
@@ -197,6 +197,9 @@ def test_exact_against_brute_force_through_snapshot_catch_up_and_states(
     some disabled: every entry within its bank's threshold is found, with its distance, and no other."""
     rng = np.random.default_rng(11)
     centres = [rng.bytes(32).hex() for _ in range(4)]
+
+    def near(centre: str, most: int) -> str:
+        return flip(centre, rng.choice(256, int(rng.integers(0, most)), replace=False))
 
     def some(n: int) -> list[str]:
         out = [rng.bytes(32).hex() for _ in range(n // 2)]
