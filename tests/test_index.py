@@ -89,6 +89,35 @@ def test_add_disable_compact_and_persist(tmp_path: Path) -> None:
     assert loaded.search(items[6]) == []
 
 
+def test_many_added_items_get_tables_of_their_own_and_stay_exact() -> None:
+    """Past DELTA_TABLES_FROM added items the index searches them through their own tables: same hits as
+    brute force over everything, with per-item thresholds, disables before and after those tables exist,
+    and re-enabled items."""
+    rng = np.random.default_rng(9)
+    items = rand(2000)
+    index = PdqMihIndex(items, rng.integers(0, 48, 2000))
+    blocks = [rand(n) for n in (900, 1500, 40)]
+    thresholds = [rng.integers(0, 48, len(b)) for b in blocks]
+    for block, thr in zip(blocks, thresholds, strict=True):
+        index.add(block, thr)
+    index.disable([3, 2100, 4000])
+    every = np.concatenate([items, *blocks])
+    queries = np.concatenate([perturb(every[rng.integers(0, len(every), 60)], 18), rand(5)])
+
+    def expected() -> list[tuple[int, int, int]]:
+        limits = np.concatenate([index.thresholds, *(t for _, t in index._added)]).astype(np.int32)
+        alive = np.concatenate([index.alive, *index._added_alive])
+        return triples(PdqFlatIndex(every, np.where(alive > 0, limits, -1)).search(queries))
+
+    assert triples(index.search(queries)) == expected()
+    assert index._delta is not None  # the added items were searched through their own tables
+    index.disable([2500, 3950])  # after the tables exist
+    index.set_alive([2100], True)
+    assert triples(index.search(queries)) == expected()
+    hit = index.search(every[2500])
+    assert 2500 not in [h.item for h in hit]
+
+
 def test_empty_index() -> None:
     index = PdqMihIndex(np.empty((0, 4), dtype=np.uint64), np.empty(0))
     assert index.search(rand(3)) == []

@@ -54,12 +54,14 @@ def _insert_ignoring_duplicates(session: Session, values: list[dict[str, Any]]) 
     if not values:
         return 0
     dialect = session.get_bind().dialect.name
+    table: Any = Entry.__table__
     stmt: Any
-    # RETURNING counts what was really inserted (rowcount is not reliable for multi-row inserts).
+    # One statement compiled once, run over all rows (SQLAlchemy batches them as multi-row VALUES);
+    # RETURNING counts what was really inserted (rowcount is not reliable for skipped conflicts).
     if dialect == "postgresql":
-        stmt = pg_insert(Entry).values(values).on_conflict_do_nothing(constraint="uq_entry_signal")
+        stmt = pg_insert(table).on_conflict_do_nothing(constraint="uq_entry_signal")
     elif dialect == "sqlite":
-        stmt = sqlite_insert(Entry).values(values).on_conflict_do_nothing()
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - other databases: one at a time
         added = 0
         for row in values:
@@ -74,7 +76,8 @@ def _insert_ignoring_duplicates(session: Session, values: list[dict[str, Any]]) 
                 session.add(Entry(**row))
                 added += 1
         return added
-    return len(session.execute(stmt.returning(Entry.id)).all())
+    result = session.connection().execute(stmt.returning(table.c.id), values)
+    return len(result.all())
 
 
 def _store(

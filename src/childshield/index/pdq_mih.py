@@ -3,8 +3,9 @@
 * Exact: every item within its threshold is found (pigeonhole over 16 chunks of 16 bits; candidates are
   verified on all 256 bits), proven against :class:`PdqFlatIndex` in the tests.
 * Memory: 32 bytes per hash plus 64 bytes of chunk tables (about 1 GB for 10 million hashes).
-* Updates: disabling an item takes effect at once (a mask); added items are searched by brute force
-  until :meth:`compact` folds them into the tables.  No update needs a full rebuild to be visible.
+* Updates: disabling an item takes effect at once (a mask); added items are searched by brute force, or
+  when there are many, through small tables of their own, until :meth:`compact` folds them into the main
+  tables.  No update needs a full rebuild to be visible.
 * Persistence: :meth:`save` writes plain ``.npy`` files; :meth:`load` maps them, so a restart takes
   seconds whatever the size.
 """
@@ -26,6 +27,7 @@ except ImportError:  # pragma: no cover - installs without a compiler use the fl
 U64 = npt.NDArray[np.uint64]
 CHUNKS = 16
 MAX_CHUNK_RADIUS = 3  # thresholds up to 63; beyond, the flat search is used
+DELTA_TABLES_FROM = 2048  # added items searched through tables of their own from this many
 
 
 def chunk_values(hashes: U64) -> npt.NDArray[np.uint16]:
@@ -59,6 +61,7 @@ class PdqMihIndex:
         self.ids, self.offsets = ids, offsets
         self._added: list[tuple[U64, npt.NDArray[np.int16]]] = []
         self._added_alive: list[npt.NDArray[np.uint8]] = []
+        self._delta: PdqMihIndex | None = None  # tables over the added items, built when searched
 
     @staticmethod
     def _tables(hashes: U64) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
@@ -83,6 +86,7 @@ class PdqMihIndex:
         block = np.ascontiguousarray(hashes, dtype=np.uint64).reshape(-1, 4)
         self._added.append((block, np.asarray(thresholds, dtype=np.int16).reshape(-1)))
         self._added_alive.append(np.ones(len(block), dtype=np.uint8))
+        self._delta = None
         return range(start, start + len(block))
 
     def disable(self, items: npt.ArrayLike) -> None:
@@ -97,6 +101,8 @@ class PdqMihIndex:
                 self.alive[item] = flag
                 continue
             rest = int(item) - len(self.hashes)
+            if self._delta is not None and 0 <= rest < len(self._delta):
+                self._delta.alive[rest] = flag
             for (block, _), flags in zip(self._added, self._added_alive, strict=True):
                 if rest < len(block):
                     flags[rest] = flag
@@ -115,6 +121,7 @@ class PdqMihIndex:
         for k, (block, _) in enumerate(self._added):
             self._added[k] = (block, values[start : start + len(block)].copy())
             start += len(block)
+        self._delta = None
 
     def compact(self) -> None:
         """Fold added items into the tables (a rebuild, done when convenient)."""
@@ -123,7 +130,7 @@ class PdqMihIndex:
         self.hashes = np.concatenate([self.hashes, *(h for h, _ in self._added)])
         self.thresholds = np.concatenate([self.thresholds, *(t for _, t in self._added)])
         self.alive = np.concatenate([self.alive, *self._added_alive])
-        self._added, self._added_alive = [], []
+        self._added, self._added_alive, self._delta = [], [], None
         self.ids, self.offsets = self._tables(self.hashes)
 
     # -- search --------------------------------------------------------------------------------
@@ -149,9 +156,22 @@ class PdqMihIndex:
                     self.hashes, self.thresholds, self.alive, 0, queries, parts_q, parts_i, parts_d
                 )
         base = len(self.hashes)
-        for (block, thr), flags in zip(self._added, self._added_alive, strict=True):
-            self._flat_part(block, thr, flags, base, queries, parts_q, parts_i, parts_d)
-            base += len(block)
+        added = sum(len(block) for block, _ in self._added)
+        if added >= DELTA_TABLES_FROM:  # many added items: their own small tables, no brute force
+            if self._delta is None:
+                self._delta = PdqMihIndex(
+                    np.concatenate([h for h, _ in self._added]),
+                    np.concatenate([t for _, t in self._added]),
+                    alive=np.concatenate(self._added_alive),
+                )
+            q, i, d = self._delta.search_arrays(queries)
+            parts_q.append(q)
+            parts_i.append(i + base)
+            parts_d.append(d)
+        else:
+            for (block, thr), flags in zip(self._added, self._added_alive, strict=True):
+                self._flat_part(block, thr, flags, base, queries, parts_q, parts_i, parts_d)
+                base += len(block)
         if not parts_q:
             return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.int16)
         q, i, d = np.concatenate(parts_q), np.concatenate(parts_i), np.concatenate(parts_d)

@@ -17,9 +17,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import bindparam, select
 
 from childshield.banks.formats import normalize_signal
 from childshield.index.pdq_flat import pack_hex
@@ -104,8 +103,8 @@ class Matcher:
 
     def refresh(self) -> bool:
         """Catch up with changes made since loading, by this process or any other; True if there were."""
-        with self.db.session() as session:
-            state = read_state(session)
+        with self.db.engine.connect() as connection:
+            state = read_state(connection)
         if state.instance == self.index.instance and state.revision == self.index.revision:
             return False
         try:
@@ -172,40 +171,61 @@ class Matcher:
         self, entry_ids: Iterable[int], exact: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Match]]:
         """Active entries of enabled banks, by id or by exact signal, grouped by (signal type, signal)."""
-        conditions: list[Any] = []
         ids = sorted(entry_ids)
-        conditions += [Entry.id.in_(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
-        by_type: dict[str, list[str]] = defaultdict(list)
-        for kind, signal in exact:
-            by_type[kind].append(signal)
-        for kind, signals in by_type.items():
-            conditions += [
-                and_(Entry.signal_type == SignalType(kind), Entry.signal.in_(signals[i : i + IN_CHUNK]))
-                for i in range(0, len(signals), IN_CHUNK)
-            ]
+        wanted = set(exact)
+        signals = sorted({signal for _, signal in wanted})
         out: dict[tuple[str, str], list[Match]] = defaultdict(list)
-        if not conditions:
+        if not ids and not signals:
             return out
-        base = (
-            select(Entry, Bank.name, Bank.kind)
-            .join(Bank, Bank.id == Entry.bank_id)
-            .where(Bank.enabled.is_(True), Entry.state == EntryState.ACTIVE)
-        )
-        with self.db.session() as session:
-            for i in range(0, len(conditions), 8):
-                for entry, bank_name, kind in session.execute(base.where(or_(*conditions[i : i + 8]))):
-                    key = (SignalType(entry.signal_type).value, entry.signal)
-                    out[key].append(
-                        Match(
-                            bank_name,
-                            entry.id,
-                            key[0],
-                            entry.signal,
-                            0,
-                            entry.external_id,
-                            entry.source,
-                            entry.source_name,
-                            BankKind(kind) is BankKind.NEGATIVE,
-                        )
-                    )
+        with self.db.engine.connect() as connection:
+            found = [
+                row
+                for i in range(0, len(ids), IN_CHUNK)
+                for row in connection.execute(_BY_ID, {"ids": ids[i : i + IN_CHUNK]})
+            ]
+            found += [
+                row
+                for i in range(0, len(signals), IN_CHUNK)
+                for row in connection.execute(_BY_SIGNAL, {"signals": signals[i : i + IN_CHUNK]})
+                if (SignalType(row.signal_type).value, row.signal) in wanted
+            ]
+        for row in found:
+            key = (SignalType(row.signal_type).value, row.signal)
+            negative = BankKind(row.kind) is BankKind.NEGATIVE
+            match = Match(
+                row.name,
+                row.id,
+                key[0],
+                row.signal,
+                0,
+                row.external_id,
+                row.source,
+                row.source_name,
+                negative,
+            )
+            out[key].append(match)
         return out
+
+
+_ENTRIES = Entry.__table__.c
+_BANKS = Bank.__table__.c
+_LIVE = (
+    select(
+        _ENTRIES.id,
+        _ENTRIES.signal_type,
+        _ENTRIES.signal,
+        _ENTRIES.external_id,
+        _ENTRIES.source,
+        _ENTRIES.source_name,
+        _BANKS.name,
+        _BANKS.kind,
+    )
+    .join_from(Entry.__table__, Bank.__table__, _BANKS.id == _ENTRIES.bank_id)
+    .where(_BANKS.enabled.is_(True), _ENTRIES.state == EntryState.ACTIVE)
+)
+# Built once, so SQLAlchemy compiles each once: matching runs them for every file scanned.
+_BY_ID = _LIVE.where(_ENTRIES.id.in_(bindparam("ids", expanding=True)))
+_BY_SIGNAL = _LIVE.where(
+    _ENTRIES.signal_type.in_([SignalType.MD5, SignalType.SHA1, SignalType.SHA256]),
+    _ENTRIES.signal.in_(bindparam("signals", expanding=True)),
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from childshield.store.models import StoreMeta
@@ -34,8 +34,9 @@ def bump(session: Session, *, reset: bool = False) -> int:
     return int(session.execute(stmt).scalar_one())
 
 
-def read_state(session: Session) -> StoreState:
-    row = session.execute(
-        select(StoreMeta.instance, StoreMeta.revision, StoreMeta.reset_revision).where(StoreMeta.id == 1)
-    ).one()
+_READ = select(StoreMeta.instance, StoreMeta.revision, StoreMeta.reset_revision).where(StoreMeta.id == 1)
+
+
+def read_state(session: Session | Connection) -> StoreState:
+    row = session.execute(_READ).one()
     return StoreState(str(row.instance), int(row.revision), int(row.reset_revision))
