@@ -217,3 +217,64 @@ def test_threatexchange_file_format_round_trip(db: Database, tmp_path: Path) -> 
     for delta in api.fetch_iter([], None):
         fetched |= set(delta.updates)
     assert ("pdq", PDQ_A) in fetched and ("video_md5", MD5_B) in fetched
+
+
+def test_threatexchange_static_exchange_import(db: Database) -> None:
+    """`bank import --exchange sample` fetches threatexchange's static exchange in process: its example PDQ
+    and MD5 signals, with provenance, re-runnable, and matchable."""
+    from threatexchange.signal_type.md5 import VideoMD5Signal
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    expected = {("pdq", s) for s in PdqSignal.get_examples()}
+    expected |= {("md5", s) for s in VideoMD5Signal.get_examples()}
+    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "childshield.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+
+    create_bank(db, "samples")
+    first = cli("bank", "import", "samples", "--exchange", "sample")
+    assert first.returncode == 0, first.stderr
+    assert f"{len(expected)} added" in first.stderr
+    again = cli("bank", "import", "samples", "--exchange", "sample")
+    assert "0 added" in again.stderr and f"{len(expected)} already present" in again.stderr
+    rows = export_rows(db, "samples")
+    assert signals(rows) == expected
+    assert {(r["source"], r["source_name"]) for r in rows} == {("exchange", "threatexchange:sample")}
+    pdq = sorted(s for t, s in expected if t == "pdq")[0]
+    hit = cli("match", "--pdq", pdq)
+    assert hit.returncode == 3 and json.loads(hit.stdout)["matches"][0]["distance"] == 0
+    unknown = cli("bank", "import", "samples", "--exchange", "nope")
+    assert unknown.returncode == 1 and "unknown exchange" in unknown.stderr
+    both = cli("bank", "import", "samples", "x.csv", "--exchange", "sample")
+    assert both.returncode == 2
+
+
+def test_exchange_deltas_become_numbered_rows() -> None:
+    """Removals upstream are not imported; types childshield does not match are reported by number."""
+    from threatexchange.exchanges.fetch_state import FetchDelta, FetchedSignalMetadata, NoCheckpointing
+
+    from childshield.banks.exchange import parsed_from_deltas
+
+    pdq = "f" * 64
+    deltas = [
+        FetchDelta(
+            {("pdq", pdq): FetchedSignalMetadata(), ("video_md5", "A" * 32): FetchedSignalMetadata()},
+            NoCheckpointing(),
+        ),
+        FetchDelta(
+            {("pdq", "1" * 64): None, ("url", "example.org"): FetchedSignalMetadata()}, NoCheckpointing()
+        ),
+    ]
+    parsed = parsed_from_deltas(deltas)
+    assert [(r.line, r.signal_type.value, r.signal) for r in parsed.rows] == [
+        (1, "pdq", pdq),
+        (2, "md5", "a" * 32),
+    ]
+    assert [(e.line, e.message.split(":")[0]) for e in parsed.errors] == [(4, "url")]

@@ -262,12 +262,12 @@ def add(
 def import_command(
     bank: str,
     file: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="Hash list: CSV (signal_type,signal[,external_id,labels]), JSONL, or threatexchange's"
             " file format (txfile: '<type> <signal>' per line); - for stdin."
         ),
-    ],
+    ] = None,
     list_format: Annotated[
         ListFormat | None, typer.Option("--format", "-f", help="Default: from the file name (CSV).")
     ] = None,
@@ -277,9 +277,34 @@ def import_command(
     signal_type: Annotated[
         str | None, typer.Option(help="With --format txfile: the type of lines that hold only a signal.")
     ] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of a file, fetch a threatexchange exchange: 'sample' (its static exchange)."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Import a hash list: atomic, and re-runnable without duplicating entries."""
+    if (file is None) == (exchange is None):
+        raise typer.BadParameter("give a FILE or --exchange, not both")
+    if exchange is not None:
+        from childshield.banks.exchange import fetch_exchange
+
+        with _database(db) as database:
+            get_bank(database, bank)
+            parsed = fetch_exchange(exchange)
+            report = import_rows(
+                database,
+                bank,
+                parsed,
+                source_name=f"threatexchange:{exchange}",
+                strict=strict,
+                source="exchange",
+            )
+        _report(report, f"bank {bank!r}")
+        return
+    assert file is not None
     fmt = list_format or detect_format(file)
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()

@@ -127,7 +127,13 @@ def _dedupe(rows: Iterable[T], key: Callable[[T], tuple[str, str]]) -> Iterator[
 
 
 def import_rows(
-    db: Database, bank_name: str, parsed: Parsed, *, source_name: str, strict: bool = False
+    db: Database,
+    bank_name: str,
+    parsed: Parsed,
+    *,
+    source_name: str,
+    strict: bool = False,
+    source: str = "import",
 ) -> ImportReport:
     """Import parsed rows.  Malformed rows are reported by line and skipped, or (strict) refuse it all."""
     if strict and parsed.errors:
@@ -145,7 +151,7 @@ def import_rows(
                 "signal": r.signal,
                 "external_id": r.external_id,
                 "labels": list(r.labels),
-                "source": "import",
+                "source": source,
                 "source_name": source_name,
             }
             for r in rows

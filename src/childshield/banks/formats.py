@@ -34,6 +34,12 @@ _TX_NAMES_IN = {"video_md5": "md5"}
 _TX_NAMES_OUT = {"md5": "video_md5"}
 
 
+def from_tx_name(name: str) -> str:
+    """Our signal type for a ``threatexchange`` signal type name (``video_md5`` is our ``md5``)."""
+    key = name.strip().lower()
+    return _TX_NAMES_IN.get(key, key)
+
+
 @dataclass(frozen=True, slots=True)
 class SignalRow:
     line: int
@@ -151,7 +157,7 @@ def parse_txfile(lines: Iterable[str], default_type: str | None = None) -> Parse
         if not line or line.startswith("#"):
             continue
         kind, _, signal = line.partition(" ") if default_type is None else (default_type, "", line)
-        kind = _TX_NAMES_IN.get(kind.strip().lower(), kind)
+        kind = from_tx_name(kind)
         if not signal.strip():
             parsed.errors.append(
                 RowError(number, "expected '<signal_type> <signal>' (or give the signal type)")

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -247,10 +247,10 @@ def _read_entries(
 ) -> tuple[npt.NDArray[np.uint64], I64, npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
     """PDQ entries (all states, all banks), in entry id order, optionally only those changed after a
     revision: (hashes, entry ids, bank ids, active flags)."""
-    stmt = select(Entry.id, Entry.bank_id, Entry.signal, Entry.state).where(
-        Entry.signal_type == SignalType.PDQ
-    )
-    if after_revision is not None:
+    stmt = select(Entry.id, Entry.bank_id, Entry.signal, Entry.state, Entry.signal_type)
+    if after_revision is None:
+        stmt = stmt.where(Entry.signal_type == SignalType.PDQ)
+    else:  # by revision alone, so the revision index is used (not a scan of every PDQ entry)
         stmt = stmt.where(Entry.revision > after_revision)
     result = session.execute(stmt.order_by(Entry.id)).yield_per(READ_BATCH)
     hashes: list[npt.NDArray[np.uint64]] = []
@@ -258,7 +258,9 @@ def _read_entries(
     banks: list[npt.NDArray[np.int32]] = []
     active: list[npt.NDArray[np.uint8]] = []
     for part in result.partitions():
-        rows: Iterable[tuple[int, int, str, object]] = part
+        rows = [r[:4] for r in part if SignalType(r[4]) is SignalType.PDQ]
+        if not rows:
+            continue
         entry_id, bank_id, signal, state = zip(*rows, strict=True)
         hashes.append(pack_hex(signal))
         ids.append(np.asarray(entry_id, dtype=np.int64))
