@@ -154,9 +154,13 @@ class Matcher:
                     hits[k].append((entry.entry_id, 0))
         by_id = {m.entry_id: m for ms in details.values() for m in ms}
         results = []
-        for found, note in zip(hits, notes, strict=True):
+        for (kind, signal), found, note in zip(normalized, hits, notes, strict=True):
             matches = sorted(
-                (replace(by_id[e], distance=d) for e, d in found if e in by_id),
+                (
+                    replace(by_id[e], distance=d)
+                    for e, d in found
+                    if e in by_id and _confirmed(kind, signal, by_id[e], d)
+                ),
                 key=lambda m: (m.distance, m.bank, m.entry_id),
             )
             allowed = tuple(m for m in matches if m.negative)
@@ -205,6 +209,14 @@ class Matcher:
             )
             out[key].append(match)
         return out
+
+
+def _confirmed(kind: SignalType, signal: str, match: Match, distance: int) -> bool:
+    """The database row agrees with the index: a stale item (its entry gone, the id given to another
+    entry since) is never reported as a match."""
+    if kind is not SignalType.PDQ:
+        return match.signal_type == kind.value and match.signal == signal
+    return match.signal_type == "pdq" and (int(match.signal, 16) ^ int(signal, 16)).bit_count() == distance
 
 
 _ENTRIES = Entry.__table__.c
