@@ -180,6 +180,15 @@ def _childshield(sample: Sample) -> list[bytes]:
     return [bytes.fromhex(pdq_bytes(sample.png).hex)]
 
 
+def _childshield_variants(sample: Sample) -> list[bytes]:
+    """childshield's query: the plain PDQ plus its query-side variants (turned back, borders trimmed)."""
+    from childshield.hashing.service import HashOptions, hash_bytes
+
+    result = hash_bytes(sample.png, HashOptions(variants=True))
+    hexes = [result.pdq or "0" * 64, *(result.frames[0].pdq_variants or {}).values()]
+    return [bytes.fromhex(h) for h in hexes]
+
+
 def _phash(sample: Sample) -> list[bytes]:
     """imagehash's pHash (8x8 = 64 bits)."""
     import imagehash
@@ -196,6 +205,14 @@ METHODS: dict[str, Method] = {
             "reference", 256, 31, _reference, _reference, "pdqhash.compute (Meta's C++ PDQ)", ("pdqhash",)
         ),
         Method("childshield", 256, 31, _childshield, _childshield, "childshield pdq_bytes (PNG bytes)"),
+        Method(
+            "childshield-query",
+            256,
+            31,
+            _childshield,
+            _childshield_variants,
+            "childshield PDQ; queries add 7 turned-back and 1 border-trimmed variant",
+        ),
         Method("phash", 64, 10, _phash, _phash, "imagehash.phash, 64 bits", ("imagehash",)),
     )
 }

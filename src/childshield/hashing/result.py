@@ -18,6 +18,8 @@ class FrameHash:
     """64 lowercase hex digits in threatexchange's order; None when a side is under 5 px."""
     pdq_quality: int
     pdq_dihedral: Mapping[str, str] | None = None
+    pdq_variants: Mapping[str, str] | None = None
+    """Query-side variants (``signals.pdq_variants``): turned back, borders trimmed; when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,5 +88,7 @@ def records(outcome: HashOutcome, *, frames: bool = False, dihedral: bool = Fals
             row["frame"] = frame.index
         if dihedral:
             row["pdq_dihedral"] = dict(frame.pdq_dihedral) if frame.pdq_dihedral is not None else None
+        if frame.pdq_variants is not None:
+            row["pdq_variants"] = dict(frame.pdq_variants)
         rows.append(row)
     return rows

@@ -23,6 +23,7 @@ from childshield.media.errors import FileTooLarge, UnreadableFile
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
 from childshield.signals.pdq_picture import hash_picture, max_reduction
+from childshield.signals.pdq_variants import query_variants
 
 DEFAULT_MAX_BYTES = 1 << 30
 
@@ -35,6 +36,8 @@ class HashOptions:
     """Hash every frame of animations and multi-page files, not just the first."""
     exact: bool = False
     """Decode at full size (slow); by default large images are reduced first (see docs/hash.md)."""
+    variants: bool = False
+    """Add query-side PDQ variants (turned back, borders trimmed) for matching edited copies."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -50,8 +53,13 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
     decoded = _decode(data, options, frames=options.frames)
     frames = []
     for picture in decoded.pictures:
-        hex_value, quality, variants = hash_picture(picture, dihedral=options.dihedral)
-        frames.append(FrameHash(picture.index, picture.width, picture.height, hex_value, quality, variants))
+        hex_value, quality, dihedral = hash_picture(picture, dihedral=options.dihedral)
+        variants = None
+        if options.variants:
+            variants = {name: h for name, (h, _) in query_variants(picture).items()}
+        frames.append(
+            FrameHash(picture.index, picture.width, picture.height, hex_value, quality, dihedral, variants)
+        )
     d = digests(data)
     return HashResult(
         size_bytes=len(data),

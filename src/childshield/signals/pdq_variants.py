@@ -1,0 +1,133 @@
+"""Query-side PDQ variants: the hashes by which an edited copy of a known image can still be found.
+
+An edited copy is hashed several ways, each undoing one common edit, and every hash is matched:
+
+* the 7 rotations and reflections, made by really turning the luma plane (a mirrored copy turned back is
+  the original's pixels again, so its hash lands within edit noise of the original's).  Deriving them
+  from the DCT, as ``pdq.dihedral_dcts`` does, is cheaper but PDQ's filter is not symmetric: those land
+  about 10 bits away, which costs recall at the threshold's edge;
+* ``trimmed``: uniform borders (letterbox, pillarbox, padding of one colour) cut away, so the content is
+  hashed at the proportions it was shared at.
+
+Each variant costs one more PDQ of the (usually reduced) luma plane: the decode is shared.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from childshield.media.decode import Picture
+from childshield.signals import pdq, pdq_reduced
+from childshield.signals.pdq_picture import luma
+
+F32 = npt.NDArray[np.float32]
+
+BORDER_TOLERANCE = 10.0
+"""Largest spread of luma (0..255) along a row or column for it to count as border (JPEG noise)."""
+MAX_TRIM_SHARE = 0.4
+"""No side is trimmed by more than this share of its axis: what is left must be content."""
+MIN_TRIM_SHARE = 0.02
+"""Borders thinner than this share of the axis are left alone (they barely move the hash)."""
+
+
+class Variant(enum.StrEnum):
+    ROTATE90 = "rotate90"
+    ROTATE180 = "rotate180"
+    ROTATE270 = "rotate270"
+    FLIPX = "flipx"
+    FLIPY = "flipy"
+    FLIP_PLUS1 = "flip_plus1"
+    FLIP_MINUS1 = "flip_minus1"
+    TRIMMED = "trimmed"
+
+
+# Turning the plane back: each variant is the transform that undoes that edit of the original.
+_TURNS: dict[Variant, Callable[[F32], F32]] = {
+    Variant.ROTATE90: lambda p: np.rot90(p, 1),
+    Variant.ROTATE180: lambda p: np.rot90(p, 2),
+    Variant.ROTATE270: lambda p: np.rot90(p, 3),
+    Variant.FLIPX: lambda p: p[:, ::-1],
+    Variant.FLIPY: lambda p: p[::-1, :],
+    Variant.FLIP_PLUS1: lambda p: p.T,
+    Variant.FLIP_MINUS1: lambda p: np.rot90(p, 2).T,
+}
+_TRANSPOSING = {Variant.ROTATE90, Variant.ROTATE270, Variant.FLIP_PLUS1, Variant.FLIP_MINUS1}
+
+
+def border_box(plane: F32, *, tolerance: float = BORDER_TOLERANCE) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) rows/columns of uniform border to cut, or None when there is none.
+
+    A border row or column has a luma spread within ``tolerance`` and the same level as the outermost
+    one; each side is at most ``MAX_TRIM_SHARE`` of its axis, and borders thinner than
+    ``MIN_TRIM_SHARE`` are ignored."""
+    rows, cols = plane.shape
+    if rows < 8 or cols < 8:
+        return None
+    row_lo, row_hi = plane.min(axis=1), plane.max(axis=1)
+    col_lo, col_hi = plane.min(axis=0), plane.max(axis=0)
+
+    def run(lo: npt.NDArray[np.float32], hi: npt.NDArray[np.float32], limit: int) -> int:
+        level_lo, level_hi = float(lo[0]), float(hi[0])
+        if level_hi - level_lo > tolerance:
+            return 0
+        uniform = (
+            (hi - lo <= tolerance)
+            & (np.abs(hi - level_hi) <= tolerance)
+            & (np.abs(lo - level_lo) <= tolerance)
+        )
+        stop = np.flatnonzero(~uniform[:limit])
+        return int(stop[0]) if len(stop) else limit
+
+    top = run(row_lo, row_hi, int(rows * MAX_TRIM_SHARE))
+    bottom = run(row_lo[::-1], row_hi[::-1], int(rows * MAX_TRIM_SHARE))
+    left = run(col_lo, col_hi, int(cols * MAX_TRIM_SHARE))
+    right = run(col_lo[::-1], col_hi[::-1], int(cols * MAX_TRIM_SHARE))
+    sides = [top if top >= rows * MIN_TRIM_SHARE else 0, bottom if bottom >= rows * MIN_TRIM_SHARE else 0]
+    sides += [left if left >= cols * MIN_TRIM_SHARE else 0, right if right >= cols * MIN_TRIM_SHARE else 0]
+    if not any(sides):
+        return None
+    return sides[0], sides[1], sides[2], sides[3]
+
+
+def _hash_plane(plane: F32, width: int, height: int, factor: int) -> tuple[str, int] | None:
+    plane = np.ascontiguousarray(plane, dtype=np.float32)
+    if width < pdq.MIN_DIMENSION or height < pdq.MIN_DIMENSION:
+        return None
+    if factor == 1:
+        block, quality = pdq.dct16(plane)
+    else:
+        rows, cols = plane.shape
+        # The partial last block may now sit first: widths are rounded to whole blocks (a query variant
+        # needs to land near the original's hash, not to equal a full decode bit for bit).
+        block, quality = pdq_reduced.hash_reduced(plane, cols * factor, rows * factor, factor)
+    return pdq.hex_from_bits(pdq.bits_from_dct(block)), quality
+
+
+def query_variants(
+    picture: Picture, *, dihedral: bool = True, trim: bool = True
+) -> dict[str, tuple[str, int]]:
+    """{variant: (hex, quality)} for one picture (the plain hash is not included)."""
+    out: dict[str, tuple[str, int]] = {}
+    if picture.width < pdq.MIN_DIMENSION or picture.height < pdq.MIN_DIMENSION:
+        return out
+    plane = luma(picture.pixels)
+    f = picture.factor
+    if dihedral:
+        for variant, turn in _TURNS.items():
+            hashed = _hash_plane(turn(plane), picture.width, picture.height, f)
+            if hashed is not None:
+                out[variant.value] = hashed
+    if trim:
+        box = border_box(plane)
+        if box is not None:
+            top, bottom, left, right = box
+            inner = plane[top : plane.shape[0] - bottom, left : plane.shape[1] - right]
+            rows, cols = inner.shape
+            hashed = _hash_plane(inner, cols * f, rows * f, f)
+            if hashed is not None:
+                out[Variant.TRIMMED.value] = hashed
+    return out
