@@ -189,6 +189,15 @@ def _childshield_variants(sample: Sample) -> list[bytes]:
     return [bytes.fromhex(h) for h in hexes]
 
 
+def _childshield_bank_variants(sample: Sample) -> list[bytes]:
+    """childshield's bank item built from media: the plain PDQ plus its bank-side variants."""
+    from childshield.hashing.service import HashOptions, hash_bytes
+
+    result = hash_bytes(sample.png, HashOptions(bank_variants=True))
+    hexes = [result.pdq or "0" * 64, *(result.frames[0].pdq_bank_variants or {}).values()]
+    return [bytes.fromhex(h) for h in hexes]
+
+
 def _phash(sample: Sample) -> list[bytes]:
     """imagehash's pHash (8x8 = 64 bits)."""
     import imagehash
@@ -212,6 +221,14 @@ METHODS: dict[str, Method] = {
             _childshield,
             _childshield_variants,
             "childshield PDQ; queries add 7 turned-back and 1 border-trimmed variant",
+        ),
+        Method(
+            "childshield-both",
+            256,
+            31,
+            _childshield_bank_variants,
+            _childshield_variants,
+            "childshield PDQ; bank items add crop and rotation variants, queries add theirs",
         ),
         Method("phash", 64, 10, _phash, _phash, "imagehash.phash, 64 bits", ("imagehash",)),
     )

@@ -112,6 +112,28 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
 
 
 FormatOption = Annotated[OutputFormat | None, typer.Option("--format", "-f", help="table, jsonl or csv.")]
+QueryVariantsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--query-variants/--no-query-variants",
+        help="Match queries' own variants (turned back, borders trimmed) here. Default: on.",
+    ),
+]
+BankVariantsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--bank-variants/--no-bank-variants",
+        help="'bank add' stores hashes of crops and small rotations of each item. Default: on.",
+    ),
+]
+VariantThresholdOption = Annotated[
+    int | None, typer.Option(help="PDQ distance for matches through variants (default 31).")
+]
+
+
+def _policy(query: bool | None, bank: bool | None, threshold: int | None) -> dict[str, object]:
+    given = {"query_variants": query, "bank_variants": bank, "variant_threshold": threshold}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @bank_app.command("create")
@@ -123,6 +145,9 @@ def create(
     pdq_threshold: Annotated[int | None, typer.Option(help="PDQ match distance (default 31).")] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create it switched off.")] = False,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    query_variants: QueryVariantsOption = None,
+    bank_variants: BankVariantsOption = None,
+    variant_threshold: VariantThresholdOption = None,
     db: DbOption = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -136,6 +161,7 @@ def create(
             enabled=not disabled,
             thresholds=thresholds,
             description=description,
+            policy=_policy(query_variants, bank_variants, variant_threshold),
         )
     _print([bank], output_format)
 
@@ -167,6 +193,9 @@ def set_command(
     ] = None,
     pdq_threshold: Annotated[int | None, typer.Option(help="PDQ match distance.")] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    query_variants: QueryVariantsOption = None,
+    bank_variants: BankVariantsOption = None,
+    variant_threshold: VariantThresholdOption = None,
     db: DbOption = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -175,7 +204,13 @@ def set_command(
     thresholds = {"pdq": pdq_threshold} if pdq_threshold is not None else None
     with _database(db) as database:
         bank = update_bank(
-            database, name, enabled=enable, kind=kind, thresholds=thresholds, description=description
+            database,
+            name,
+            enabled=enable,
+            kind=kind,
+            thresholds=thresholds,
+            description=description,
+            policy=_policy(query_variants, bank_variants, variant_threshold),
         )
     _print([bank], output_format)
 
@@ -217,8 +252,9 @@ def _report(report: ImportReport, what: str) -> None:
         err.print(f"[yellow]skipped[/] {where}{problem.message}", highlight=False)
     if len(report.skipped) > 20:
         err.print(f"[yellow]... and {len(report.skipped) - 20} more skipped[/]")
+    variants = f" (and {report.variants} variants of them)" if report.variants else ""
     err.print(
-        f"{what}: {report.added} added, {report.already_present} already present,"
+        f"{what}: {report.added} added{variants}, {report.already_present} already present,"
         f" {len(report.skipped)} skipped",
         highlight=False,
     )
@@ -246,13 +282,10 @@ def add(
     from childshield.hashing.service import HashOptions
 
     with _database(db) as database:
-        get_bank(database, bank)  # fail before hashing anything
+        info = get_bank(database, bank)  # fail before hashing anything
         candidates = list(discover(paths))
-        outcomes = [
-            o
-            for o in hash_many(candidates, HashOptions(frames=frames), workers=workers)
-            if not isinstance(o, Skipped)
-        ]
+        options = HashOptions(frames=frames, bank_variants=info.policy.bank_variants)
+        outcomes = [o for o in hash_many(candidates, options, workers=workers) if not isinstance(o, Skipped)]
         assert all(isinstance(o, HashOutcome) for o in outcomes)
         report = add_outcomes(database, bank, outcomes, labels=label or [])
     _report(report, f"bank {bank!r}")

@@ -37,8 +37,11 @@ def _rows(result: ScanResult) -> list[dict[str, Any]]:
             "pdq": result.hashes.pdq,
             "bank": m.bank,
             "entry_id": m.entry_id,
+            "item_id": m.item_id,
             "signal_type": m.signal_type,
             "distance": m.distance,
+            "variant": m.variant or None,
+            "query_variant": m.query_variant or None,
             "external_id": m.external_id,
             "source_name": m.source_name,
         }
@@ -94,8 +97,11 @@ def _scan(
             "pdq",
             "bank",
             "entry_id",
+            "item_id",
             "signal_type",
             "distance",
+            "variant",
+            "query_variant",
             "external_id",
             "source_name",
             "error",
@@ -115,7 +121,8 @@ def _scan(
     ) as bar:
         task = bar.add_task("scan", total=len(candidates))
         count = workers or max(1, min(os.cpu_count() or 1, len(candidates)))
-        for outcome in hash_many(candidates, HashOptions(frames=frames), workers=count):
+        options = HashOptions(frames=frames, variants=matcher.wants_query_variants)
+        for outcome in hash_many(candidates, options, workers=count):
             bar.advance(task)
             if isinstance(outcome, Skipped):
                 continue
@@ -133,7 +140,7 @@ def _scan(
                     table_rows.append(row)
     if fmt is OutputFormat.TABLE and table_rows:
         table = Table(header_style="bold")
-        for column in ("path", "bank", "signal", "distance", "external id", "source"):
+        for column in ("path", "bank", "signal", "distance", "via", "external id", "source"):
             table.add_column(column, overflow="fold")
         for r in table_rows:
             table.add_row(
@@ -141,6 +148,7 @@ def _scan(
                 r.get("bank", ""),
                 r.get("signal_type", ""),
                 str(r.get("distance", "")),
+                " / ".join(v for v in (r.get("query_variant"), r.get("variant")) if v),
                 r.get("external_id") or "",
                 r.get("error") or r.get("source_name", ""),
             )

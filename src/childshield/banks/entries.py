@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from childshield.banks.errors import BankError, InvalidBankSetting
 from childshield.banks.formats import Parsed, RowError
+from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.store.db import Database
@@ -40,6 +41,8 @@ class ImportReport:
     added: int = 0
     already_present: int = 0
     skipped: list[RowError] = field(default_factory=list)
+    variants: int = 0
+    """Variant entries stored (hashes of standard edits of items added from media)."""
 
 
 def _user() -> str:
@@ -86,34 +89,41 @@ def _store(
     """All rows in one transaction: an import is atomic."""
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
-        revision = bump(session)
-        now = utcnow()
-        user = _user()
-        batch: list[dict[str, Any]] = []
-        seen = 0
-
-        def flush() -> None:
-            nonlocal batch
-            report.added += _insert_ignoring_duplicates(session, batch)
-            batch = []
-
-        for row in rows:
-            seen += 1
-            batch.append(
-                {
-                    **row,
-                    "bank_id": bank.id,
-                    "added_at": now,
-                    "added_by": user,
-                    "state": EntryState.ACTIVE,
-                    "revision": revision,
-                }
-            )
-            if len(batch) >= BATCH:
-                flush()
-        flush()
-        report.already_present += seen - report.added
+        _store_in(session, bank.id, bump(session), rows, report)
     return report
+
+
+def _store_in(
+    session: Session, bank_id: int, revision: int, rows: Iterable[dict[str, Any]], report: ImportReport
+) -> None:
+    now = utcnow()
+    user = _user()
+    batch: list[dict[str, Any]] = []
+    seen = 0
+
+    def flush() -> None:
+        nonlocal batch
+        report.added += _insert_ignoring_duplicates(session, batch)
+        batch = []
+
+    for row in rows:
+        seen += 1
+        batch.append(
+            {
+                "parent_id": None,
+                "variant": "",
+                **row,
+                "bank_id": bank_id,
+                "added_at": now,
+                "added_by": user,
+                "state": EntryState.ACTIVE,
+                "revision": revision,
+            }
+        )
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    report.already_present += seen - report.added
 
 
 def _dedupe(rows: Iterable[T], key: Callable[[T], tuple[str, str]]) -> Iterator[T]:
@@ -165,9 +175,12 @@ def import_rows(
 def add_outcomes(
     db: Database, bank_name: str, outcomes: Iterable[HashOutcome], *, labels: Sequence[str] = ()
 ) -> ImportReport:
-    """Store the signals of hashed files (never the media): PDQ (quality recorded), MD5, SHA-1, SHA-256."""
+    """Store the signals of hashed files (never the media): PDQ (quality recorded), MD5, SHA-1, SHA-256,
+    and, when the bank's policy asks and the files were hashed with them, the bank-side PDQ variants
+    (each pointing to its item's own PDQ entry)."""
     report = ImportReport()
     rows: list[dict[str, Any]] = []
+    variants: list[tuple[str, dict[str, Any]]] = []  # (the item's own PDQ, the variant's row)
     for outcome in outcomes:
         if outcome.result is None:
             report.skipped.append(RowError(0, f"{outcome.path}: {outcome.error}"))
@@ -183,22 +196,67 @@ def add_outcomes(
         signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
         for kind, value, quality in signals:
             rows.append({**base, "signal_type": kind, "signal": value, "quality": quality})
+        for f in r.frames:
+            for variant, value in (f.pdq_bank_variants or {}).items():
+                if f.pdq is not None:
+                    row = {**base, "signal_type": SignalType.PDQ, "signal": value, "quality": f.pdq_quality}
+                    variants.append((f.pdq, {**row, "variant": variant}))
     unique = list(_dedupe(rows, lambda r: (SignalType(r["signal_type"]).value, r["signal"])))
-    _store(db, bank_name, unique, report)
-    report.already_present += len(rows) - len(unique)
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        revision = bump(session)
+        _store_in(session, bank.id, revision, unique, report)
+        report.already_present += len(rows) - len(unique)
+        if variants and Policy.of(bank.policy).bank_variants:
+            _store_variants(session, bank.id, revision, variants, report)
     return report
 
 
+def _store_variants(
+    session: Session,
+    bank_id: int,
+    revision: int,
+    variants: list[tuple[str, dict[str, Any]]],
+    report: ImportReport,
+) -> None:
+    parents: dict[str, int] = {}
+    wanted = sorted({own for own, _ in variants})
+    for i in range(0, len(wanted), 500):
+        parents.update(
+            (signal, entry_id)
+            for entry_id, signal in session.execute(
+                select(Entry.id, Entry.signal).where(
+                    Entry.bank_id == bank_id,
+                    Entry.signal_type == SignalType.PDQ,
+                    Entry.parent_id.is_(None),
+                    Entry.signal.in_(wanted[i : i + 500]),
+                )
+            )
+        )
+    rows = [{**row, "parent_id": parents[own]} for own, row in variants if own in parents]
+    unique = list(_dedupe(rows, lambda r: ("pdq", r["signal"])))
+    counted = ImportReport()
+    _store_in(session, bank_id, revision, unique, counted)
+    report.variants += counted.added
+
+
 def export_rows(
-    db: Database, bank_name: str, *, states: Sequence[EntryState] = (EntryState.ACTIVE,)
+    db: Database,
+    bank_name: str,
+    *,
+    states: Sequence[EntryState] = (EntryState.ACTIVE,),
+    variants: bool = False,
 ) -> list[dict[str, Any]]:
+    """Entries of a bank, items' own signals only unless ``variants`` (then each carries its item)."""
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
-        entries = session.scalars(
-            select(Entry).where(Entry.bank_id == bank.id, Entry.state.in_(list(states))).order_by(Entry.id)
-        ).all()
-        return [
-            {
+        query = select(Entry).where(Entry.bank_id == bank.id, Entry.state.in_(list(states)))
+        if not variants:
+            query = query.where(Entry.parent_id.is_(None))
+        entries = session.scalars(query.order_by(Entry.id)).all()
+        rows = []
+        for e in entries:
+            row: dict[str, Any] = {
                 "signal_type": SignalType(e.signal_type).value,
                 "signal": e.signal,
                 "external_id": e.external_id,
@@ -211,8 +269,11 @@ def export_rows(
                 "state": EntryState(e.state).value,
                 "added_at": e.added_at.isoformat(),
             }
-            for e in entries
-        ]
+            if variants:
+                row["variant"] = e.variant
+                row["parent_id"] = e.parent_id
+            rows.append(row)
+        return rows
 
 
 def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntryState, reason: str = "") -> None:
@@ -221,9 +282,10 @@ def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntrySta
         raise InvalidBankSetting("a reason is required to dispute or disable an entry")
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
+        # An item's variants follow it: a disabled item is not found through its edits either.
         result = session.execute(
             update(Entry)
-            .where(Entry.id == entry_id, Entry.bank_id == bank.id)
+            .where(or_(Entry.id == entry_id, Entry.parent_id == entry_id), Entry.bank_id == bank.id)
             .values(
                 state=state,
                 state_reason=reason.strip(),

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from childshield.banks.errors import BankExists, BankNotFound, InvalidBankSetting
+from childshield.banks.policy import Policy, validate_policy
 from childshield.store.db import Database
 from childshield.store.models import DEFAULT_THRESHOLDS, Bank, BankKind, Entry, EntryState, SignalType
 from childshield.store.revision import bump
@@ -38,7 +39,10 @@ class BankInfo:
     created_at: dt.datetime
     updated_at: dt.datetime
     entries: Mapping[str, int]
-    """Entry counts by state (active, disputed, disabled)."""
+    """Entry counts by state (active, disputed, disabled); variants are counted apart."""
+    policy: Policy
+    variants: int = 0
+    """Variant entries (hashes of standard edits of items added from media)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,8 @@ class BankInfo:
             "kind": self.kind.value,
             "enabled": self.enabled,
             "thresholds": dict(self.thresholds),
+            "policy": self.policy.as_dict(),
+            "variants": self.variants,
             "description": self.description,
             "entries": dict(self.entries),
             "created_at": self.created_at.isoformat(),
@@ -82,10 +88,16 @@ def validate_thresholds(thresholds: Mapping[str, Any]) -> dict[str, int]:
 def _info(session: Session, bank: Bank) -> BankInfo:
     counts = {state.value: 0 for state in EntryState}
     rows = session.execute(
-        select(Entry.state, func.count()).where(Entry.bank_id == bank.id).group_by(Entry.state)
+        select(Entry.state, Entry.parent_id.is_(None), func.count())
+        .where(Entry.bank_id == bank.id)
+        .group_by(Entry.state, Entry.parent_id.is_(None))
     ).all()
-    for state, count in rows:
-        counts[EntryState(state).value] = count
+    variants = 0
+    for state, own, count in rows:
+        if own:
+            counts[EntryState(state).value] = count
+        else:
+            variants += count
     created = bank.created_at if bank.created_at.tzinfo else bank.created_at.replace(tzinfo=dt.UTC)
     updated = bank.updated_at if bank.updated_at.tzinfo else bank.updated_at.replace(tzinfo=dt.UTC)
     return BankInfo(
@@ -98,6 +110,8 @@ def _info(session: Session, bank: Bank) -> BankInfo:
         created,
         updated,
         counts,
+        Policy.of(bank.policy),
+        variants,
     )
 
 
@@ -116,12 +130,21 @@ def create_bank(
     enabled: bool = True,
     thresholds: Mapping[str, Any] | None = None,
     description: str = "",
+    policy: Mapping[str, Any] | None = None,
 ) -> BankInfo:
     validate_name(name)
     merged = {**DEFAULT_THRESHOLDS, **validate_thresholds(thresholds or {})}
+    rules = validate_policy(policy or {})
     try:
         with db.session() as session:
-            bank = Bank(name=name, kind=kind, enabled=enabled, thresholds=merged, description=description)
+            bank = Bank(
+                name=name,
+                kind=kind,
+                enabled=enabled,
+                thresholds=merged,
+                description=description,
+                policy=rules,
+            )
             session.add(bank)
             bump(session)
             session.flush()
@@ -161,9 +184,11 @@ def update_bank(
     kind: BankKind | None = None,
     thresholds: Mapping[str, Any] | None = None,
     description: str | None = None,
+    policy: Mapping[str, Any] | None = None,
 ) -> BankInfo:
-    """Change settings; thresholds are merged into the existing ones."""
+    """Change settings; thresholds and policy are merged into the existing ones."""
     checked = validate_thresholds(thresholds or {})
+    rules = validate_policy(policy or {})
     with db.session() as session:
         bank = find_bank_row(session, name)
         if enabled is not None:
@@ -174,6 +199,8 @@ def update_bank(
             bank.thresholds = {**bank.thresholds, **checked}
         if description is not None:
             bank.description = description
+        if rules:
+            bank.policy = {**(bank.policy or {}), **rules}
         bump(session)
         session.flush()
         return _info(session, bank)

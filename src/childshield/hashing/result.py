@@ -20,6 +20,8 @@ class FrameHash:
     pdq_dihedral: Mapping[str, str] | None = None
     pdq_variants: Mapping[str, str] | None = None
     """Query-side variants (``signals.pdq_variants``): turned back, borders trimmed; when asked for."""
+    pdq_bank_variants: Mapping[str, str] | None = None
+    """Bank-side variants (``signals.pdq_bank_variants``): crops and small rotations; when asked for."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from childshield.media.decode import (
 from childshield.media.errors import FileTooLarge, UnreadableFile
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
+from childshield.signals.pdq_bank_variants import bank_variants
 from childshield.signals.pdq_picture import hash_picture, max_reduction
 from childshield.signals.pdq_variants import query_variants
 
@@ -38,6 +39,8 @@ class HashOptions:
     """Decode at full size (slow); by default large images are reduced first (see docs/hash.md)."""
     variants: bool = False
     """Add query-side PDQ variants (turned back, borders trimmed) for matching edited copies."""
+    bank_variants: bool = False
+    """Add bank-side PDQ variants (crops, small rotations) to store with a known image."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -57,8 +60,11 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
         variants = None
         if options.variants:
             variants = {name: h for name, (h, _) in query_variants(picture).items()}
+        stored = bank_variants(picture) if options.bank_variants else None
         frames.append(
-            FrameHash(picture.index, picture.width, picture.height, hex_value, quality, dihedral, variants)
+            FrameHash(
+                picture.index, picture.width, picture.height, hex_value, quality, dihedral, variants, stored
+            )
         )
     d = digests(data)
     return HashResult(

@@ -34,7 +34,7 @@ from childshield.store.revision import read_state
 log = logging.getLogger(__name__)
 
 ENV_INDEX_DIR = "CHILDSHIELD_INDEX_DIR"
-FORMAT = 1
+FORMAT = 2
 SAVE_AFTER = 20_000
 """Changes applied at open beyond which the caught-up snapshot is saved (so the next open is quick)."""
 READ_BATCH = 100_000
@@ -67,6 +67,7 @@ class BankIndex:
         mih: PdqMihIndex,
         entry_ids: I64,
         bank_ids: npt.NDArray[np.int32],
+        variant: npt.NDArray[np.uint8],
         *,
         instance: str,
         revision: int,
@@ -76,9 +77,11 @@ class BankIndex:
         self.revision = revision
         self._entry_ids = [np.asarray(entry_ids, dtype=np.int64)]
         self._bank_ids = [np.asarray(bank_ids, dtype=np.int32)]
+        self._variant = [np.asarray(variant, dtype=np.uint8)]
         self._lookup_base()
         self._added_items: dict[int, int] = {}
         self.bank_thresholds: dict[int, int] = {}
+        self.variant_thresholds: dict[int, int] = {}
 
     def _lookup_base(self) -> None:
         ids = self._entry_ids[0]
@@ -103,6 +106,13 @@ class BankIndex:
             self._bank_ids = [np.concatenate(self._bank_ids)]
         return self._bank_ids[0]
 
+    @property
+    def variant(self) -> npt.NDArray[np.uint8]:
+        """1 for items that are variants (hashes of standard edits of a bank item)."""
+        if len(self._variant) > 1:
+            self._variant = [np.concatenate(self._variant)]
+        return self._variant[0]
+
     def _items_of(self, entry_ids: I64) -> I64:
         """Item number of each entry id, -1 for entries not in the index."""
         pos = np.searchsorted(self._sorted_ids, entry_ids)
@@ -120,9 +130,9 @@ class BankIndex:
         """Read every PDQ entry of the database (the slow path: once, then the snapshot is used)."""
         with db.session() as session:
             state = read_state(session)  # first: whatever commits later is caught up next time
-            hashes, entry_ids, bank_ids, active = _read_entries(session, None)
+            hashes, entry_ids, bank_ids, variant, active = _read_entries(session, None)
         mih = PdqMihIndex(hashes, np.full(len(hashes), -1, dtype=np.int16), alive=active)
-        return cls(mih, entry_ids, bank_ids, instance=state.instance, revision=state.revision)
+        return cls(mih, entry_ids, bank_ids, variant, instance=state.instance, revision=state.revision)
 
     def catch_up(self, db: Database) -> int:
         """Apply every entry change after this index's revision; returns how many entries changed."""
@@ -132,35 +142,44 @@ class BankIndex:
                 raise StaleSnapshot("the database changed in a way that needs a rebuild")
             if state.revision == self.revision:
                 return 0
-            hashes, entry_ids, bank_ids, active = _read_entries(session, self.revision)
+            hashes, entry_ids, bank_ids, variant, active = _read_entries(session, self.revision)
         items = self._items_of(entry_ids)
         known = np.flatnonzero(items >= 0)
         for flag in (0, 1):
             self.mih.set_alive(items[known[active[known] == flag]], bool(flag))
         new = np.flatnonzero(items < 0)
         if len(new):
-            added = self.mih.add(hashes[new], self._thresholds_for(bank_ids[new]))
+            added = self.mih.add(hashes[new], self._thresholds_for(bank_ids[new], variant[new]))
             self.mih.set_alive(np.asarray(added)[active[new] == 0], False)
             self._entry_ids.append(entry_ids[new])
             self._bank_ids.append(bank_ids[new])
+            self._variant.append(variant[new])
             self._added_items.update(zip(entry_ids[new].tolist(), added, strict=True))
         self.revision = state.revision
         return len(entry_ids)
 
     # -- bank settings -----------------------------------------------------------------------------
-    def _thresholds_for(self, bank_ids: npt.NDArray[np.int32]) -> npt.NDArray[np.int16]:
+    def _thresholds_for(
+        self, bank_ids: npt.NDArray[np.int32], variant: npt.NDArray[np.uint8]
+    ) -> npt.NDArray[np.int16]:
         if not len(bank_ids):
             return np.empty(0, dtype=np.int16)
-        top = max(int(bank_ids.max()), max(self.bank_thresholds, default=0))
-        lut = np.full(top + 1, -1, dtype=np.int16)
+        known = [*self.bank_thresholds, *self.variant_thresholds]
+        top = max(int(bank_ids.max()), max(known, default=0))
+        own = np.full(top + 1, -1, dtype=np.int16)
+        edits = np.full(top + 1, -1, dtype=np.int16)
         for bank, threshold in self.bank_thresholds.items():
-            lut[bank] = threshold
-        return lut[bank_ids]
+            own[bank] = threshold
+        for bank, threshold in self.variant_thresholds.items():
+            edits[bank] = threshold
+        return np.where(variant > 0, edits[bank_ids], own[bank_ids])
 
-    def apply_banks(self, thresholds: Mapping[int, int]) -> None:
-        """PDQ threshold of each enabled bank by id; items of other banks never match."""
+    def apply_banks(self, thresholds: Mapping[int, int], variant_thresholds: Mapping[int, int]) -> None:
+        """PDQ threshold of each enabled bank by id, for items' own hashes and for their variants; items
+        of other banks never match (-1)."""
         self.bank_thresholds = dict(thresholds)
-        self.mih.set_thresholds(self._thresholds_for(self.bank_ids))
+        self.variant_thresholds = dict(variant_thresholds)
+        self.mih.set_thresholds(self._thresholds_for(self.bank_ids, self.variant))
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
@@ -171,6 +190,7 @@ class BankIndex:
         self.mih.save(tmp)  # folds added items into the tables: item numbers do not change
         np.save(tmp / "entry_ids.npy", self.entry_ids)
         np.save(tmp / "bank_ids.npy", self.bank_ids)
+        np.save(tmp / "variant.npy", self.variant)
         meta = {"format": FORMAT, "instance": self.instance, "revision": self.revision, "items": len(self)}
         (tmp / "meta.json").write_text(json.dumps(meta))
         tmp.rename(folder / name)
@@ -195,9 +215,12 @@ class BankIndex:
         mih = PdqMihIndex.load(path)
         entry_ids = np.load(path / "entry_ids.npy", mmap_mode="r")
         bank_ids = np.load(path / "bank_ids.npy", mmap_mode="r")
-        if entry_ids.shape != (len(mih),) or bank_ids.shape != (len(mih),):
+        variant = np.load(path / "variant.npy", mmap_mode="r")
+        if any(a.shape != (len(mih),) for a in (entry_ids, bank_ids, variant)):
             raise ValueError(f"{path} does not hold a consistent index")
-        return cls(mih, entry_ids, bank_ids, instance=str(meta["instance"]), revision=int(meta["revision"]))
+        return cls(
+            mih, entry_ids, bank_ids, variant, instance=str(meta["instance"]), revision=int(meta["revision"])
+        )
 
 
 class StaleSnapshot(Exception):
@@ -244,10 +267,12 @@ def _remove_old(folder: Path, *, keep: str) -> None:
 
 def _read_entries(
     session: Session, after_revision: int | None
-) -> tuple[npt.NDArray[np.uint64], I64, npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+) -> tuple[npt.NDArray[np.uint64], I64, npt.NDArray[np.int32], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """PDQ entries (all states, all banks), in entry id order, optionally only those changed after a
-    revision: (hashes, entry ids, bank ids, active flags)."""
-    stmt = select(Entry.id, Entry.bank_id, Entry.signal, Entry.state, Entry.signal_type)
+    revision: (hashes, entry ids, bank ids, variant flags, active flags)."""
+    stmt = select(
+        Entry.id, Entry.bank_id, Entry.signal, Entry.state, Entry.parent_id.is_not(None), Entry.signal_type
+    )
     if after_revision is None:
         stmt = stmt.where(Entry.signal_type == SignalType.PDQ)
     else:  # by revision alone, so the revision index is used (not a scan of every PDQ entry)
@@ -256,15 +281,17 @@ def _read_entries(
     hashes: list[npt.NDArray[np.uint64]] = []
     ids: list[I64] = []
     banks: list[npt.NDArray[np.int32]] = []
+    variants: list[npt.NDArray[np.uint8]] = []
     active: list[npt.NDArray[np.uint8]] = []
     for part in result.partitions():
-        rows = [r[:4] for r in part if SignalType(r[4]) is SignalType.PDQ]
+        rows = [r[:5] for r in part if SignalType(r[5]) is SignalType.PDQ]
         if not rows:
             continue
-        entry_id, bank_id, signal, state = zip(*rows, strict=True)
+        entry_id, bank_id, signal, state, is_variant = zip(*rows, strict=True)
         hashes.append(pack_hex(signal))
         ids.append(np.asarray(entry_id, dtype=np.int64))
         banks.append(np.asarray(bank_id, dtype=np.int32))
+        variants.append(np.asarray(is_variant, dtype=np.uint8))
         active.append(np.asarray([EntryState(s) is EntryState.ACTIVE for s in state], dtype=np.uint8))
     if not ids:
         return (
@@ -272,5 +299,12 @@ def _read_entries(
             np.empty(0, dtype=np.int64),
             np.empty(0, dtype=np.int32),
             np.empty(0, dtype=np.uint8),
+            np.empty(0, dtype=np.uint8),
         )
-    return np.concatenate(hashes), np.concatenate(ids), np.concatenate(banks), np.concatenate(active)
+    return (
+        np.concatenate(hashes),
+        np.concatenate(ids),
+        np.concatenate(banks),
+        np.concatenate(variants),
+        np.concatenate(active),
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, select
 
 from childshield.banks.formats import normalize_signal
+from childshield.banks.policy import Policy
 from childshield.index.pdq_flat import pack_hex
 from childshield.matching.bank_index import BankIndex, StaleSnapshot, default_index_dir, open_bank_index
 from childshield.store.db import Database
@@ -45,13 +46,23 @@ class Match:
     source: str
     source_name: str
     negative: bool = False
+    bank_id: int = 0
+    item_id: int = 0
+    """The item matched: the entry itself, or for a variant the item's own PDQ entry."""
+    variant: str = ""
+    """The stored variant that matched (``crop6@0.25,0.5``, ``rotate+3``); empty for the item's own hash."""
+    query_variant: str = ""
+    """The query's variant that matched (``flipx``, ``trimmed``); empty for the query's own hash."""
 
     def as_dict(self) -> dict[str, object]:
         return {
             "bank": self.bank,
             "entry_id": self.entry_id,
+            "item_id": self.item_id,
             "signal_type": self.signal_type,
             "distance": self.distance,
+            "variant": self.variant or None,
+            "query_variant": self.query_variant or None,
             "external_id": self.external_id,
             "source": self.source,
             "source_name": self.source_name,
@@ -116,20 +127,44 @@ class Matcher:
 
     def _read_banks(self) -> None:
         with self.db.session() as session:
-            rows = session.execute(select(Bank.id, Bank.enabled, Bank.thresholds)).all()
-        self.index.apply_banks(
-            {int(bank_id): int((t or {}).get("pdq", 31)) for bank_id, enabled, t in rows if enabled}
-        )
+            rows = session.execute(select(Bank.id, Bank.enabled, Bank.thresholds, Bank.policy)).all()
+        own: dict[int, int] = {}
+        edits: dict[int, int] = {}
+        self.query_variant_thresholds: dict[int, int] = {}
+        for bank_id, enabled, thresholds, stored in rows:
+            if not enabled:
+                continue
+            policy = Policy.of(stored)
+            pdq = int((thresholds or {}).get("pdq", 31))
+            variant = min(policy.variant_threshold, pdq)  # a variant never matches looser than the item
+            own[int(bank_id)] = pdq
+            if policy.bank_variants:
+                edits[int(bank_id)] = variant
+            if policy.query_variants:
+                self.query_variant_thresholds[int(bank_id)] = variant
+        self.index.apply_banks(own, edits)
+
+    @property
+    def wants_query_variants(self) -> bool:
+        """Whether any enabled bank matches query-side variants (so scans should compute them)."""
+        return bool(self.query_variant_thresholds)
 
     def match(self, signal_type: str, value: str, *, quality: int | None = None) -> MatchResult:
         """Match one signal.  Raises ValueError for a malformed signal."""
         return self.match_many([(signal_type, value, quality)])[0]
 
-    def match_many(self, queries: Sequence[Query]) -> list[MatchResult]:
+    def match_many(
+        self, queries: Sequence[Query], *, query_variants: Sequence[str] | None = None
+    ) -> list[MatchResult]:
         """Match many signals in one pass (one index search, a few database reads); results in order.
 
-        Raises ValueError for a malformed signal (check them first with ``normalize_signal`` to report
-        each on its own)."""
+        ``query_variants`` names, for each query, the query-side variant it is (``flipx``, ``trimmed``;
+        empty for a plain hash): those match only banks whose policy takes them, within the bank's
+        variant threshold.  Raises ValueError for a malformed signal (check them first with
+        ``normalize_signal`` to report each on its own)."""
+        names = list(query_variants) if query_variants is not None else [""] * len(queries)
+        if len(names) != len(queries):
+            raise ValueError("one query variant name per query")
         normalized = [normalize_signal(kind, value) for kind, value, _ in queries]
         hits: list[list[tuple[int, int]]] = [[] for _ in queries]  # (entry id, distance)
         notes: list[str | None] = [None] * len(queries)
@@ -154,12 +189,15 @@ class Matcher:
                     hits[k].append((entry.entry_id, 0))
         by_id = {m.entry_id: m for ms in details.values() for m in ms}
         results = []
-        for (kind, signal), found, note in zip(normalized, hits, notes, strict=True):
+        for (kind, signal), found, note, name in zip(normalized, hits, notes, names, strict=True):
+            limits = self.query_variant_thresholds
             matches = sorted(
                 (
-                    replace(by_id[e], distance=d)
+                    replace(by_id[e], distance=d, query_variant=name)
                     for e, d in found
-                    if e in by_id and _confirmed(kind, signal, by_id[e], d)
+                    if e in by_id
+                    and _confirmed(kind, signal, by_id[e], d)
+                    and (not name or d <= limits.get(by_id[e].bank_id, -1))
                 ),
                 key=lambda m: (m.distance, m.bank, m.entry_id),
             )
@@ -206,6 +244,9 @@ class Matcher:
                 row.source,
                 row.source_name,
                 negative,
+                bank_id=row.bank_id,
+                item_id=row.parent_id or row.id,
+                variant=row.variant or "",
             )
             out[key].append(match)
         return out
@@ -229,6 +270,9 @@ _LIVE = (
         _ENTRIES.external_id,
         _ENTRIES.source,
         _ENTRIES.source_name,
+        _ENTRIES.parent_id,
+        _ENTRIES.variant,
+        _ENTRIES.bank_id,
         _BANKS.name,
         _BANKS.kind,
     )

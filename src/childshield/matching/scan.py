@@ -24,7 +24,8 @@ class ScanResult:
 
 
 def match_hashes(matcher: Matcher, result: HashResult) -> MatchResult:
-    """Every signal of a hashed file (each frame's PDQ too) against the banks, duplicates removed."""
+    """Every signal of a hashed file (each frame's PDQ and its query-side variants too) against the banks;
+    each (bank, item) reported once, at its smallest distance (the plain hash first on a tie)."""
     found: dict[tuple[str, int], Match] = {}
     suppressed: dict[tuple[str, int], Match] = {}
     allowed: list[Match] = []
@@ -33,17 +34,25 @@ def match_hashes(matcher: Matcher, result: HashResult) -> MatchResult:
         ("sha1", result.sha1, None),
         ("sha256", result.sha256, None),
     ]
-    queries += [("pdq", f.pdq, f.pdq_quality) for f in result.frames if f.pdq is not None]
+    names = ["", "", ""]
+    for f in result.frames:
+        if f.pdq is None:
+            continue
+        queries.append(("pdq", f.pdq, f.pdq_quality))
+        names.append("")
+        for name, value in (f.pdq_variants or {}).items():
+            queries.append(("pdq", value, f.pdq_quality))
+            names.append(name)
     notes = []
-    for one in matcher.match_many(queries):
+    for one in matcher.match_many(queries, query_variants=names):
         for m in one.matches:
-            key = (m.bank, m.entry_id)
-            if key not in found or m.distance < found[key].distance:
+            key = (m.bank, m.item_id)
+            if key not in found or _rank(m) < _rank(found[key]):
                 found[key] = m
         for m in one.suppressed:
-            suppressed[(m.bank, m.entry_id)] = m
+            suppressed[(m.bank, m.item_id)] = m
         allowed += one.allowed_by
-        if one.note:
+        if one.note and one.note not in notes:
             notes.append(one.note)
     if allowed:  # an allow-listed signal anywhere in the file clears the file
         suppressed.update(found)
@@ -51,6 +60,10 @@ def match_hashes(matcher: Matcher, result: HashResult) -> MatchResult:
     return MatchResult(
         tuple(found.values()), tuple(suppressed.values()), tuple(allowed), "; ".join(notes) or None
     )
+
+
+def _rank(match: Match) -> tuple[int, int, int]:
+    return (match.distance, bool(match.variant), bool(match.query_variant))
 
 
 def scan_outcome(matcher: Matcher, outcome: HashOutcome) -> ScanResult:
@@ -62,7 +75,7 @@ def scan_outcome(matcher: Matcher, outcome: HashOutcome) -> ScanResult:
 
 def scan_bytes(matcher: Matcher, data: bytes, options: HashOptions | None = None) -> ScanResult:
     """Hash bytes and match them.  Raises ``MediaError`` when they cannot be hashed."""
-    result = hash_bytes(data, options)
+    result = hash_bytes(data, options or HashOptions(variants=matcher.wants_query_variants))
     matched = match_hashes(matcher, result)
     return ScanResult(None, result, matched.matches, matched.suppressed)
 

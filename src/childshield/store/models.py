@@ -63,6 +63,8 @@ class Bank(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     thresholds: Mapped[dict[str, Any]] = mapped_column(default=lambda: dict(DEFAULT_THRESHOLDS))
     description: Mapped[str] = mapped_column(Text, default="")
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    """Matching of edited copies (see ``banks.policy``); missing keys take the defaults."""
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -79,6 +81,7 @@ class Entry(Base):
         Index("ix_entries_signal", "signal_type", "signal"),
         Index("ix_entries_bank_state", "bank_id", "state"),
         Index("ix_entries_revision", "revision"),
+        Index("ix_entries_parent", "parent_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,8 +105,14 @@ class Entry(Base):
     state_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The store revision that last wrote this entry (see ``store.revision``)."""
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("entries.id", ondelete="CASCADE", name="fk_entries_parent"), default=None
+    )
+    """For a variant (the hash of a standard edit of an item): the item's own PDQ entry."""
+    variant: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    """Which edit a variant is (``crop6@0.25,0.5``, ``rotate+3``); empty for an item's own signals."""
 
-    bank: Mapped[Bank] = relationship(back_populates="entries")
+    bank: Mapped[Bank] = relationship(back_populates="entries", foreign_keys=[bank_id])
 
 
 class StoreMeta(Base):
