@@ -72,7 +72,7 @@ def test_turned_and_letterboxed_copies_are_found_through_query_variants(photo: n
         result = hash_bytes(png(np.ascontiguousarray(edited)), HashOptions(variants=True))
         assert hamming(result.pdq or "", own) > 64  # plain PDQ does not find it
         variants = result.frames[0].pdq_variants or {}
-        assert hamming(variants[name], own) <= 2, name  # the same pixels once turned back
+        assert hamming(variants[name], own) <= 8, name  # the same pixels once turned back (from blocks)
     boxed = hash_bytes(png(letterbox(photo, 0.25)), HashOptions(variants=True))
     assert hamming(boxed.pdq or "", own) > 31
     assert hamming((boxed.frames[0].pdq_variants or {})["trimmed"], own) <= 8
@@ -119,7 +119,7 @@ def test_match_reports_the_variants_and_policy_switches_them(db: Database, photo
 
     matcher = Matcher.load(db)
     mirrored = scan_bytes(matcher, png(np.ascontiguousarray(photo[:, ::-1])))
-    assert [(m.query_variant, m.variant, m.distance <= 2) for m in mirrored.matches] == [("flipx", "", True)]
+    assert [(m.query_variant, m.variant, m.distance <= 8) for m in mirrored.matches] == [("flipx", "", True)]
     cropped = scan_bytes(matcher, png(crop(photo, 0.05)))
     assert len(cropped.matches) == 1
     hit = cropped.matches[0]

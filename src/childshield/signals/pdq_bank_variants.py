@@ -19,7 +19,7 @@ from PIL import Image
 
 from childshield.media.decode import Picture
 from childshield.signals import pdq, pdq_reduced
-from childshield.signals.pdq_picture import luma
+from childshield.signals.pdq_variants import variant_plane
 
 F32 = npt.NDArray[np.float32]
 
@@ -69,10 +69,10 @@ def bank_variants(picture: Picture) -> dict[str, str]:
     """{variant name: PDQ hex} of the standard edits of one picture (its own hash not included)."""
     if picture.width < pdq.MIN_DIMENSION or picture.height < pdq.MIN_DIMENSION:
         return {}
-    plane = luma(picture.pixels)
+    plane, factor = variant_plane(picture)
     out: dict[str, str] = {}
     for name, window in {**crops(plane), **rotations(plane)}.items():
-        hashed = _hash(window, picture.factor)
+        hashed = _hash(window, factor)
         if hashed is not None:
             out[name] = hashed
     return out

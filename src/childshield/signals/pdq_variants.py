@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from childshield.media.decode import Picture
 from childshield.signals import pdq, pdq_reduced
+from childshield.signals._pdq_numpy import jarosz_window
 from childshield.signals.pdq_picture import luma
 
 F32 = npt.NDArray[np.float32]
@@ -32,6 +33,9 @@ MAX_TRIM_SHARE = 0.4
 """No side is trimmed by more than this share of its axis: what is left must be content."""
 MIN_TRIM_SHARE = 0.02
 """Borders thinner than this share of the axis are left alone (they barely move the hash)."""
+VARIANT_BLOCKS_PER_WINDOW = 2
+"""Variants of a full-size picture are hashed from block averages with PDQ's filter window this many
+blocks wide: a few bits from a full-size hash, and about 8 times less work than one."""
 
 
 class Variant(enum.StrEnum):
@@ -61,33 +65,25 @@ _TRANSPOSING = {Variant.ROTATE90, Variant.ROTATE270, Variant.FLIP_PLUS1, Variant
 def border_box(plane: F32, *, tolerance: float = BORDER_TOLERANCE) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) rows/columns of uniform border to cut, or None when there is none.
 
-    A border row or column has a luma spread within ``tolerance`` and the same level as the outermost
-    one; each side is at most ``MAX_TRIM_SHARE`` of its axis, and borders thinner than
-    ``MIN_TRIM_SHARE`` are ignored."""
+    A border row or column has 98% of its pixels within ``tolerance`` of the level of the outermost one
+    (so JPEG noise and a few specks, such as a logo in the bar, do not stop it); each side is at most
+    ``MAX_TRIM_SHARE`` of its axis, and borders thinner than ``MIN_TRIM_SHARE`` are ignored."""
     rows, cols = plane.shape
     if rows < 8 or cols < 8:
         return None
-    # Spread between the 2nd and 98th percentiles: JPEG noise and a few specks (a logo in the bar)
-    # do not stop a border.
-    row_lo, row_hi = np.percentile(plane, [2, 98], axis=1).astype(np.float32)
-    col_lo, col_hi = np.percentile(plane, [2, 98], axis=0).astype(np.float32)
 
-    def run(lo: npt.NDArray[np.float32], hi: npt.NDArray[np.float32], limit: int) -> int:
-        level_lo, level_hi = float(lo[0]), float(hi[0])
-        if level_hi - level_lo > tolerance:
-            return 0
-        uniform = (
-            (hi - lo <= tolerance)
-            & (np.abs(hi - level_hi) <= tolerance)
-            & (np.abs(lo - level_lo) <= tolerance)
-        )
-        stop = np.flatnonzero(~uniform[:limit])
+    def run(lines: F32, limit: int) -> int:
+        """How many leading lines (rows of ``lines``) are border."""
+        level = float(np.median(lines[0]))
+        near = np.abs(lines[:limit] - level) <= tolerance
+        uniform = near.mean(axis=1) >= 0.98
+        stop = np.flatnonzero(~uniform)
         return int(stop[0]) if len(stop) else limit
 
-    top = run(row_lo, row_hi, int(rows * MAX_TRIM_SHARE))
-    bottom = run(row_lo[::-1], row_hi[::-1], int(rows * MAX_TRIM_SHARE))
-    left = run(col_lo, col_hi, int(cols * MAX_TRIM_SHARE))
-    right = run(col_lo[::-1], col_hi[::-1], int(cols * MAX_TRIM_SHARE))
+    top = run(plane, int(rows * MAX_TRIM_SHARE))
+    bottom = run(plane[::-1], int(rows * MAX_TRIM_SHARE))
+    left = run(plane.T, int(cols * MAX_TRIM_SHARE))
+    right = run(plane.T[::-1], int(cols * MAX_TRIM_SHARE))
     sides = [top if top >= rows * MIN_TRIM_SHARE else 0, bottom if bottom >= rows * MIN_TRIM_SHARE else 0]
     sides += [left if left >= cols * MIN_TRIM_SHARE else 0, right if right >= cols * MIN_TRIM_SHARE else 0]
     if not any(sides):
@@ -109,6 +105,25 @@ def _hash_plane(plane: F32, width: int, height: int, factor: int) -> tuple[str, 
     return pdq.hex_from_bits(pdq.bits_from_dct(block)), quality
 
 
+def box_reduce(plane: F32, factor: int) -> F32:
+    """Averages of ``factor`` x ``factor`` blocks; the last rows and columns that do not fill a block are
+    left out (at most ``factor`` - 1 pixels, which a variant's hash does not notice)."""
+    if factor == 1:
+        return plane
+    rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
+    blocks = plane[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def variant_plane(picture: Picture) -> tuple[F32, int]:
+    """The luma plane to hash variants from and its block factor: a full-size picture is reduced first."""
+    plane = luma(picture.pixels)
+    if picture.factor > 1:
+        return plane, picture.factor
+    factor = max(1, jarosz_window(min(picture.width, picture.height)) // VARIANT_BLOCKS_PER_WINDOW)
+    return box_reduce(plane, factor), factor
+
+
 def query_variants(
     picture: Picture, *, dihedral: bool = True, trim: bool = True
 ) -> dict[str, tuple[str, int]]:
@@ -116,8 +131,7 @@ def query_variants(
     out: dict[str, tuple[str, int]] = {}
     if picture.width < pdq.MIN_DIMENSION or picture.height < pdq.MIN_DIMENSION:
         return out
-    plane = luma(picture.pixels)
-    f = picture.factor
+    plane, f = variant_plane(picture)
     if dihedral:
         for variant, turn in _TURNS.items():
             hashed = _hash_plane(turn(plane), picture.width, picture.height, f)
