@@ -131,8 +131,33 @@ VariantThresholdOption = Annotated[
 ]
 
 
-def _policy(query: bool | None, bank: bool | None, threshold: int | None) -> dict[str, object]:
-    given = {"query_variants": query, "bank_variants": bank, "variant_threshold": threshold}
+PolicyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--policy",
+        help="Policy setting KEY=VALUE (repeatable): flood_limit, flood_factor, flood_quarantine, ...",
+    ),
+]
+
+
+def _policy(
+    query: bool | None, bank: bool | None, threshold: int | None, pairs: list[str] | None = None
+) -> dict[str, object]:
+    given: dict[str, object | None] = {
+        "query_variants": query,
+        "bank_variants": bank,
+        "variant_threshold": threshold,
+    }
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--policy takes KEY=VALUE, got {pair[:80]!r}")
+        value: object = text.strip()
+        if text.strip().lower() in ("true", "yes", "on", "false", "no", "off"):
+            value = text.strip().lower() in ("true", "yes", "on")
+        elif text.strip().lstrip("-").isdigit():
+            value = int(text.strip())
+        given[key.strip()] = value
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -148,6 +173,7 @@ def create(
     query_variants: QueryVariantsOption = None,
     bank_variants: BankVariantsOption = None,
     variant_threshold: VariantThresholdOption = None,
+    policy: PolicyOption = None,
     db: DbOption = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -161,7 +187,7 @@ def create(
             enabled=not disabled,
             thresholds=thresholds,
             description=description,
-            policy=_policy(query_variants, bank_variants, variant_threshold),
+            policy=_policy(query_variants, bank_variants, variant_threshold, policy),
         )
     _print([bank], output_format)
 
@@ -196,6 +222,7 @@ def set_command(
     query_variants: QueryVariantsOption = None,
     bank_variants: BankVariantsOption = None,
     variant_threshold: VariantThresholdOption = None,
+    policy: PolicyOption = None,
     db: DbOption = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -210,7 +237,7 @@ def set_command(
             kind=kind,
             thresholds=thresholds,
             description=description,
-            policy=_policy(query_variants, bank_variants, variant_threshold),
+            policy=_policy(query_variants, bank_variants, variant_threshold, policy),
         )
     _print([bank], output_format)
 

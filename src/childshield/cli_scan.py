@@ -22,6 +22,7 @@ from childshield.hashing.output import OutputFormat
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions
 from childshield.matching import Matcher
+from childshield.matching.flood import Flood, FloodGuard
 from childshield.matching.matcher import DEFAULT_MIN_QUALITY
 from childshield.matching.scan import ScanResult, scan_outcome
 
@@ -75,6 +76,14 @@ def scan_command(
         _scan(matcher, paths, fmt, err, workers=workers, frames=frames, progress=progress)
 
 
+FLUSH_EVERY = 200  # files between writes of the match tallies (flood protection)
+
+
+def _report_floods(floods: list[Flood], err: Console) -> None:
+    for flood in floods:
+        err.print(f"[yellow]flood:[/] {flood.describe()}", highlight=False)
+
+
 def _scan(
     matcher: Matcher,
     paths: list[str],
@@ -86,6 +95,7 @@ def _scan(
     progress: bool | None,
 ) -> None:
     candidates = list(discover(paths))
+    guard = FloodGuard(matcher.db)
     started = time.monotonic()
     files = matched = errors = 0
     table_rows: list[dict[str, Any]] = []
@@ -128,6 +138,9 @@ def _scan(
                 continue
             assert isinstance(outcome, HashOutcome)
             result = scan_outcome(matcher, outcome)
+            guard.record(result.matches)
+            if files % FLUSH_EVERY == FLUSH_EVERY - 1:
+                _report_floods(guard.flush(), err)
             files += 1
             errors += result.error is not None
             matched += result.matched
@@ -155,6 +168,7 @@ def _scan(
         console = Console()
         (console if console.is_terminal else Console(width=200)).print(table)
     elapsed = max(time.monotonic() - started, 1e-9)
+    _report_floods(guard.flush(), err)
     err.print(
         f"scanned {files} files in {elapsed:.1f} s ({files / elapsed:.1f} files/s): "
         f"{matched} matched, {errors} errors",

@@ -282,16 +282,22 @@ def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntrySta
         raise InvalidBankSetting("a reason is required to dispute or disable an entry")
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
-        # An item's variants follow it: a disabled item is not found through its edits either.
-        result = session.execute(
-            update(Entry)
-            .where(or_(Entry.id == entry_id, Entry.parent_id == entry_id), Entry.bank_id == bank.id)
-            .values(
-                state=state,
-                state_reason=reason.strip(),
-                state_changed_at=dt.datetime.now(dt.UTC),
-                revision=bump(session),
-            )
-        )
-        if not getattr(result, "rowcount", 0):
+        if not set_state_in(session, entry_id, state, reason, bank_id=bank.id):
             raise BankError(f"bank {bank_name!r} has no entry {entry_id}")
+
+
+def set_state_in(
+    session: Session, entry_id: int, state: EntryState, reason: str, *, bank_id: int | None = None
+) -> int:
+    """Set an entry's state within a transaction; an item's variants follow it (a disabled item is not
+    found through its edits either).  Returns the rows changed."""
+    stmt = update(Entry).where(or_(Entry.id == entry_id, Entry.parent_id == entry_id))
+    if bank_id is not None:
+        stmt = stmt.where(Entry.bank_id == bank_id)
+    values = {
+        "state": state,
+        "state_reason": reason.strip(),
+        "state_changed_at": dt.datetime.now(dt.UTC),
+        "revision": bump(session),
+    }
+    return int(getattr(session.execute(stmt.values(values)), "rowcount", 0) or 0)

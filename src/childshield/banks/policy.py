@@ -17,6 +17,13 @@ class Policy:
     """``bank add`` stores hashes of standard edits (crops, small rotations) of each item."""
     variant_threshold: int = 31
     """PDQ distance for matches through any variant (never looser than the bank's PDQ threshold)."""
+    flood_limit: int = 100
+    """Matches of one item within an hour from which a surge counts as a flood (0: never)."""
+    flood_factor: int = 10
+    """...when it is also this many times the item's usual hourly rate (over the past week)."""
+    flood_quarantine: bool = False
+    """Dispute a flooding item at once (it stops matching until someone reviews it).  Off by default:
+    whoever can upload copies of known material could otherwise switch its entry off."""
 
     @classmethod
     def of(cls, stored: Mapping[str, Any] | None) -> Policy:
@@ -27,18 +34,21 @@ class Policy:
         return asdict(self)
 
 
+_RANGES = {"variant_threshold": (0, 256), "flood_limit": (0, 10**9), "flood_factor": (1, 10**6)}
+
+
 def validate_policy(values: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if key in ("query_variants", "bank_variants"):
+        if key in ("query_variants", "bank_variants", "flood_quarantine"):
             if not isinstance(value, bool):
                 raise InvalidBankSetting(f"{key} must be true or false, got {value!r}")
-        elif key == "variant_threshold":
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
-                raise InvalidBankSetting(f"variant_threshold must be an integer from 0 to 256, got {value!r}")
+        elif key in _RANGES:
+            low, high = _RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidBankSetting(f"{key} must be an integer from {low} to {high}, got {value!r}")
         else:
-            raise InvalidBankSetting(
-                f"unknown policy setting {key!r} (known: query_variants, bank_variants, variant_threshold)"
-            )
+            known = ", ".join(Policy.__dataclass_fields__)
+            raise InvalidBankSetting(f"unknown policy setting {key!r} (known: {known})")
         out[key] = value
     return out

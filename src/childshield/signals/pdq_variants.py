@@ -112,7 +112,8 @@ def box_reduce(plane: F32, factor: int) -> F32:
         return plane
     rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
     blocks = plane[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor)
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
+    out: F32 = blocks.mean(axis=(1, 3), dtype=np.float32)
+    return out
 
 
 def variant_plane(picture: Picture) -> tuple[F32, int]:

@@ -124,3 +124,14 @@ class StoreMeta(Base):
     instance: Mapped[str] = mapped_column(String(36))
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
     reset_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MatchTally(Base):
+    """How many times an item matched in one hour (flood protection; see ``matching.flood``)."""
+
+    __tablename__ = "match_tallies"
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """Hours since 1970-01-01 UTC."""
+    count: Mapped[int] = mapped_column(Integer, default=0)
