@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_index import hexes, perturb
+
 CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
@@ -58,18 +60,6 @@ def child(url: str, queries: Path | None = None) -> dict[str, float]:
     args = [sys.executable, "-c", CHILD, url] + ([str(queries)] if queries else [])
     proc = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.splitlines()[-1])
-
-
-def hexes(words: np.ndarray) -> list[str]:
-    return [row.astype(">u8").tobytes().hex() for row in words]
-
-
-def perturb(rng: np.random.Generator, rows: np.ndarray, bits: int) -> np.ndarray:
-    out = rows.copy()
-    for row in out:
-        for b in rng.choice(256, bits, replace=False):
-            row[b // 64] ^= np.uint64(1) << np.uint64(b % 64)
-    return out
 
 
 def run(n: int, queries_count: int, folder: Path) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from childshield.hashing.result import HashOutcome
 from childshield.store.db import Database
 from childshield.store.models import EntryState
 from childshield.testing.corpus import encode, generated_photo
+from cli_runner import cli_for
 
 PDQ_A = "a" * 64
 MD5_B = "b" * 32
@@ -143,16 +141,7 @@ def test_entry_states(db: Database) -> None:
 
 
 def test_bank_add_import_export_commands(db: Database, tmp_path: Path) -> None:
-    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "childshield.cli", "bank", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+    cli = cli_for(db, "bank")
 
     images = tmp_path / "images"
     images.mkdir()
@@ -227,16 +216,7 @@ def test_threatexchange_static_exchange_import(db: Database) -> None:
 
     expected = {("pdq", s) for s in PdqSignal.get_examples()}
     expected |= {("md5", s) for s in VideoMD5Signal.get_examples()}
-    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "childshield.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+    cli = cli_for(db)
 
     create_bank(db, "samples")
     first = cli("bank", "import", "samples", "--exchange", "sample")

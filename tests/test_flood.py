@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from childshield.matching.flood import BASELINE_HOURS, FloodGuard
 from childshield.store.db import Database
 from childshield.store.models import EntryState
 from childshield.testing.corpus import encode, generated_photo
+from cli_runner import cli_for
 
 PDQ = "f" * 16 + "0" * 16 + "a5" * 16
 HOUR = 3600.0
@@ -86,11 +84,7 @@ def test_quarantine_disputes_the_item_and_it_stops_matching_at_once(db: Database
 
 
 def test_scan_reports_and_quarantines_a_flood(db: Database, tmp_path: Path) -> None:
-    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "childshield.cli", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    cli = cli_for(db)
 
     data = encode(generated_photo(5, 320, 240), "JPEG", quality=90)
     (tmp_path / "item.jpg").write_bytes(data)

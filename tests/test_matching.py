@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +15,7 @@ from childshield.index.pdq_flat import PdqFlatIndex, pack_hex
 from childshield.matching import Matcher
 from childshield.store.db import Database
 from childshield.store.models import BankKind, EntryState
+from cli_runner import cli_for
 
 
 def random_hex(rng: np.random.Generator) -> str:
@@ -134,17 +132,7 @@ def test_matcher_thresholds_states_and_negative_banks(db: Database) -> None:
 def test_match_command(db: Database) -> None:
     create_bank(db, "known")
     import_rows(db, "known", csv_rows(f"pdq,{BASE},ext-1", "sha256," + "3" * 64 + ",ext-2"), source_name="x")
-    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "childshield.cli", "match", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+    run = cli_for(db, "match")
 
     hit = run("--pdq", flip(BASE, [0, 100, 255]))
     assert hit.returncode == 3

@@ -4,9 +4,6 @@ rotations), per-bank policy, and what a match says about them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ from childshield.signals.pdq_variants import border_box
 from childshield.store.db import Database
 from childshield.store.models import EntryState
 from childshield.testing.corpus import encode, generated_photo
+from cli_runner import cli_for
 
 
 @pytest.fixture(autouse=True)
@@ -165,16 +163,7 @@ def test_policy_is_validated(db: Database) -> None:
 
 
 def test_bank_add_and_scan_commands_with_variants(db: Database, tmp_path: Path, photo: np.ndarray) -> None:
-    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "childshield.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=env,
-        )
+    cli = cli_for(db)
 
     known = tmp_path / "known"
     known.mkdir()
