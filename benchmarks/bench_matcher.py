@@ -72,16 +72,19 @@ def run(n: int, queries_count: int, folder: Path) -> None:
     rng = np.random.default_rng(n)
     words = rng.integers(0, 2**64 - 1, size=(n + 10_000, 4), dtype=np.uint64, endpoint=True)
     url = f"sqlite:///{folder / 'bench.db'}"
+    reuse = (folder / "bench.db").exists()
     db = open_database(url)
-    create_bank(db, "known")
+    if not reuse:
+        create_bank(db, "known")
 
     def parsed(block: np.ndarray) -> Parsed:
         return Parsed([SignalRow(k + 1, SignalType.PDQ, h, None, ()) for k, h in enumerate(hexes(block))], [])
 
-    t = time.perf_counter()
-    report = import_rows(db, "known", parsed(words[:n]), source_name="bench")
-    took = time.perf_counter() - t
-    print(f"import: {report.added:,} entries in {took:.1f} s ({report.added / took:,.0f}/s)")
+    if not reuse:
+        t = time.perf_counter()
+        report = import_rows(db, "known", parsed(words[:n]), source_name="bench")
+        took = time.perf_counter() - t
+        print(f"import: {report.added:,} entries in {took:.1f} s ({report.added / took:,.0f}/s)")
 
     first = child(url)
     print(f"first open (build from rows, save): {first['open_s']:.2f} s, RSS +{first['rss_mb']:.0f} MB")
@@ -143,9 +146,13 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--reuse", help="Folder with bench.db from an interrupted run of one size.")
     args = parser.parse_args()
     for n in args.sizes:
         print(f"\n== {n:,} PDQ entries ==")
+        if args.reuse:  # a folder holding the bench.db of an earlier run of the same size (no import)
+            run(n, args.queries, Path(args.reuse))
+            continue
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
             run(n, args.queries, Path(tmp))
 
