@@ -22,6 +22,7 @@ from childshield.banks import (
     rename_bank,
     update_bank,
 )
+from childshield.banks.entries import export_rows
 from childshield.store.db import Database, open_database
 from childshield.store.migrate import current_revision, head_revision
 from childshield.store.models import Bank, BankKind, Entry, EntryState, SignalType
@@ -179,3 +180,60 @@ def test_unreachable_database_is_a_clear_error() -> None:
     proc = cli("bank", "list", env=env)
     assert proc.returncode == 1
     assert "cannot open the database" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_failed_migration_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the whole upgrade is one transaction, so a crash or error half-way (here: in the last
+    migration, after an earlier one rebuilt the entries table) changes nothing, and a later open
+    finishes the job with the data intact."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from childshield.store import migrate
+    from childshield.store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(
+            text(
+                "INSERT INTO banks (id, name, kind, enabled, thresholds, description, created_at, updated_at)"
+                " VALUES (1, 'known', 'normal', 1, '{\"pdq\": 31}', '', '2026-01-01', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO entries (bank_id, signal_type, signal, source, source_name, labels, added_at,"
+                " added_by, state, state_reason) VALUES (1, 'md5', :s, 'import', 'x', '[]', '2026-01-01',"
+                " '', 'active', '')"
+            ),
+            [{"s": f"{k:032x}"} for k in range(50)],
+        )
+    from alembic.operations import Operations
+
+    create_table = Operations.create_table
+
+    def boom(self: Operations, name: str, *columns: object, **kw: object) -> object:
+        if name == "match_tallies":  # the last migration, after 0003 rebuilt the entries table
+            raise RuntimeError("power cut")
+        return create_table(self, name, *columns, **kw)
+
+    monkeypatch.setattr(Operations, "create_table", boom)
+    with pytest.raises(RuntimeError, match="power cut"):
+        migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0002"
+    tables = set(inspect(engine).get_table_names())
+    assert not any(t.startswith("_alembic_tmp") for t in tables)
+    assert "parent_id" not in {c["name"] for c in inspect(engine).get_columns("entries")}
+    monkeypatch.undo()
+    engine.dispose()
+    db = open_database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        assert migrate.current_revision(db.engine) == migrate.head_revision()
+        assert len(export_rows(db, "known")) == 50
+    finally:
+        db.close()

@@ -33,5 +33,11 @@ def upgrade(engine: Engine) -> None:
         return
     config = alembic_config()
     with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            # Python's sqlite3 opens no transaction before DDL, so each statement would commit on its
+            # own and a crash mid-migration would leave a half-rebuilt table.  One explicit transaction
+            # makes the whole upgrade atomic (SQLite's DDL is transactional), and IMMEDIATE takes the
+            # write lock first, so two processes opening a new database migrate one after the other.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
