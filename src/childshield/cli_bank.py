@@ -68,7 +68,9 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
         import csv
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["name", "kind", "enabled", "pdq_threshold", "active", "disputed", "disabled"])
+        writer.writerow(
+            ["name", "kind", "enabled", "pdq_threshold", "active", "disputed", "disabled", "variants"]
+        )
         for b in banks:
             e = b.entries
             writer.writerow(
@@ -80,6 +82,7 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
                     e["active"],
                     e["disputed"],
                     e["disabled"],
+                    b.variants,
                 ]
             )
         return
@@ -92,9 +95,11 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
         "active",
         "disputed",
         "disabled",
+        "variants",
         "description",
     ):
-        table.add_column(column, justify="right" if column in ("active", "disputed", "disabled") else "left")
+        numeric = column in ("active", "disputed", "disabled", "variants")
+        table.add_column(column, justify="right" if numeric else "left")
     for b in banks:
         e = b.entries
         table.add_row(
@@ -105,6 +110,7 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
             str(e["active"]),
             str(e["disputed"]),
             str(e["disabled"]),
+            str(b.variants),
             b.description,
         )
     console = Console()
