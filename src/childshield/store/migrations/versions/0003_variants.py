@@ -15,13 +15,21 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("entries", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("parent_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("variant", sa.String(length=40), nullable=False, server_default=""))
-        batch_op.create_foreign_key("fk_entries_parent", "entries", ["parent_id"], ["id"], ondelete="CASCADE")
-        batch_op.create_index("ix_entries_parent", ["parent_id"], unique=False)
-    with op.batch_alter_table("banks", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("policy", sa.JSON(), nullable=False, server_default="{}"))
+    # Plain ADD COLUMNs (SQLite allows a REFERENCES clause on a column added with a NULL default): no
+    # rebuild of the entries table, which for millions of entries would take many minutes.
+    if op.get_bind().dialect.name == "sqlite":  # alembic would rebuild the table for the constraint
+        op.execute(
+            "ALTER TABLE entries ADD COLUMN parent_id INTEGER"
+            " CONSTRAINT fk_entries_parent REFERENCES entries (id) ON DELETE CASCADE"
+        )
+    else:
+        op.add_column("entries", sa.Column("parent_id", sa.Integer(), nullable=True))
+        op.create_foreign_key(
+            "fk_entries_parent", "entries", "entries", ["parent_id"], ["id"], ondelete="CASCADE"
+        )
+    op.add_column("entries", sa.Column("variant", sa.String(length=40), nullable=False, server_default=""))
+    op.create_index("ix_entries_parent", "entries", ["parent_id"], unique=False)
+    op.add_column("banks", sa.Column("policy", sa.JSON(), nullable=False, server_default="{}"))
 
 
 def downgrade() -> None:
