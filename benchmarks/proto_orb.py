@@ -533,9 +533,10 @@ def report(res: Results, args: argparse.Namespace) -> None:
             same += (got >= args.margin_k) == (expected >= args.margin_k)
         n = len(res.sample_pairs)
         print(
-            f"  product path (cv2.batchDistance + ratio + RANSAC, plain + mirror): {tt[False].ms():.2f} ms/pair"
-            f" when unrelated ({tt[False].count} pairs), {tt[True].ms():.2f} ms/pair when it reaches RANSAC"
-            f" ({tt[True].count}); same score as the kernel {exact}/{n}, same decision at K={args.margin_k} {same}/{n}"
+            "  product path (cv2.batchDistance + ratio + RANSAC, plain + mirror):"
+            f" {tt[False].ms():.2f} ms/pair when unrelated ({tt[False].count} pairs),"
+            f" {tt[True].ms():.2f} ms/pair when it reaches RANSAC ({tt[True].count}); same score as the"
+            f" kernel {exact}/{n}, same decision at K={args.margin_k} {same}/{n}"
         )
 
 
@@ -563,7 +564,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--edits", default=",".join(EDITS))
     p.add_argument("--nfeatures", type=int, default=500)
     p.add_argument("--side", type=int, default=512, help="ORB on images downscaled to this longer side")
-    p.add_argument("--fallback", type=int, default=0, help="fewer keypoints: retry with --fast-low (0: off)")
+    p.add_argument("--fallback", type=int, default=100, help="fewer points: retry at --fast-low (0: off)")
     p.add_argument(
         "--fast-low", type=int, default=5, help="FAST threshold of the retry (default 5; ORB's is 20)"
     )
