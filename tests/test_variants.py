@@ -187,3 +187,17 @@ def test_bank_add_and_scan_commands_with_variants(db: Database, tmp_path: Path, 
         ("mirrored.png", "edits", False, "flipx"),
         ("cropped.jpg", "edits", True, None),
     }
+
+
+@pytest.mark.parametrize("size", [(5, 5), (6, 9), (9, 64), (3000, 5), (640, 6), (17, 13)])
+@pytest.mark.parametrize("flat", [False, True])
+def test_tiny_and_extreme_shapes_give_variants_or_none_never_an_error(
+    size: tuple[int, int], flat: bool
+) -> None:
+    w, h = size
+    rng = np.random.default_rng(w * h)
+    pixels = np.full((h, w, 3), 128, np.uint8) if flat else rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    result = hash_bytes(png(pixels), HashOptions(variants=True, bank_variants=True))
+    frame = result.frames[0]
+    for value in [*(frame.pdq_variants or {}).values(), *(frame.pdq_bank_variants or {}).values()]:
+        assert len(value) == 64 and int(value, 16) >= 0
