@@ -14,7 +14,6 @@ Each variant costs one more PDQ of the (usually reduced) luma plane: the decode 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 
 import numpy as np
@@ -38,28 +37,20 @@ VARIANT_BLOCKS_PER_WINDOW = 2
 blocks wide: a few bits from a full-size hash, and about 8 times less work than one."""
 
 
-class Variant(enum.StrEnum):
-    ROTATE90 = "rotate90"
-    ROTATE180 = "rotate180"
-    ROTATE270 = "rotate270"
-    FLIPX = "flipx"
-    FLIPY = "flipy"
-    FLIP_PLUS1 = "flip_plus1"
-    FLIP_MINUS1 = "flip_minus1"
-    TRIMMED = "trimmed"
+TRIMMED = "trimmed"
+"""The name of the border-trimmed variant; turned variants are named after ``pdq.Dihedral``."""
 
-
+D = pdq.Dihedral
 # Turning the plane back: each variant is the transform that undoes that edit of the original.
-_TURNS: dict[Variant, Callable[[F32], F32]] = {
-    Variant.ROTATE90: lambda p: np.rot90(p, 1),
-    Variant.ROTATE180: lambda p: np.rot90(p, 2),
-    Variant.ROTATE270: lambda p: np.rot90(p, 3),
-    Variant.FLIPX: lambda p: p[:, ::-1],
-    Variant.FLIPY: lambda p: p[::-1, :],
-    Variant.FLIP_PLUS1: lambda p: p.T,
-    Variant.FLIP_MINUS1: lambda p: np.rot90(p, 2).T,
+_TURNS: dict[pdq.Dihedral, Callable[[F32], F32]] = {
+    D.ROTATE90: lambda p: np.rot90(p, 1),
+    D.ROTATE180: lambda p: np.rot90(p, 2),
+    D.ROTATE270: lambda p: np.rot90(p, 3),
+    D.FLIPX: lambda p: p[:, ::-1],
+    D.FLIPY: lambda p: p[::-1, :],
+    D.FLIP_PLUS1: lambda p: p.T,
+    D.FLIP_MINUS1: lambda p: np.rot90(p, 2).T,
 }
-_TRANSPOSING = {Variant.ROTATE90, Variant.ROTATE270, Variant.FLIP_PLUS1, Variant.FLIP_MINUS1}
 
 
 def border_box(plane: F32, *, tolerance: float = BORDER_TOLERANCE) -> tuple[int, int, int, int] | None:
@@ -146,5 +137,5 @@ def query_variants(
             rows, cols = inner.shape
             hashed = _hash_plane(inner, cols * f, rows * f, f)
             if hashed is not None:
-                out[Variant.TRIMMED.value] = hashed
+                out[TRIMMED] = hashed
     return out
