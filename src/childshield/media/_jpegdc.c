@@ -321,7 +321,8 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
     }
-    if (view.len < 4 || data[0] != 0xFF || data[1] != 0xD8) {
+    /* Pillow (libjpeg's front end here) insists on FF D8 FF: a file it refuses is refused here too. */
+    if (view.len < 4 || data[0] != 0xFF || data[1] != 0xD8 || data[2] != 0xFF) {
         why = "not a JPEG";
         goto out;
     }
