@@ -161,6 +161,7 @@ def _crafted() -> list[tuple[str, bytes]]:
         ("DRI longer than its fields", make(64, 48, ri=3, dri_extra=b"\0\0")),
         ("FF 00 junk before a DQT", make(64, 48, mid=b"\xff\x00" + struct.pack(">H", len(dqt2) + 2) + dqt2)),
         ("junk right after SOI (found by hypothesis)", b"\xff\xd8\x00" + jpeg(BASE, quality=85)[3:]),
+        ("TEM marker, refused by Pillow (hypothesis)", b"\xff\xd8\xff\x01" + jpeg(BASE, quality=85)[4:]),
         (
             "all-ones Huffman code",
             make(64, 48, dc_bits=[0, 4] + [0] * 14, dc_vals=[0, 1, 2, 3], dcfun=lambda c, x, y: (x + y) % 3),

@@ -333,7 +333,9 @@ static PyObject *py_dc_luma(PyObject *self, PyObject *args) {
         if (p >= end) { why = "no scan"; goto out; }
         int marker = *p++;
         /* FF 00 between segments is junk to libjpeg, not a marker with a length. */
-        if (marker == 0x00 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) continue;
+        if (marker == 0x00 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) continue;
+        /* Pillow's header parser refuses markers below C0 (TEM and the reserved ones): so do we. */
+        if (marker < 0xC0) { why = "unknown marker"; goto out; }
         if (marker == 0xD9) { why = "no scan"; goto out; }
         if (end - p < 2) { why = "truncated header"; goto out; }
         int len = read_u16(p);
