@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,7 @@ SAVE_AFTER = 20_000
 READ_BATCH = 100_000
 
 I64 = npt.NDArray[np.int64]
+ArrayT = TypeVar("ArrayT", bound=npt.NDArray[Any])
 
 
 def default_index_dir(db: Database) -> Path | None:
@@ -96,22 +98,16 @@ class BankIndex:
 
     @property
     def entry_ids(self) -> I64:
-        if len(self._entry_ids) > 1:
-            self._entry_ids = [np.concatenate(self._entry_ids)]
-        return self._entry_ids[0]
+        return _joined(self._entry_ids)
 
     @property
     def bank_ids(self) -> npt.NDArray[np.int32]:
-        if len(self._bank_ids) > 1:
-            self._bank_ids = [np.concatenate(self._bank_ids)]
-        return self._bank_ids[0]
+        return _joined(self._bank_ids)
 
     @property
     def variant(self) -> npt.NDArray[np.uint8]:
         """1 for items that are variants (hashes of standard edits of a bank item)."""
-        if len(self._variant) > 1:
-            self._variant = [np.concatenate(self._variant)]
-        return self._variant[0]
+        return _joined(self._variant)
 
     def _items_of(self, entry_ids: I64) -> I64:
         """Item number of each entry id, -1 for entries not in the index."""
@@ -221,6 +217,14 @@ class BankIndex:
         return cls(
             mih, entry_ids, bank_ids, variant, instance=str(meta["instance"]), revision=int(meta["revision"])
         )
+
+
+def _joined(parts: list[ArrayT]) -> ArrayT:
+    """The parts as one array, kept joined in ``parts`` (the base array, then blocks added since)."""
+    if len(parts) > 1:
+        joined: ArrayT = np.concatenate(parts)  # type: ignore[assignment]
+        parts[:] = [joined]
+    return parts[0]
 
 
 class StaleSnapshot(Exception):

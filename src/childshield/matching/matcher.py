@@ -189,8 +189,8 @@ class Matcher:
                     hits[k].append((entry.entry_id, 0))
         by_id = {m.entry_id: m for ms in details.values() for m in ms}
         results = []
+        limits = self.query_variant_thresholds
         for (kind, signal), found, note, name in zip(normalized, hits, notes, names, strict=True):
-            limits = self.query_variant_thresholds
             matches = sorted(
                 (
                     replace(by_id[e], distance=d, query_variant=name)

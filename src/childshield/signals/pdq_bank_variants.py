@@ -18,8 +18,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from childshield.media.decode import Picture
-from childshield.signals import pdq, pdq_reduced
-from childshield.signals.pdq_variants import variant_plane
+from childshield.signals import pdq
+from childshield.signals.pdq_variants import hash_plane, variant_plane
 
 F32 = npt.NDArray[np.float32]
 
@@ -29,18 +29,6 @@ CROP_ANCHORS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Where the kept window sits on each axis: 0 at the start (the cut is all at the end), 1 at the end."""
 ROTATIONS = (-6.0, -3.0, 3.0, 6.0)
 """Degrees, counter-clockwise; corners filled with black, as image editors do by default."""
-
-
-def _hash(plane: F32, factor: int) -> str | None:
-    rows, cols = plane.shape
-    if rows * factor < pdq.MIN_DIMENSION or cols * factor < pdq.MIN_DIMENSION:
-        return None
-    plane = np.ascontiguousarray(plane, dtype=np.float32)
-    if factor == 1:
-        block, _ = pdq.dct16(plane)
-    else:
-        block, _ = pdq_reduced.hash_reduced(plane, cols * factor, rows * factor, factor)
-    return pdq.hex_from_bits(pdq.bits_from_dct(block))
 
 
 def crops(plane: F32) -> dict[str, F32]:
@@ -72,7 +60,7 @@ def bank_variants(picture: Picture) -> dict[str, str]:
     plane, factor = variant_plane(picture)
     out: dict[str, str] = {}
     for name, window in {**crops(plane), **rotations(plane)}.items():
-        hashed = _hash(window, factor)
+        hashed = hash_plane(window, factor)
         if hashed is not None:
-            out[name] = hashed
+            out[name] = hashed[0]
     return out

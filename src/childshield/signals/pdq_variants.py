@@ -82,16 +82,18 @@ def border_box(plane: F32, *, tolerance: float = BORDER_TOLERANCE) -> tuple[int,
     return sides[0], sides[1], sides[2], sides[3]
 
 
-def _hash_plane(plane: F32, width: int, height: int, factor: int) -> tuple[str, int] | None:
-    plane = np.ascontiguousarray(plane, dtype=np.float32)
-    if width < pdq.MIN_DIMENSION or height < pdq.MIN_DIMENSION:
+def hash_plane(plane: F32, factor: int) -> tuple[str, int] | None:
+    """(hex, quality) of a luma plane of ``factor``-pixel block averages (1: full size); None when the
+    picture it stands for has a side under PDQ's minimum."""
+    rows, cols = plane.shape
+    if rows * factor < pdq.MIN_DIMENSION or cols * factor < pdq.MIN_DIMENSION:
         return None
+    plane = np.ascontiguousarray(plane, dtype=np.float32)
     if factor == 1:
         block, quality = pdq.dct16(plane)
     else:
-        rows, cols = plane.shape
-        # The partial last block may now sit first: widths are rounded to whole blocks (a query variant
-        # needs to land near the original's hash, not to equal a full decode bit for bit).
+        # The partial last block may now sit first: widths are rounded to whole blocks (a variant needs
+        # to land near the original's hash, not to equal a full decode bit for bit).
         block, quality = pdq_reduced.hash_reduced(plane, cols * factor, rows * factor, factor)
     return pdq.hex_from_bits(pdq.bits_from_dct(block)), quality
 
@@ -126,7 +128,7 @@ def query_variants(
     plane, f = variant_plane(picture)
     if dihedral:
         for variant, turn in _TURNS.items():
-            hashed = _hash_plane(turn(plane), picture.width, picture.height, f)
+            hashed = hash_plane(turn(plane), f)
             if hashed is not None:
                 out[variant.value] = hashed
     if trim:
@@ -134,8 +136,7 @@ def query_variants(
         if box is not None:
             top, bottom, left, right = box
             inner = plane[top : plane.shape[0] - bottom, left : plane.shape[1] - right]
-            rows, cols = inner.shape
-            hashed = _hash_plane(inner, cols * f, rows * f, f)
+            hashed = hash_plane(inner, f)
             if hashed is not None:
                 out[TRIMMED] = hashed
     return out
