@@ -683,8 +683,40 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def load_split(
+    args: argparse.Namespace, corpora: Sequence[str]
+) -> tuple[dict[str, list[CorpusImage]], list[CorpusImage], list[CorpusImage]]:
+    """Load the corpora named (``--count``, ``--size``, ``--gen-seed``, ``--path``, ``--max-side``,
+    ``--cache-dir``), drop exact duplicates, and split each corpus (``--seed``): (by corpus, known,
+    unknown)."""
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    loaded: list[CorpusImage] = []
+    for corpus in dict.fromkeys(corpora):
+        if corpus == "skimage":
+            loaded += load_skimage(args.max_side)
+        elif corpus == "generated":
+            loaded += load_generated(args.count, width, height, args.gen_seed, args.cache_dir)
+        else:
+            if not args.path:
+                raise SystemExit("--corpus folder needs --path DIR")
+            for root in args.path:
+                loaded += load_folder(root.expanduser(), args.max_side)
+    loaded = drop_exact_duplicates(loaded)
+    known: list[CorpusImage] = []
+    unknown: list[CorpusImage] = []
+    by_corpus: dict[str, list[CorpusImage]] = {}
+    for im in loaded:
+        by_corpus.setdefault(im.corpus, []).append(im)
+    for corpus_images in by_corpus.values():
+        k, u = split(corpus_images, args.seed)
+        known += k
+        unknown += u
+    if not known or not unknown:
+        raise SystemExit("need at least 2 images (one known, one unknown)")
+    return by_corpus, known, unknown
+
+
+def add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--corpus",
         action="append",
@@ -698,6 +730,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, default=1024, help="downscale larger images (default 1024)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="generated image cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the known/unknown split and the edits")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_corpus_args(p)
     p.add_argument(
         "--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of: {', '.join(METHODS)}"
     )
@@ -738,31 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not methods or not edits:
         raise SystemExit("nothing to do: no method or no edit")
 
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    loaded: list[CorpusImage] = []
     start = time.perf_counter()
-    for corpus in dict.fromkeys(corpora):
-        if corpus == "skimage":
-            loaded += load_skimage(args.max_side)
-        elif corpus == "generated":
-            loaded += load_generated(args.count, width, height, args.gen_seed, args.cache_dir)
-        else:
-            if not args.path:
-                raise SystemExit("--corpus folder needs --path DIR")
-            for root in args.path:
-                loaded += load_folder(root.expanduser(), args.max_side)
-    loaded = drop_exact_duplicates(loaded)
-    known: list[CorpusImage] = []
-    unknown: list[CorpusImage] = []
-    by_corpus: dict[str, list[CorpusImage]] = {}
-    for im in loaded:
-        by_corpus.setdefault(im.corpus, []).append(im)
-    for corpus_images in by_corpus.values():
-        k, u = split(corpus_images, args.seed)
-        known += k
-        unknown += u
-    if not known or not unknown:
-        raise SystemExit("need at least 2 images (one known, one unknown)")
+    by_corpus, known, unknown = load_split(args, corpora)
     load_seconds = time.perf_counter() - start
     print(
         f"corpora: {', '.join(f'{c} ({len(v)})' for c, v in by_corpus.items())}; "

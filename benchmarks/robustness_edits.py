@@ -177,6 +177,38 @@ EDITS: dict[str, Edit] = {
 """Every edit by name, in report order: array (H, W, 3) uint8 and seed in, array out."""
 
 
+OVERLAY_SEED = 4242
+
+
+def shared_overlay(image: ImageLike, seed: int = OVERLAY_SEED) -> U8:
+    """The same opaque, textured badge (shapes, stripes and text, about 15% of the area) at the same place
+    on every picture: what unrelated pictures share when they carry one logo, watermark or meme frame.
+    Not an edit for recall: the benchmark checks that such pictures do not match each other's items."""
+    base = _pil(image)
+    width, height = base.size
+    bw, bh = round(width * 0.42), round(height * 0.36)
+    x0, y0 = width - bw - round(width * 0.03), height - bh - round(height * 0.03)
+    rng = np.random.default_rng(seed)  # the same badge whatever the picture
+    badge = Image.new("RGB", (420, 360), (240, 200, 40))
+    draw = ImageDraw.Draw(badge)
+    for k in range(0, 420, 24):
+        draw.line((k, 0, k + 120, 360), fill=(30, 30, 120), width=6)
+    for _ in range(14):
+        x, y = int(rng.integers(0, 380)), int(rng.integers(0, 320))
+        r = int(rng.integers(12, 50))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.integers(2):
+            draw.ellipse((x, y, x + r, y + r), fill=colour, outline=(0, 0, 0), width=3)
+        else:
+            draw.rectangle((x, y, x + r, y + r), fill=colour, outline=(255, 255, 255), width=3)
+    font = ImageFont.load_default(size=44)
+    draw.rectangle((20, 120, 400, 240), fill=(250, 250, 250))
+    draw.text((34, 130), "SAMPLE", font=font, fill=(10, 10, 10))
+    draw.text((34, 182), "OVERLAY 7", font=font, fill=(160, 20, 20))
+    base.paste(badge.resize((bw, bh), Image.Resampling.BICUBIC), (x0, y0))
+    return np.asarray(base, dtype=np.uint8).copy()
+
+
 def apply(name: str, image: ImageLike, seed: int = 0) -> U8:
     """Apply the edit called ``name``; raises ``KeyError`` for an unknown name."""
     return EDITS[name](as_rgb(image), seed)

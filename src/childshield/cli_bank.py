@@ -285,7 +285,9 @@ def _report(report: ImportReport, what: str) -> None:
         err.print(f"[yellow]skipped[/] {where}{problem.message}", highlight=False)
     if len(report.skipped) > 20:
         err.print(f"[yellow]... and {len(report.skipped) - 20} more skipped[/]")
-    variants = f" (and {report.variants} variants of them)" if report.variants else ""
+    extra = [f"{report.variants} variants" if report.variants else ""]
+    extra.append(f"local features of {report.local_features}" if report.local_features else "")
+    variants = f" (with {', '.join(e for e in extra if e)})" if any(extra) else ""
     err.print(
         f"{what}: {report.added} added{variants}, {report.already_present} already present,"
         f" {len(report.skipped)} skipped",
@@ -317,7 +319,9 @@ def add(
     with _database(db) as database:
         info = get_bank(database, bank)  # fail before hashing anything
         candidates = list(discover(paths))
-        options = HashOptions(frames=frames, bank_variants=info.policy.bank_variants)
+        options = HashOptions(
+            frames=frames, bank_variants=info.policy.bank_variants, local_features=info.policy.orb_check
+        )
         outcomes = [o for o in hash_many(candidates, options, workers=workers) if not isinstance(o, Skipped)]
         assert all(isinstance(o, HashOutcome) for o in outcomes)
         report = add_outcomes(database, bank, outcomes, labels=label or [])

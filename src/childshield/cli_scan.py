@@ -43,11 +43,17 @@ def _rows(result: ScanResult) -> list[dict[str, Any]]:
             "distance": m.distance,
             "variant": m.variant or None,
             "query_variant": m.query_variant or None,
+            "check": m.check or m.signal_type,
+            "inliers": m.inliers if m.check == "orb" else None,
             "external_id": m.external_id,
             "source_name": m.source_name,
         }
         for m in result.matches
     ]
+
+
+def _second(row: dict[str, Any]) -> str:
+    return f"orb {row['inliers']} inliers" if row.get("check") == "orb" else ""
 
 
 def scan_command(
@@ -112,6 +118,8 @@ def _scan(
             "distance",
             "variant",
             "query_variant",
+            "check",
+            "inliers",
             "external_id",
             "source_name",
             "error",
@@ -137,7 +145,7 @@ def _scan(
             if isinstance(outcome, Skipped):
                 continue
             assert isinstance(outcome, HashOutcome)
-            result = scan_outcome(matcher, outcome)
+            result = scan_outcome(matcher, outcome, options)
             guard.record(result.matches)
             if files % FLUSH_EVERY == FLUSH_EVERY - 1:
                 _report_floods(guard.flush(), err)
@@ -161,7 +169,7 @@ def _scan(
                 r.get("bank", ""),
                 r.get("signal_type", ""),
                 str(r.get("distance", "")),
-                " / ".join(v for v in (r.get("query_variant"), r.get("variant")) if v),
+                " / ".join(v for v in (r.get("query_variant"), r.get("variant"), _second(r)) if v),
                 r.get("external_id") or "",
                 r.get("error") or r.get("source_name", ""),
             )

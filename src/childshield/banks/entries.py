@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,8 +18,9 @@ from childshield.banks.formats import Parsed, RowError
 from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
+from childshield.signals import orb
 from childshield.store.db import Database
-from childshield.store.models import Entry, EntryState, SignalType, utcnow
+from childshield.store.models import Entry, EntryState, LocalFeatures, SignalType, utcnow
 from childshield.store.revision import bump
 
 BATCH = 2000
@@ -43,6 +44,8 @@ class ImportReport:
     skipped: list[RowError] = field(default_factory=list)
     variants: int = 0
     """Variant entries stored (hashes of standard edits of items added from media)."""
+    local_features: int = 0
+    """Items whose local features (the second check's) were stored."""
 
 
 def _user() -> str:
@@ -181,6 +184,7 @@ def add_outcomes(
     report = ImportReport()
     rows: list[dict[str, Any]] = []
     variants: list[tuple[str, dict[str, Any]]] = []  # (the item's own PDQ, the variant's row)
+    features: dict[str, bytes] = {}  # the item's own PDQ -> its packed local features
     for outcome in outcomes:
         if outcome.result is None:
             report.skipped.append(RowError(0, f"{outcome.path}: {outcome.error}"))
@@ -197,6 +201,8 @@ def add_outcomes(
         for kind, value, quality in signals:
             rows.append({**base, "signal_type": kind, "signal": value, "quality": quality})
         for f in r.frames:
+            if f.pdq is not None and f.local_features is not None:
+                features.setdefault(f.pdq, f.local_features)
             for variant, value in (f.pdq_bank_variants or {}).items():
                 if f.pdq is not None:
                     row = {**base, "signal_type": SignalType.PDQ, "signal": value, "quality": f.pdq_quality}
@@ -207,22 +213,20 @@ def add_outcomes(
         revision = bump(session)
         _store_in(session, bank.id, revision, unique, report)
         report.already_present += len(rows) - len(unique)
-        if variants and Policy.of(bank.policy).bank_variants:
+        policy = Policy.of(bank.policy)
+        if variants and policy.bank_variants:
             _store_variants(session, bank.id, revision, variants, report)
+        if features and policy.orb_check:
+            _store_features(session, bank.id, features, report)
     return report
 
 
-def _store_variants(
-    session: Session,
-    bank_id: int,
-    revision: int,
-    variants: list[tuple[str, dict[str, Any]]],
-    report: ImportReport,
-) -> None:
-    parents: dict[str, int] = {}
-    wanted = sorted({own for own, _ in variants})
+def _own_pdq_ids(session: Session, bank_id: int, signals: Iterable[str]) -> dict[str, int]:
+    """Entry ids of items' own PDQ entries (not variants) in a bank, by signal."""
+    out: dict[str, int] = {}
+    wanted = sorted(set(signals))
     for i in range(0, len(wanted), 500):
-        parents.update(
+        out.update(
             (signal, entry_id)
             for entry_id, signal in session.execute(
                 select(Entry.id, Entry.signal).where(
@@ -233,6 +237,38 @@ def _store_variants(
                 )
             )
         )
+    return out
+
+
+def _store_features(session: Session, bank_id: int, features: dict[str, bytes], report: ImportReport) -> None:
+    """Local features of items that have none yet (an item added again keeps its first)."""
+    owners = _own_pdq_ids(session, bank_id, features)
+    ids = sorted(owners.values())
+    have: set[int] = set()
+    for i in range(0, len(ids), 500):
+        have.update(
+            session.scalars(
+                select(LocalFeatures.entry_id).where(LocalFeatures.entry_id.in_(ids[i : i + 500]))
+            )
+        )
+    rows = [
+        {"entry_id": entry_id, "bank_id": bank_id, "kind": orb.KIND, "data": features[signal]}
+        for signal, entry_id in owners.items()
+        if entry_id not in have
+    ]
+    if rows:
+        session.execute(insert(LocalFeatures), rows)
+    report.local_features += len(rows)
+
+
+def _store_variants(
+    session: Session,
+    bank_id: int,
+    revision: int,
+    variants: list[tuple[str, dict[str, Any]]],
+    report: ImportReport,
+) -> None:
+    parents = _own_pdq_ids(session, bank_id, (own for own, _ in variants))
     rows = [{**row, "parent_id": parents[own]} for own, row in variants if own in parents]
     unique = list(_dedupe(rows, lambda r: ("pdq", r["signal"])))
     counted = ImportReport()

@@ -17,6 +17,20 @@ class Policy:
     """``bank add`` stores hashes of standard edits (crops, small rotations) of each item."""
     variant_threshold: int = 31
     """PDQ distance for matches through any variant (never looser than the bank's PDQ threshold)."""
+    orb_check: bool = True
+    """Second check: ``bank add`` stores ORB local features of each item, and a file whose PDQ comes
+    within ``orb_gate`` of an item (but not within the threshold) matches when its features agree."""
+    orb_gate: int = 80
+    """PDQ distance within which an item is checked with local features (exact search up to 63; beyond,
+    nearly all are found)."""
+    orb_inliers: int = 12
+    """Feature matches that must agree on one transform for the second check to pass."""
+    orb_area: int = 8
+    """...and the share of the item's picture (percent) they must spread over."""
+    orb_agreement: int = 50
+    """...and how well (correlation in percent) the file, brought into the item's frame, must look like
+    the item outside the matched points' area: unrelated pictures that carry the same overlay (a logo, a
+    watermark, a meme frame) agree on many points, but only within the overlay."""
     flood_limit: int = 100
     """Matches of one item within an hour from which a surge counts as a flood (0: never)."""
     flood_factor: int = 10
@@ -34,13 +48,21 @@ class Policy:
         return asdict(self)
 
 
-_RANGES = {"variant_threshold": (0, 256), "flood_limit": (0, 10**9), "flood_factor": (1, 10**6)}
+_RANGES = {
+    "variant_threshold": (0, 256),
+    "orb_gate": (0, 128),
+    "orb_inliers": (4, 10_000),
+    "orb_area": (0, 100),
+    "orb_agreement": (-100, 100),
+    "flood_limit": (0, 10**9),
+    "flood_factor": (1, 10**6),
+}
 
 
 def validate_policy(values: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if key in ("query_variants", "bank_variants", "flood_quarantine"):
+        if key in ("query_variants", "bank_variants", "orb_check", "flood_quarantine"):
             if not isinstance(value, bool):
                 raise InvalidBankSetting(f"{key} must be true or false, got {value!r}")
         elif key in _RANGES:

@@ -22,6 +22,8 @@ class FrameHash:
     """Query-side variants (``signals.pdq_variants``): turned back, borders trimmed; when asked for."""
     pdq_bank_variants: Mapping[str, str] | None = None
     """Bank-side variants (``signals.pdq_bank_variants``): crops and small rotations; when asked for."""
+    local_features: bytes | None = None
+    """Packed ORB features (``signals.orb``) to store with a known image; when asked for."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ from childshield.media.decode import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
     DecodeLimits,
+    Picture,
     decode,
 )
 from childshield.media.errors import FileTooLarge, UnreadableFile
+from childshield.signals import orb
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
 from childshield.signals.pdq_bank_variants import bank_variants
@@ -41,6 +43,8 @@ class HashOptions:
     """Add query-side PDQ variants (turned back, borders trimmed) for matching edited copies."""
     bank_variants: bool = False
     """Add bank-side PDQ variants (crops, small rotations) to store with a known image."""
+    local_features: bool = False
+    """Add ORB local features (``signals.orb``) to store with a known image for the second check."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -61,9 +65,18 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
         if options.variants:
             variants = {name: h for name, (h, _) in query_variants(picture).items()}
         stored = bank_variants(picture) if options.bank_variants else None
+        features = orb.pack(orb.picture_features(picture)) if options.local_features else None
         frames.append(
             FrameHash(
-                picture.index, picture.width, picture.height, hex_value, quality, dihedral, variants, stored
+                picture.index,
+                picture.width,
+                picture.height,
+                hex_value,
+                quality,
+                dihedral,
+                variants,
+                stored,
+                features,
             )
         )
     d = digests(data)
@@ -84,6 +97,11 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
 def _decode(data: bytes, options: HashOptions, *, frames: bool) -> DecodedImage:
     choose = None if options.exact else max_reduction
     return decode(data, limits=options.limits, choose_factor=choose, frames=frames)
+
+
+def first_picture(data: bytes, options: HashOptions | None = None) -> Picture:
+    """The first picture of an image, decoded as for hashing.  Raises ``MediaError``."""
+    return _decode(data, options or HashOptions(), frames=False).pictures[0]
 
 
 def pdq_bytes(data: bytes, options: HashOptions | None = None) -> PdqHash:

@@ -60,13 +60,15 @@ static int push(hits_t *h, int32_t q, int32_t item, int16_t d) {
     return 0;
 }
 
-/* search(hashes, thresholds, alive, ids, offsets, queries, s) -> (q, item, dist) as bytes
+/* search(hashes, thresholds, alive, ids, offsets, queries, s[, limit]) -> (q, item, dist) as bytes
  *   hashes: N*4 uint64; thresholds: N int16; alive: N uint8 (0: skip); ids: 16*N uint32;
- *   offsets: 16*65537 int64 (absolute positions in ids); queries: Q*4 uint64; s: 0..3 bits per chunk. */
+ *   offsets: 16*65537 int64 (absolute positions in ids); queries: Q*4 uint64; s: 0..3 bits per chunk.
+ *   limit: the largest distance reported (default 16*s+15, up to which the search is exact); a larger
+ *   limit also reports items beyond it that share a chunk within s bits of the query (approximate). */
 static PyObject *py_search(PyObject *self, PyObject *args) {
     Py_buffer hb, tb, ab, ib, ob, qb;
-    int s;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*i", &hb, &tb, &ab, &ib, &ob, &qb, &s)) return NULL;
+    int s, limit = -1;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*i|i", &hb, &tb, &ab, &ib, &ob, &qb, &s, &limit)) return NULL;
     PyObject *result = NULL;
     hits_t hits = {NULL, NULL, NULL, 0, 0};
     const Py_ssize_t n = hb.len / 32, nq = qb.len / 32;
@@ -82,7 +84,7 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
         const uint32_t *ids = ib.buf;
         const int64_t *offsets = ob.buf;
         const int nmasks = MASKS_UP_TO[s];
-        const int max_thr = 16 * s + 15; /* the caller picks s from the largest threshold */
+        const int max_thr = limit >= 0 ? limit : 16 * s + 15; /* the caller picks s from the largest threshold */
         int failed = 0;
         Py_BEGIN_ALLOW_THREADS
         /* Per query: first list every candidate (sequential reads of the probed buckets), then verify

@@ -135,27 +135,36 @@ class PdqMihIndex:
 
     # -- search --------------------------------------------------------------------------------
     def search_arrays(
-        self, queries: U64
+        self, queries: U64, thresholds: npt.NDArray[np.int16] | None = None, *, approximate: bool = False
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.int16]]:
-        """(query, item, distance) arrays of every hit, sorted by query then item."""
+        """(query, item, distance) arrays of every hit, sorted by query then item.
+
+        ``thresholds`` (one per item, added items included) replaces the items' own for this search: a
+        second, looser search over the same tables costs no second index.  ``approximate``: thresholds
+        over 63 are searched at the cost of 63 (items beyond 63 are found when one of their 16-bit chunks
+        is within 3 bits of the query's: about 99% of those within 80 when the differing bits are spread;
+        everything within 63 is still found)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.uint64)
+        base = len(self.hashes)
+        if thresholds is not None:
+            thresholds = np.ascontiguousarray(thresholds, dtype=np.int16)
+            if thresholds.shape != (len(self),):
+                raise ValueError("one threshold per item")
+        main = self.thresholds if thresholds is None else thresholds[:base]
         parts_q: list[npt.NDArray[np.int32]] = []
         parts_i: list[npt.NDArray[np.int64]] = []
         parts_d: list[npt.NDArray[np.int16]] = []
-        if len(self.hashes) and int(self.thresholds.max()) >= 0:
-            radius = int(self.thresholds.max()) // CHUNKS
+        if len(self.hashes) and int(main.max()) >= 0:
+            radius = int(main.max()) // CHUNKS
             if _mih is not None and radius <= MAX_CHUNK_RADIUS:
                 rq, ri, rd = _mih.search(
-                    self.hashes, self.thresholds, self.alive, self.ids, self.offsets, queries, radius
+                    self.hashes, main, self.alive, self.ids, self.offsets, queries, radius
                 )
                 parts_q.append(np.frombuffer(rq, dtype=np.int32))
                 parts_i.append(np.frombuffer(ri, dtype=np.int32).astype(np.int64))
                 parts_d.append(np.frombuffer(rd, dtype=np.int16))
             else:
-                self._flat_part(
-                    self.hashes, self.thresholds, self.alive, 0, queries, parts_q, parts_i, parts_d
-                )
-        base = len(self.hashes)
+                self._flat_part(self.hashes, main, self.alive, 0, queries, parts_q, parts_i, parts_d)
         added = sum(len(block) for block, _ in self._added)
         if added >= DELTA_TABLES_FROM:  # many added items: their own small tables, no brute force
             if self._delta is None:
@@ -164,13 +173,16 @@ class PdqMihIndex:
                     np.concatenate([t for _, t in self._added]),
                     alive=np.concatenate(self._added_alive),
                 )
-            q, i, d = self._delta.search_arrays(queries)
+            q, i, d = self._delta.search_arrays(
+                queries, None if thresholds is None else thresholds[base:], approximate=approximate
+            )
             parts_q.append(q)
             parts_i.append(i + base)
             parts_d.append(d)
         else:
             for (block, thr), flags in zip(self._added, self._added_alive, strict=True):
-                self._flat_part(block, thr, flags, base, queries, parts_q, parts_i, parts_d)
+                own = thr if thresholds is None else thresholds[base : base + len(block)]
+                self._flat_part(block, own, flags, base, queries, parts_q, parts_i, parts_d)
                 base += len(block)
         if not parts_q:
             return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.int16)

@@ -84,6 +84,8 @@ class BankIndex:
         self._added_items: dict[int, int] = {}
         self.bank_thresholds: dict[int, int] = {}
         self.variant_thresholds: dict[int, int] = {}
+        self.gates: dict[int, int] = {}
+        self._gate_thresholds: npt.NDArray[np.int16] | None = None
 
     def _lookup_base(self) -> None:
         ids = self._entry_ids[0]
@@ -170,12 +172,37 @@ class BankIndex:
             edits[bank] = threshold
         return np.where(variant > 0, edits[bank_ids], own[bank_ids])
 
-    def apply_banks(self, thresholds: Mapping[int, int], variant_thresholds: Mapping[int, int]) -> None:
+    def apply_banks(
+        self,
+        thresholds: Mapping[int, int],
+        variant_thresholds: Mapping[int, int],
+        gates: Mapping[int, int] | None = None,
+    ) -> None:
         """PDQ threshold of each enabled bank by id, for items' own hashes and for their variants; items
-        of other banks never match (-1)."""
+        of other banks never match (-1).  ``gates``: the looser distance within which items (and their
+        variants) of these banks are candidates for the second check (:meth:`search_gate`)."""
         self.bank_thresholds = dict(thresholds)
         self.variant_thresholds = dict(variant_thresholds)
+        self.gates = dict(gates or {})
         self.mih.set_thresholds(self._thresholds_for(self.bank_ids, self.variant))
+        self._gate_thresholds = None
+
+    def search_gate(self, queries: npt.NDArray[np.uint64]) -> tuple[I64, I64, npt.NDArray[np.int16]]:
+        """(query, entry id, distance) of items of gated banks within their gate: all within 63, most of
+        those further (see ``PdqMihIndex.search_arrays``: a candidate missed costs recall, never a false
+        match, since every candidate is then verified)."""
+        empty = np.empty(0, np.int64)
+        if not self.gates or not len(self):
+            return empty, empty, np.empty(0, np.int16)
+        if self._gate_thresholds is None or len(self._gate_thresholds) != len(self):
+            bank_ids = self.bank_ids
+            top = max(int(bank_ids.max()), max(self.gates))
+            per_bank = np.full(top + 1, -1, dtype=np.int16)
+            for bank, gate in self.gates.items():
+                per_bank[bank] = gate
+            self._gate_thresholds = per_bank[bank_ids]
+        q, items, distances = self.mih.search_arrays(queries, self._gate_thresholds, approximate=True)
+        return q.astype(np.int64), self.entry_ids[items], distances
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:

@@ -17,15 +17,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from childshield.banks.formats import normalize_signal
 from childshield.banks.policy import Policy
 from childshield.index.pdq_flat import pack_hex
 from childshield.matching.bank_index import BankIndex, StaleSnapshot, default_index_dir, open_bank_index
 from childshield.store.db import Database
-from childshield.store.models import Bank, BankKind, Entry, EntryState, SignalType
+from childshield.store.models import Bank, BankKind, Entry, EntryState, LocalFeatures, SignalType
 from childshield.store.revision import read_state
 
 DEFAULT_MIN_QUALITY = 50
@@ -53,9 +55,14 @@ class Match:
     """The stored variant that matched (``crop6@0.25,0.5``, ``rotate+3``); empty for the item's own hash."""
     query_variant: str = ""
     """The query's variant that matched (``flipx``, ``trimmed``); empty for the query's own hash."""
+    check: str = ""
+    """``orb`` when the second check decided the match (near in PDQ, confirmed by local features; see
+    ``matching.second_check``); empty when the signal itself matched (``as_dict`` names the signal)."""
+    inliers: int = 0
+    """For ``check == "orb"``: the local-feature matches that agreed on one transform."""
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "bank": self.bank,
             "entry_id": self.entry_id,
             "item_id": self.item_id,
@@ -66,7 +73,11 @@ class Match:
             "external_id": self.external_id,
             "source": self.source,
             "source_name": self.source_name,
+            "check": self.check or self.signal_type,
         }
+        if self.check == "orb":
+            out["inliers"] = self.inliers
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +139,18 @@ class Matcher:
     def _read_banks(self) -> None:
         with self.db.session() as session:
             rows = session.execute(select(Bank.id, Bank.enabled, Bank.thresholds, Bank.policy)).all()
+            self._read_policies(session, rows)
+
+    def _read_policies(self, session: Session, rows: Sequence[Any]) -> None:
         own: dict[int, int] = {}
         edits: dict[int, int] = {}
+        gates: dict[int, int] = {}
         self.query_variant_thresholds: dict[int, int] = {}
+        self.policies: dict[int, Policy] = {}
         for bank_id, enabled, thresholds, stored in rows:
             if not enabled:
                 continue
-            policy = Policy.of(stored)
+            policy = self.policies[int(bank_id)] = Policy.of(stored)
             pdq = int((thresholds or {}).get("pdq", 31))
             variant = min(policy.variant_threshold, pdq)  # a variant never matches looser than the item
             own[int(bank_id)] = pdq
@@ -142,7 +158,9 @@ class Matcher:
                 edits[int(bank_id)] = variant
             if policy.query_variants:
                 self.query_variant_thresholds[int(bank_id)] = variant
-        self.index.apply_banks(own, edits)
+            if policy.orb_check and policy.orb_gate > pdq and _has_features(session, int(bank_id)):
+                gates[int(bank_id)] = policy.orb_gate
+        self.index.apply_banks(own, edits, gates)
 
     @property
     def wants_query_variants(self) -> bool:
@@ -209,6 +227,10 @@ class Matcher:
                 results.append(MatchResult(normal, note=note))
         return results
 
+    def entry_details(self, entry_ids: Iterable[int]) -> dict[int, Match]:
+        """Active entries of enabled banks by id (distance 0)."""
+        return {m.entry_id: m for ms in self._details(entry_ids, ()).values() for m in ms}
+
     def _details(
         self, entry_ids: Iterable[int], exact: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Match]]:
@@ -250,6 +272,11 @@ class Matcher:
             )
             out[key].append(match)
         return out
+
+
+def _has_features(session: Session, bank_id: int) -> bool:
+    found = session.scalar(select(LocalFeatures.entry_id).where(LocalFeatures.bank_id == bank_id).limit(1))
+    return found is not None
 
 
 def _confirmed(kind: SignalType, signal: str, match: Match, distance: int) -> bool:

@@ -6,8 +6,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from childshield.hashing.result import HashOutcome, HashResult
-from childshield.hashing.service import HashOptions, hash_bytes
+from childshield.hashing.service import HashOptions, first_picture, hash_bytes, read_file
 from childshield.matching.matcher import Match, Matcher, MatchResult
+from childshield.matching.second_check import PictureSource, second_check
+from childshield.media.decode import Picture
+from childshield.media.errors import MediaError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +26,12 @@ class ScanResult:
         return bool(self.matches)
 
 
-def match_hashes(matcher: Matcher, result: HashResult) -> MatchResult:
+def match_hashes(matcher: Matcher, result: HashResult, picture: PictureSource | None = None) -> MatchResult:
     """Every signal of a hashed file (each frame's PDQ and its query-side variants too) against the banks;
-    each (bank, item) reported once, at its smallest distance (the plain hash first on a tie)."""
+    each (bank, item) reported once, at its smallest distance (the plain hash first on a tie).
+
+    With ``picture`` (the file's first picture, on demand), a file that matched nothing but came near items
+    of banks built from media goes through the second check (``matching.second_check``)."""
     found: dict[tuple[str, int], Match] = {}
     suppressed: dict[tuple[str, int], Match] = {}
     allowed: list[Match] = []
@@ -57,6 +63,12 @@ def match_hashes(matcher: Matcher, result: HashResult) -> MatchResult:
     if allowed:  # an allow-listed signal anywhere in the file clears the file
         suppressed.update(found)
         found = {}
+    elif not found and picture is not None and result.frames and result.frames[0].pdq is not None:
+        first = result.frames[0]
+        assert first.pdq is not None
+        near = [("", first.pdq), *(first.pdq_variants or {}).items()]
+        for m in second_check(matcher, near, picture):
+            found[(m.bank, m.item_id)] = m
     return MatchResult(
         tuple(found.values()), tuple(suppressed.values()), tuple(allowed), "; ".join(notes) or None
     )
@@ -66,20 +78,32 @@ def _rank(match: Match) -> tuple[int, int, int]:
     return (match.distance, bool(match.variant), bool(match.query_variant))
 
 
-def scan_outcome(matcher: Matcher, outcome: HashOutcome) -> ScanResult:
+def scan_outcome(matcher: Matcher, outcome: HashOutcome, options: HashOptions | None = None) -> ScanResult:
+    """Match a hashed file; the second check, when it needs the picture, reads the file again."""
     if outcome.result is None:
         return ScanResult(outcome.path, None, (), error=outcome.error)
-    matched = match_hashes(matcher, outcome.result)
+    opts = options or HashOptions()
+
+    def picture() -> Picture | None:
+        try:
+            return first_picture(read_file(outcome.path, opts.max_bytes), opts)
+        except (MediaError, OSError):  # changed or gone since it was hashed: no second check
+            return None
+
+    matched = match_hashes(matcher, outcome.result, picture)
     return ScanResult(outcome.path, outcome.result, matched.matches, matched.suppressed)
 
 
 def scan_bytes(matcher: Matcher, data: bytes, options: HashOptions | None = None) -> ScanResult:
     """Hash bytes and match them.  Raises ``MediaError`` when they cannot be hashed."""
-    result = hash_bytes(data, options or HashOptions(variants=matcher.wants_query_variants))
-    matched = match_hashes(matcher, result)
+    opts = options or HashOptions(variants=matcher.wants_query_variants)
+    result = hash_bytes(data, opts)
+    matched = match_hashes(matcher, result, lambda: first_picture(data, opts))
     return ScanResult(None, result, matched.matches, matched.suppressed)
 
 
-def scan_outcomes(matcher: Matcher, outcomes: Iterable[HashOutcome]) -> Iterator[ScanResult]:
+def scan_outcomes(
+    matcher: Matcher, outcomes: Iterable[HashOutcome], options: HashOptions | None = None
+) -> Iterator[ScanResult]:
     for outcome in outcomes:
-        yield scan_outcome(matcher, outcome)
+        yield scan_outcome(matcher, outcome, options)

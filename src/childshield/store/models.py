@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -135,3 +136,17 @@ class MatchTally(Base):
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     """Hours since 1970-01-01 UTC."""
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LocalFeatures(Base):
+    """Local features (``signals.orb``) of an item added from media, for the second check of near
+    PDQ candidates: derived data, never the media itself."""
+
+    __tablename__ = "local_features"
+    __table_args__ = (Index("ix_local_features_bank", "bank_id"),)
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True)
+    """The item's own PDQ entry."""
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
