@@ -326,10 +326,9 @@ def gate_designs(
                         "any_own": "query variants vs items' own hash",
                         "any_all": "query variants vs all stored",
                     }[design]
-                    print(
-                        f"{label:<34}{d:>4}{k:>4}{a:>4}{c:>4}{100 * statistics.mean(per_edit.values()):>7.1f}%"
-                        f"{worst:>13} {100 * per_edit[worst]:.1f}%"
-                    )
+                    mean = 100 * statistics.mean(per_edit.values())
+                    rule = f"{label:<34}{d:>4}{k:>4}{a:>4}{c:>4}"
+                    print(f"{rule}{mean:>7.1f}%{worst:>13} {100 * per_edit[worst]:.1f}%")
 
 
 def report(out: dict[str, Any]) -> None:
@@ -349,8 +348,9 @@ def report(out: dict[str, Any]) -> None:
         print(f"{'mean of edits':<22}{100 * pdq:>9.1f}%{100 * both:>15.1f}%{false:>8} in all")
     o = out["overlay"]
     print(
-        f"\nshared overlay: {o['queries']} unknown pictures with the bank's badge -> {o['false_matches']} false"
-        f" matches; without any PDQ gate, {o['pass_inliers']} of {o['pairs']} pairs pass the inlier count,"
+        f"\nshared overlay: {o['queries']} unknown pictures with the bank's badge ->"
+        f" {o['false_matches']} false matches; without any PDQ gate, {o['pass_inliers']} of {o['pairs']}"
+        f" pairs pass the inlier count,"
         f" {o['pass_inliers_and_area']} pass the area rule too (largest area among inlier passes"
         f" {100 * o['max_area_of_inlier_passes']:.1f}%), {o['pass_all']} the agreement rule too (largest"
         f" agreement among inlier passes {100 * o['max_agreement_of_inlier_passes']:.0f}%)"
@@ -358,11 +358,13 @@ def report(out: dict[str, Any]) -> None:
     c = out["costs"]
     print(
         f"\ncosts: bank add {1000 * c['bank_seconds_per_item']:.0f} ms/item (variants + features);"
-        f" local features {c['features_bytes_mean'] / 1000:.1f} KB/item mean, {c['features_bytes_max'] / 1000:.1f} max"
+        f" local features {c['features_bytes_mean'] / 1000:.1f} KB/item mean,"
+        f" {c['features_bytes_max'] / 1000:.1f} max"
     )
     print(
         f"  scan {c['scan_ms_no_second_check']:.1f} ms without a second check,"
-        f" {c['scan_ms_with_second_check'] or float('nan'):.1f} ms with one ({c['second_checks']} of {c['scans']} scans);"
+        f" {c['scan_ms_with_second_check'] or float('nan'):.1f} ms with one"
+        f" ({c['second_checks']} of {c['scans']} scans);"
         f" gate search {c['gate_search_ms']:.3f} ms/file, query ORB {c['query_orb_ms']:.1f} ms"
     )
     for g in out.get("gate", []):

@@ -52,15 +52,12 @@ def second_check(
     if not candidates:
         return []
     with matcher.db.engine.connect() as connection:
-        stored: dict[int, bytes] = {
-            entry_id: data
-            for entry_id, data in connection.execute(
-                select(LocalFeatures.entry_id, LocalFeatures.data).where(
-                    LocalFeatures.entry_id.in_([c.item_id for c in candidates]),
-                    LocalFeatures.kind == orb.KIND,
-                )
+        rows = connection.execute(
+            select(LocalFeatures.entry_id, LocalFeatures.data).where(
+                LocalFeatures.entry_id.in_([c.item_id for c in candidates]), LocalFeatures.kind == orb.KIND
             )
-        }
+        )
+        stored: dict[int, bytes] = {row[0]: row[1] for row in rows}
     candidates = [c for c in candidates if c.item_id in stored]
     if not candidates:
         return []

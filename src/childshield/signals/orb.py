@@ -1,15 +1,20 @@
-"""ORB local features and their geometric verification: a second check, independent of PDQ.
+"""ORB local features and their verification: a second check of PDQ candidates, independent of PDQ.
 
 A bank item built from media keeps up to :data:`BANK_FEATURES` ORB keypoints of its picture (grayscale,
-longer side at most :data:`SIDE` px).  A scanned file whose PDQ comes near an item but not within the
-threshold (a watermark, a larger crop) is checked against it: descriptors are matched with Lowe's ratio
-test, one to one, then RANSAC fits a similarity (turn, uniform scale, shift).  The copy is the item when
-enough matches agree on one transform **and** they spread over enough of the item's picture: two unrelated
-pictures that carry the same overlay (a logo, a watermark, a meme template) agree on many points too, but
-only within the overlay's small area.
+longer side at most :data:`SIDE` px, spread over a grid) and one small signature per grid cell.  A scanned
+file whose PDQ comes near an item but not within the threshold (a watermark, a larger crop) is checked
+against it: descriptors are matched with Lowe's ratio test, one to one, then RANSAC fits a similarity
+(turn, uniform scale, shift).  The copy is the item when enough matches agree on one transform, they
+spread over enough of the item's picture, **and** the copy, brought into the item's frame, has the same
+cell signatures over most of the item's textured cells: two unrelated pictures that carry the same
+overlay (a logo, a watermark, a meme template) agree on many points too, but only in the overlay's cells.
 
-Stored as bytes (:func:`pack`): a 10-byte header, then 32 bytes of descriptor and two int16 coordinates in
-1/16 px per keypoint, about 18 KB per item.  Measured in ``benchmarks/bench_second_check.py``.
+Stored as bytes (:func:`pack`): a 10-byte header, 32 bytes of descriptor and two int16 coordinates in
+1/16 px per keypoint, then 36 two-byte cell signatures: about 18 KB per item.  No pixels are kept: a cell
+signature is the signs of a few DCT coefficients, the same kind of information as a PDQ hash.  Like hash
+lists, stored features are sensitive data (local descriptors can be partly inverted into a coarse
+picture): they stay in the bank's database and are never exported.  Measured in
+``benchmarks/bench_second_check.py``.
 """
 
 from __future__ import annotations
@@ -37,23 +42,29 @@ QUERY_FEATURES = 1000
 FALLBACK_BELOW = 100
 """Flat pictures: with fewer keypoints than this, detect again with a lower corner threshold."""
 FAST_LOW = 5
+OVERSAMPLE = 3
+"""Keypoints detected per keypoint kept, so that every part of the picture can get its share."""
 RATIO = 0.8
 MIN_GOOD = 6
 RANSAC_PX = 5.0
 MAX_SCALE = 8.0
-THUMB = 64
-"""Bank items also keep a tiny gray thumbnail (longer side this many pixels, at most 4 KB) for the
-photometric part of the check: after the transform is found, the copy must also look like the item
-outside the region where the matched points lie."""
-CELL = 8
+GRID = 6
+"""Keypoints are spread over, and the agreement counted on, a GRID x GRID grid of cells."""
+CELL_BITS = 15
+"""Each cell's signature: the signs of its 15 lowest-frequency DCT coefficients (DC left out), so it
+ignores brightness and contrast; the 16th bit says whether the cell has texture at all."""
+CELL_AGREE = 3
+"""A cell agrees when its signature and the copy's differ in at most this many bits (unrelated cells
+differ in about 7.5; 3 keeps pictures that only share an overlay apart, measured)."""
 TEXTURE = 4.0
-"""A thumbnail cell counts when its gray levels vary by at least this much (standard deviation)."""
-AGREE = 0.5
-"""A cell agrees when the copy's pixels correlate with the item's at least this much."""
+"""A cell has texture when its gray levels vary by at least this much (standard deviation)."""
+CELL_COVERED = 0.95
+"""Only cells the copy covers this fully are compared (a crop removes the rest)."""
 
-_HEADER = struct.Struct("<4sHHHBB")
+_HEADER = struct.Struct("<4sHHH")
 _MAGIC = b"ORB1"
 _COORD = 16.0  # coordinates stored in 1/16 px
+_POPCOUNT16 = np.array([bin(v).count("1") for v in range(1 << 16)], dtype=np.int8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +76,10 @@ class OrbFeatures:
     """(n, 2) x, y."""
     descriptors: U8
     """(n, 32)."""
-    image: U8 | None = None
-    """A bank item's gray thumbnail (stored); a query's gray plane (not stored)."""
+    cells: npt.NDArray[np.uint16] | None = None
+    """A bank item's cell signatures (GRID * GRID, see CELL_BITS): stored."""
+    plane: U8 | None = None
+    """A query's gray plane, to bring into an item's frame: never stored."""
 
     def __len__(self) -> int:
         return len(self.points)
@@ -79,8 +92,9 @@ class Verification:
     area: float
     """Share of the bank picture covered by the convex hull of the inlier points (0..1)."""
     agreement: float = 0.0
-    """Share (0..1) of the item thumbnail's textured cells where the copy, brought into the item's frame
-    by the transform, shows the same texture: low for unrelated pictures that share an overlay."""
+    """Share (0..1) of the item's textured cells (those the copy covers) whose signature the copy, brought
+    into the item's frame by the transform, matches: low for unrelated pictures sharing an overlay, which
+    agree only over the overlay's cells."""
 
 
 def available() -> bool:
@@ -117,64 +131,107 @@ def gray_plane(picture: Picture) -> U8:
     return np.ascontiguousarray(plane)
 
 
-def thumbnail(gray: U8) -> U8:
+def extract(gray: U8, features: int) -> OrbFeatures:
+    """ORB keypoints and descriptors of an 8-bit gray plane, spread over the picture (see _spread)."""
     rows, cols = gray.shape
-    scale = min(1.0, THUMB / max(rows, cols))
-    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
-    out: U8 = _cv2().resize(gray, size, interpolation=_cv2().INTER_AREA)
-    return np.ascontiguousarray(out)
-
-
-def extract(gray: U8, features: int, image: U8 | None = None) -> OrbFeatures:
-    """ORB keypoints and descriptors of an 8-bit gray plane (``image`` is kept with them)."""
-    rows, cols = gray.shape
-    keypoints, desc = _detector(features, 20).detectAndCompute(gray, None)
+    keypoints, desc = _detector(OVERSAMPLE * features, 20).detectAndCompute(gray, None)
     if len(keypoints) < FALLBACK_BELOW:
-        keypoints, desc = _detector(features, FAST_LOW).detectAndCompute(gray, None)
+        keypoints, desc = _detector(OVERSAMPLE * features, FAST_LOW).detectAndCompute(gray, None)
     if desc is None or not keypoints:
-        return OrbFeatures(cols, rows, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), image)
+        return OrbFeatures(cols, rows, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    return OrbFeatures(cols, rows, points, np.ascontiguousarray(desc, dtype=np.uint8), image)
+    response = np.array([k.response for k in keypoints], dtype=np.float32)
+    keep = _spread(points, response, features, cols, rows)
+    return OrbFeatures(cols, rows, points[keep], np.ascontiguousarray(desc[keep], dtype=np.uint8))
+
+
+def _spread(points: F32, response: F32, features: int, cols: int, rows: int) -> npt.NDArray[np.int64]:
+    """The strongest keypoints of each GRID x GRID cell first (an equal share each), then the strongest
+    of the rest.  Without it one strongly textured region (a logo, an overlay, foliage) takes nearly all
+    the keypoints, and the rest of the picture could not be checked."""
+    if len(points) <= features:
+        return np.arange(len(points))
+    cx = np.minimum((points[:, 0] * GRID / cols).astype(np.int64), GRID - 1)
+    cy = np.minimum((points[:, 1] * GRID / rows).astype(np.int64), GRID - 1)
+    cell = cy * GRID + cx
+    order = np.lexsort((-response, cell))  # by cell, strongest first within each
+    rank = np.empty(len(points), dtype=np.int64)
+    starts = np.searchsorted(cell[order], np.arange(GRID * GRID))
+    rank[order] = np.arange(len(points)) - starts[cell[order]]
+    share = features // (GRID * GRID)
+    first = np.flatnonzero(rank < share)
+    rest = np.flatnonzero(rank >= share)
+    rest = rest[np.argsort(-response[rest], kind="stable")][: max(0, features - len(first))]
+    return np.sort(np.concatenate([first, rest]))
 
 
 def picture_features(picture: Picture, features: int = BANK_FEATURES) -> OrbFeatures:
-    """A bank item's features, with its thumbnail."""
+    """A bank item's keypoints and cell signatures."""
     gray = gray_plane(picture)
-    return extract(gray, features, thumbnail(gray))
+    found = extract(gray, features)
+    return OrbFeatures(found.width, found.height, found.points, found.descriptors, cell_signatures(gray))
 
 
 def query_features(picture: Picture) -> tuple[OrbFeatures, OrbFeatures]:
-    """A scanned picture's features, and its mirror's (ORB is not mirror invariant), each with its plane."""
+    """A scanned picture's features, and its mirror's (ORB is not mirror invariant), with their planes."""
     gray = gray_plane(picture)
     mirrored = np.ascontiguousarray(gray[:, ::-1])
-    return extract(gray, QUERY_FEATURES, gray), extract(mirrored, QUERY_FEATURES, mirrored)
+    return _with_plane(gray), _with_plane(mirrored)
+
+
+def _with_plane(plane: U8) -> OrbFeatures:
+    found = extract(plane, QUERY_FEATURES)
+    return OrbFeatures(found.width, found.height, found.points, found.descriptors, plane=plane)
+
+
+def cell_signatures(gray: U8, covered: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.uint16]:
+    """GRID x GRID cell signatures of a gray plane (see CELL_BITS); with ``covered``, cells not covered
+    enough get no texture bit."""
+    cv2 = _cv2()
+    rows, cols = gray.shape
+    r_edges = np.linspace(0, rows, GRID + 1).round().astype(int)
+    c_edges = np.linspace(0, cols, GRID + 1).round().astype(int)
+    out = np.zeros(GRID * GRID, dtype=np.uint16)
+    weights = (1 << np.arange(CELL_BITS)).astype(np.uint16)
+    for i in range(GRID):
+        for j in range(GRID):
+            cell = gray[r_edges[i] : r_edges[i + 1], c_edges[j] : c_edges[j + 1]]
+            if cell.size < 4:
+                continue
+            if covered is not None:
+                part = covered[r_edges[i] : r_edges[i + 1], c_edges[j] : c_edges[j + 1]]
+                if part.mean() < CELL_COVERED:
+                    continue
+            small = cv2.resize(cell, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+            coefficients = cv2.dct(small)[:4, :4].ravel()[1:]
+            value = int((weights * (coefficients > 0)).sum())
+            if float(cell.std()) >= TEXTURE:
+                value |= 1 << CELL_BITS
+            out[i * GRID + j] = value
+    return out
 
 
 def pack(features: OrbFeatures) -> bytes:
     n = len(features)
     coords: npt.NDArray[np.int16] = np.clip(np.rint(features.points * _COORD), -32768, 32767).astype("<i2")
-    thumb = features.image if features.image is not None else np.zeros((0, 0), np.uint8)
-    th, tw = thumb.shape
-    if tw > 255 or th > 255:
-        raise ValueError("ORB features: thumbnail too large")
-    header: bytes = _HEADER.pack(_MAGIC, features.width, features.height, n, tw, th)
-    return header + bytes(features.descriptors.tobytes()) + bytes(coords.tobytes()) + bytes(thumb.tobytes())
+    cells = features.cells if features.cells is not None else np.zeros(GRID * GRID, np.uint16)
+    header: bytes = _HEADER.pack(_MAGIC, features.width, features.height, n)
+    body = bytes(features.descriptors.tobytes()) + bytes(coords.tobytes())
+    return header + body + bytes(cells.astype("<u2").tobytes())
 
 
 def unpack(data: bytes) -> OrbFeatures:
     """Raises ValueError for bytes that are not packed features."""
     if len(data) < _HEADER.size:
         raise ValueError("ORB features: too short")
-    magic, width, height, n, tw, th = _HEADER.unpack_from(data)
-    if magic != _MAGIC or len(data) != _HEADER.size + 36 * n + tw * th or not width or not height:
+    magic, width, height, n = _HEADER.unpack_from(data)
+    if magic != _MAGIC or len(data) != _HEADER.size + 36 * n + 2 * GRID * GRID or not width or not height:
         raise ValueError("ORB features: damaged or of another format")
     start = _HEADER.size
     desc = np.frombuffer(data, dtype=np.uint8, count=32 * n, offset=start).reshape(n, 32)
     coords = np.frombuffer(data, dtype="<i2", count=2 * n, offset=start + 32 * n).reshape(n, 2)
-    thumb = None
-    if tw and th:
-        thumb = np.frombuffer(data, dtype=np.uint8, count=tw * th, offset=start + 36 * n).reshape(th, tw)
-    return OrbFeatures(width, height, coords.astype(np.float32) / _COORD, desc, thumb)
+    cells = np.frombuffer(data, dtype="<u2", count=GRID * GRID, offset=start + 36 * n).astype(np.uint16)
+    return OrbFeatures(width, height, coords.astype(np.float32) / _COORD, desc, cells)
 
 
 def verify(query: OrbFeatures, bank: OrbFeatures) -> Verification:
@@ -214,39 +271,19 @@ def verify(query: OrbFeatures, bank: OrbFeatures) -> Verification:
 
 
 def _agreement(query: OrbFeatures, bank: OrbFeatures, model: npt.NDArray[np.float64]) -> float:
-    """Share of the bank thumbnail's textured cells (8x8 px) where the query, warped into its frame,
-    shows the same texture (correlation >= :data:`AGREE`).  Correlation ignores brightness, contrast and
-    gray edits, and a semi-transparent watermark still shows the texture under it; an opaque overlay
-    shared by unrelated pictures agrees only over its own cells."""
+    """Share of the item's textured cells, among those the copy covers, whose signature the copy (brought
+    into the item's frame) matches within CELL_AGREE bits.  The item's side is its stored signatures:
+    no pixels of a known item are ever kept."""
+    if query.plane is None or bank.cells is None:
+        return 0.0
     cv2 = _cv2()
-    if query.image is None or bank.image is None:
+    size = (bank.width, bank.height)
+    warped = cv2.warpAffine(query.plane, model, size, flags=cv2.INTER_LINEAR)
+    covered = cv2.warpAffine(np.full(query.plane.shape, 255, np.uint8), model, size) == 255
+    mine = cell_signatures(warped, covered)
+    flag = np.uint16(1 << CELL_BITS)
+    counted = ((bank.cells & flag) > 0) & ((mine & flag) > 0)
+    if not counted.any():
         return 0.0
-    th, tw = bank.image.shape
-    scale = np.array([[tw / bank.width, 0, 0], [0, th / bank.height, 0], [0, 0, 1]])
-    to_thumb = scale @ np.vstack([model, [0, 0, 1]])
-    # Shrink the query by area averaging first (as the thumbnail was made): a warp that shrinks by 7x
-    # would sample single pixels and alias fine textures (grass, brick) into noise.
-    factor = min(1.0, float(np.hypot(to_thumb[0, 0], to_thumb[1, 0])))
-    rows, cols = query.image.shape
-    size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
-    small = cv2.resize(query.image, size, interpolation=cv2.INTER_AREA)
-    shrink = np.array([[cols / size[0], 0, 0], [0, rows / size[1], 0], [0, 0, 1]])
-    to_thumb = (to_thumb @ shrink)[:2]
-    warped = cv2.warpAffine(small, to_thumb, (tw, th), flags=cv2.INTER_LINEAR).astype(np.float64)
-    covered = cv2.warpAffine(np.full(small.shape, 255, np.uint8), to_thumb, (tw, th)) == 255
-    rows, cols = th // CELL, tw // CELL
-    if not rows or not cols:  # a thumbnail under one cell: nothing to compare
-        return 0.0
-    size = (rows, CELL, cols, CELL)
-    a = warped[: rows * CELL, : cols * CELL].reshape(size).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
-    b = bank.image[: rows * CELL, : cols * CELL].astype(np.float64)
-    b = b.reshape(size).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
-    cover = covered[: rows * CELL, : cols * CELL].reshape(size).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    sa, sb = np.sqrt((a * a).sum(axis=1)), np.sqrt((b * b).sum(axis=1))
-    textured = (sb / CELL >= TEXTURE) & (cover.mean(axis=1) >= 0.75)
-    if not textured.any():
-        return 0.0
-    corr = (a * b).sum(axis=1) / np.maximum(sa * sb, 1e-9)
-    return float((corr[textured] >= AGREE).mean())
+    differ = _POPCOUNT16[(bank.cells ^ mine) & np.uint16(flag - 1)]
+    return float((differ[counted] <= CELL_AGREE).mean())
