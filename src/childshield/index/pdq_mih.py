@@ -155,10 +155,11 @@ class PdqMihIndex:
         parts_i: list[npt.NDArray[np.int64]] = []
         parts_d: list[npt.NDArray[np.int16]] = []
         if len(self.hashes) and int(main.max()) >= 0:
-            radius = int(main.max()) // CHUNKS
+            top = int(main.max())
+            radius = min(top // CHUNKS, MAX_CHUNK_RADIUS) if approximate else top // CHUNKS
             if _mih is not None and radius <= MAX_CHUNK_RADIUS:
                 rq, ri, rd = _mih.search(
-                    self.hashes, main, self.alive, self.ids, self.offsets, queries, radius
+                    self.hashes, main, self.alive, self.ids, self.offsets, queries, radius, top
                 )
                 parts_q.append(np.frombuffer(rq, dtype=np.int32))
                 parts_i.append(np.frombuffer(ri, dtype=np.int32).astype(np.int64))

@@ -64,10 +64,9 @@ def match_hashes(matcher: Matcher, result: HashResult, picture: PictureSource | 
         suppressed.update(found)
         found = {}
     elif not found and picture is not None and result.frames and result.frames[0].pdq is not None:
-        first = result.frames[0]
-        assert first.pdq is not None
-        near = [("", first.pdq), *(first.pdq_variants or {}).items()]
-        for m in second_check(matcher, near, picture):
+        # The plain hash only: the gate search costs about 60x a normal one (see matching.second_check),
+        # and the edits it is for (overlays, larger crops) keep the picture's orientation.
+        for m in second_check(matcher, [("", result.frames[0].pdq)], picture):
             found[(m.bank, m.item_id)] = m
     return MatchResult(
         tuple(found.values()), tuple(suppressed.values()), tuple(allowed), "; ".join(notes) or None
