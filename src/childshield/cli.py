@@ -193,6 +193,12 @@ def _register_subcommands() -> None:
 
     app.command("scan")(scan_command)
 
+    from childshield.cli_service import account_app, audit_app, serve_command
+
+    app.command("serve")(serve_command)
+    app.add_typer(account_app, name="account")
+    app.add_typer(audit_app, name="audit")
+
 
 _register_subcommands()
 

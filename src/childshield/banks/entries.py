@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from childshield.banks.errors import BankError, InvalidBankSetting
+from childshield.banks.errors import BankError, EntryNotFound, InvalidBankSetting
 from childshield.banks.formats import Parsed, RowError
 from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
@@ -319,7 +319,7 @@ def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntrySta
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
         if not set_state_in(session, entry_id, state, reason, bank_id=bank.id):
-            raise BankError(f"bank {bank_name!r} has no entry {entry_id}")
+            raise EntryNotFound(f"bank {bank_name!r} has no entry {entry_id}")
 
 
 def set_state_in(

@@ -17,3 +17,7 @@ class BankExists(BankError):
 
 class InvalidBankSetting(BankError):
     pass
+
+
+class EntryNotFound(BankError):
+    pass

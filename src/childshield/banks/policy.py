@@ -8,9 +8,15 @@ from typing import Any
 
 from childshield.banks.errors import InvalidBankSetting
 
+ACTIONS = ("allow", "review", "quarantine", "block")
+"""What a match in a bank leads to, weakest first: the strongest of the banks matched is the decision."""
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    action: str = "review"
+    """What a match in this bank leads to: allow, review (queue it for people), quarantine (hold it,
+    queue it), or block (refuse it)."""
     query_variants: bool = True
     """Match the query's own variants (turned back, borders trimmed) against this bank."""
     bank_variants: bool = True
@@ -65,6 +71,9 @@ def validate_policy(values: Mapping[str, Any]) -> dict[str, Any]:
         if key in ("query_variants", "bank_variants", "orb_check", "flood_quarantine"):
             if not isinstance(value, bool):
                 raise InvalidBankSetting(f"{key} must be true or false, got {value!r}")
+        elif key == "action":
+            if value not in ACTIONS:
+                raise InvalidBankSetting(f"action must be one of {', '.join(ACTIONS)}, got {value!r}")
         elif key in _RANGES:
             low, high = _RANGES[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -150,3 +150,121 @@ class LocalFeatures(Base):
     bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    """Everything: accounts, banks, policies, and what reviewers do."""
+    SENIOR = "senior"
+    """A reviewer who also settles disagreements (escalations)."""
+    REVIEWER = "reviewer"
+    """Reviews queued items."""
+    SERVICE = "service"
+    """A platform's API client: scans and lookups, nothing of the review queue."""
+
+
+class User(Base):
+    """An account: a person (with a password) or a service (API keys only)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    password_hash: Mapped[str | None] = mapped_column(Text, default=None)
+    """argon2id; None for accounts that sign in with API keys only."""
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key, stored as its SHA-256 (keys are long random strings: a slow hash adds nothing)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    """The key's public part (shown in lists and logs) by which it is found."""
+    key_hash: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditHead(Base):
+    """One row: the audit log's last sequence number and hash.  Updating it first serialises writers, so
+    the chain never forks (on SQLite and PostgreSQL alike)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """An append-only, hash-chained record of an action (see ``audit.log``)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class PolicyVersion(Base):
+    """The banks' policy as it was when decisions were made (see ``actions.decisions``)."""
+
+    __tablename__ = "policy_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 of the canonical JSON of ``banks``."""
+    banks: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Decision(Base):
+    """What was decided about content that matched, by which policy version (see ``actions.decisions``)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[str] = mapped_column(String(64), unique=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decision: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[str] = mapped_column(ForeignKey("policy_versions.version"))
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(32), default="api")
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    pdq: Mapped[str | None] = mapped_column(String(64), default=None)
+    matches: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class WebhookDelivery(Base):
+    """The outbox of webhook calls: written with the decision, delivered (and retried) apart from it, so a
+    failing receiver never loses or delays a decision; after the last try it stays here as dead."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_due", "state", "next_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    """The exact JSON body sent (and signed)."""
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, delivered or dead."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)

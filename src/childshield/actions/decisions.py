@@ -1,0 +1,134 @@
+"""Decisions: the strongest action of the banks a piece of content matched, recorded with the exact policy
+that made it.
+
+A policy version is the SHA-256 of the enabled banks' policies and thresholds (canonical JSON); the
+snapshot itself is stored once per version, so any past decision can be explained exactly as it was
+made, whatever was changed since.  Decisions are recorded for content that matched something (clean
+content is only counted in the metrics: recording every upload of a platform would be a log of its users'
+activity, which a hash-matching service has no business keeping).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from childshield.actions.webhooks import enqueue
+from childshield.banks.policy import ACTIONS
+from childshield.matching.matcher import Match, Matcher
+from childshield.store.db import Database
+from childshield.store.models import Bank, Decision, PolicyVersion, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySnapshot:
+    version: str
+    banks: dict[str, Any]
+
+
+def snapshot(matcher: Matcher) -> PolicySnapshot:
+    """The policy in force for ``matcher``: every enabled bank's action, thresholds and matching policy."""
+    banks = {
+        str(bank_id): {
+            "action": p.action,
+            **p.as_dict(),
+            "thresholds": matcher.index.bank_thresholds.get(bank_id),
+        }
+        for bank_id, p in sorted(matcher.policies.items())
+    }
+    body = json.dumps(banks, sort_keys=True, separators=(",", ":"))
+    return PolicySnapshot(hashlib.sha256(body.encode()).hexdigest(), banks)
+
+
+def decide(matches: Sequence[Match], matcher: Matcher) -> str:
+    """The strongest action among the banks matched; ``allow`` when nothing matched."""
+    strongest = 0
+    for match in matches:
+        policy = matcher.policies.get(match.bank_id)
+        strongest = max(strongest, ACTIONS.index(policy.action if policy is not None else "review"))
+    return ACTIONS[strongest] if matches else "allow"
+
+
+def record_decision(
+    db: Database,
+    *,
+    content_id: str,
+    decision: str,
+    policy: PolicySnapshot,
+    matches: Sequence[Match],
+    actor: str,
+    sha256: str | None,
+    pdq: str | None,
+    source: str = "api",
+    webhook_url: str | None = None,
+) -> int:
+    """Store a decision (and its policy version, once) and, with ``webhook_url``, its webhook delivery in
+    the same transaction; returns its id."""
+    with db.session() as session:
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(PolicyVersion)
+            .values(version=policy.version, banks=policy.banks)
+            .on_conflict_do_nothing(index_elements=["version"])
+        )
+        row = Decision(
+            content_id=content_id,
+            at=utcnow(),
+            decision=decision,
+            policy_version=policy.version,
+            actor=actor,
+            source=source,
+            sha256=sha256,
+            pdq=pdq,
+            matches=[_match(m) for m in matches],
+        )
+        session.add(row)
+        session.flush()
+        if webhook_url:
+            enqueue(session, row.id, webhook_url, payload(row))
+        return row.id
+
+
+def payload(row: Decision) -> dict[str, Any]:
+    """What a webhook tells the platform."""
+    return {
+        "event": "decision",
+        "decision_id": row.id,
+        "content_id": row.content_id,
+        "decision": row.decision,
+        "policy_version": row.policy_version,
+        "at": row.at.isoformat() if row.at else None,
+        "sha256": row.sha256,
+        "pdq": row.pdq,
+        "matches": row.matches,
+    }
+
+
+def _match(m: Match) -> dict[str, Any]:
+    return {
+        "bank": m.bank,
+        "bank_id": m.bank_id,
+        "entry_id": m.entry_id,
+        "item_id": m.item_id,
+        "signal_type": m.signal_type,
+        "distance": m.distance,
+        "check": m.check or m.signal_type,
+        "variant": m.variant or None,
+    }
+
+
+def policy_of(db: Database, version: str) -> dict[str, Any] | None:
+    with db.session() as session:
+        banks = session.scalar(select(PolicyVersion.banks).where(PolicyVersion.version == version))
+        names = {row[0]: row[1] for row in session.execute(select(Bank.id, Bank.name))}
+    if banks is None:
+        return None
+    return {names.get(int(k), k): v for k, v in banks.items()}

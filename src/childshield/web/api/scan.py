@@ -1,0 +1,187 @@
+"""Scan media and look up signals: what a platform calls on every upload."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from childshield.actions.decisions import PolicySnapshot, decide, record_decision, snapshot
+from childshield.banks.formats import normalize_signal
+from childshield.matching.matcher import Matcher
+from childshield.matching.scan import ScanResult, scan_bytes
+from childshield.media.errors import MediaError
+from childshield.store.db import Database
+from childshield.web.api.schemas import (
+    LookupIn,
+    LookupOut,
+    LookupResult,
+    MatchOut,
+    Problem,
+    ScanOut,
+    Signals,
+)
+from childshield.web.deps import Scanner, database, matchers, metrics, settings
+from childshield.web.matcher_holder import MatcherHolder
+from childshield.web.metrics import Metrics
+from childshield.web.settings import ServiceSettings
+
+router = APIRouter(prefix="/v1", tags=["scan"])
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The upload: a raw body, or the ``file`` field of a multipart form; refused over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {limit} bytes")
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=10, max_part_size=limit)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the form needs a 'file' field")
+        data = await upload.read(limit + 1)
+    else:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(
+                    status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {limit} bytes"
+                )
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    if len(data) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {limit} bytes")
+    if not data:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty upload")
+    return data
+
+
+def _scan(m: Matcher, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
+    result = scan_bytes(m, data)
+    return result, decide(result.matches, m), snapshot(m) if result.matches else None
+
+
+@router.post(
+    "/scan",
+    response_model=ScanOut,
+    responses={413: {"model": Problem}, 422: {"model": Problem}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
+            "required": True,
+        }
+    },
+)
+async def scan(
+    request: Request,
+    who: Scanner,
+    holder: Annotated[MatcherHolder, Depends(matchers)],
+    db: Annotated[Database, Depends(database)],
+    conf: Annotated[ServiceSettings, Depends(settings)],
+    stats: Annotated[Metrics, Depends(metrics)],
+) -> ScanOut:
+    """Hash an image (raw bytes, or a multipart form's ``file``) and match it against every bank.
+
+    The media is not kept.  Matches say which bank and entry, at which distance, through which variant
+    and which check; ``decision`` is what the banks' policies make of them."""
+    start = time.perf_counter()
+    data = await _body(request, conf.max_upload_bytes)
+    try:
+        result, action, policy = await run_in_threadpool(holder.run, lambda m: _scan(m, data))
+    except MediaError as exc:
+        stats.scans.labels("error").inc()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    assert result.hashes is not None
+    h = result.hashes
+    content_id = uuid.uuid4().hex
+    if policy is not None:  # matched: the decision is recorded (and its webhook queued) before we answer
+        await run_in_threadpool(
+            lambda: record_decision(
+                db,
+                content_id=content_id,
+                decision=action,
+                policy=policy,
+                matches=result.matches,
+                actor=who.name,
+                sha256=h.sha256,
+                pdq=h.pdq,
+                webhook_url=conf.webhook_url,
+            )
+        )
+    out = ScanOut(
+        content_id=content_id,
+        signals=Signals(
+            md5=h.md5,
+            sha1=h.sha1,
+            sha256=h.sha256,
+            pdq=h.pdq,
+            pdq_quality=h.pdq_quality,
+            format=h.format,
+            width=h.width,
+            height=h.height,
+            size_bytes=h.size_bytes,
+        ),
+        matched=result.matched,
+        matches=[MatchOut.of(x) for x in result.matches],
+        suppressed=[MatchOut.of(x) for x in result.suppressed],
+        decision=action,  # type: ignore[arg-type]
+    )
+    stats.scans.labels("matched" if result.matched else "clean").inc()
+    for x in result.matches:
+        stats.matches.labels(x.bank, x.check or x.signal_type).inc()
+    stats.latency.labels("scan").observe(time.perf_counter() - start)
+    return out
+
+
+@router.post("/lookup", response_model=LookupOut, responses={413: {"model": Problem}})
+def lookup(
+    body: LookupIn,
+    who: Scanner,
+    holder: Annotated[MatcherHolder, Depends(matchers)],
+    conf: Annotated[ServiceSettings, Depends(settings)],
+    stats: Annotated[Metrics, Depends(metrics)],
+) -> LookupOut:
+    """Match signals (no media): one answer per signal, in order, echoing ``id``.  A malformed signal gets
+    an ``error`` of its own and does not disturb the others."""
+    start = time.perf_counter()
+    if len(body.signals) > conf.max_lookup:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"at most {conf.max_lookup} signals per lookup"
+        )
+    results: list[LookupResult | None] = [None] * len(body.signals)
+    good: list[int] = []
+    for k, s in enumerate(body.signals):
+        try:
+            normalize_signal(s.type, s.value)
+            good.append(k)
+        except ValueError as exc:
+            results[k] = LookupResult(id=s.id, type=s.type, value=s.value[:80], error=str(exc))
+    queries = [(body.signals[k].type, body.signals[k].value, body.signals[k].quality) for k in good]
+    found = holder.run(lambda m: m.match_many(queries))
+    for k, r in zip(good, found, strict=True):
+        s = body.signals[k]
+        results[k] = LookupResult(
+            id=s.id,
+            type=s.type.strip().lower(),
+            value=s.value,
+            matched=r.matched,
+            matches=[MatchOut.of(x) for x in r.matches],
+            suppressed=[MatchOut.of(x) for x in r.suppressed],
+            note=r.note,
+        )
+    stats.lookups.inc(len(body.signals))
+    stats.latency.labels("lookup").observe(time.perf_counter() - start)
+    return LookupOut(results=[r for r in results if r is not None])

@@ -1,0 +1,150 @@
+"""Request and response bodies of the API (published in /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from childshield.matching.matcher import Match
+
+
+class MatchOut(BaseModel):
+    bank: str
+    entry_id: int
+    item_id: int
+    signal_type: str
+    distance: int
+    check: str = Field(description="What decided the match: the signal type, or 'orb' (second check)")
+    inliers: int | None = None
+    variant: str | None = Field(None, description="The stored variant that matched (crop, rotation)")
+    query_variant: str | None = Field(None, description="The query's variant that matched (flipx, trimmed)")
+    external_id: str | None = None
+    source: str
+    source_name: str
+
+    @classmethod
+    def of(cls, m: Match) -> MatchOut:
+        return cls(
+            bank=m.bank,
+            entry_id=m.entry_id,
+            item_id=m.item_id,
+            signal_type=m.signal_type,
+            distance=m.distance,
+            check=m.check or m.signal_type,
+            inliers=m.inliers if m.check == "orb" else None,
+            variant=m.variant or None,
+            query_variant=m.query_variant or None,
+            external_id=m.external_id,
+            source=m.source,
+            source_name=m.source_name,
+        )
+
+
+class Signals(BaseModel):
+    md5: str
+    sha1: str
+    sha256: str
+    pdq: str | None
+    pdq_quality: int
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+Decision = Literal["allow", "review", "quarantine", "block"]
+
+
+class ScanOut(BaseModel):
+    content_id: str = Field(description="Refer to this scan in follow-up calls")
+    signals: Signals
+    matched: bool
+    matches: list[MatchOut]
+    suppressed: list[MatchOut] = Field(description="Matches cleared by a negative bank (allow-list)")
+    decision: Decision = Field(description="The strongest action of the banks matched ('allow' if none)")
+
+
+class SignalIn(BaseModel):
+    type: str = Field(description="pdq, md5, sha1 or sha256", examples=["pdq"])
+    value: str = Field(max_length=256)
+    quality: int | None = Field(None, ge=0, le=100)
+    id: str | None = Field(None, max_length=200, description="Echoed back, to pair answers with questions")
+
+
+class LookupIn(BaseModel):
+    signals: list[SignalIn] = Field(min_length=1)
+
+
+class LookupResult(BaseModel):
+    id: str | None = None
+    type: str
+    value: str
+    matched: bool = False
+    matches: list[MatchOut] = []
+    suppressed: list[MatchOut] = []
+    note: str | None = None
+    error: str | None = None
+
+
+class LookupOut(BaseModel):
+    results: list[LookupResult]
+
+
+class BankIn(BaseModel):
+    name: str
+    kind: Literal["normal", "negative"] = "normal"
+    enabled: bool = True
+    description: str = ""
+    thresholds: dict[str, int] = {}
+    policy: dict[str, Any] = {}
+
+
+class BankPatch(BaseModel):
+    enabled: bool | None = None
+    description: str | None = None
+    thresholds: dict[str, int] | None = None
+    policy: dict[str, Any] | None = None
+
+
+class BankOut(BaseModel):
+    name: str
+    kind: str
+    enabled: bool
+    thresholds: dict[str, int]
+    policy: dict[str, Any]
+    variants: int
+    description: str
+    entries: dict[str, int]
+    created_at: str
+    updated_at: str
+
+
+class EntryIn(BaseModel):
+    type: str
+    value: str = Field(max_length=256)
+    external_id: str | None = Field(None, max_length=200)
+    labels: list[str] = []
+
+
+class EntriesIn(BaseModel):
+    signals: list[EntryIn] = Field(min_length=1)
+    source_name: str = Field("api", max_length=200)
+    strict: bool = False
+
+
+class ImportOut(BaseModel):
+    added: int
+    already_present: int
+    variants: int = 0
+    local_features: int = 0
+    skipped: list[str] = []
+
+
+class EntryStateIn(BaseModel):
+    state: Literal["active", "disputed", "disabled"]
+    reason: str = Field("", max_length=2000)
+
+
+class Problem(BaseModel):
+    detail: str
