@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -315,3 +316,32 @@ def test_audit_chain_detects_tampering(db: Database) -> None:
     with pytest.raises(ChainBroken) as gap:
         verify_chain(db)
     assert gap.value.seq == 3 and "missing" in gap.value.reason
+
+
+def test_rate_limit_per_key_with_retry_after(db: Database, keys: dict[Role, str]) -> None:
+    settings = ServiceSettings(database_url=db.url, refresh_seconds=0, scan_rate=0.5, scan_burst=3)
+    body = {"signals": [{"type": "md5", "value": "0" * 32}]}
+    with TestClient(create_app(settings)) as c:
+        codes = [
+            c.post("/v1/lookup", json=body, headers=auth(keys[Role.SERVICE])).status_code for _ in range(5)
+        ]
+        assert codes == [200, 200, 200, 429, 429]
+        limited = c.post("/v1/lookup", json=body, headers=auth(keys[Role.SERVICE]))
+        assert int(limited.headers["Retry-After"]) >= 1 and "slow down" in limited.json()["detail"]
+        # another key has its own allowance
+        assert c.post("/v1/lookup", json=body, headers=auth(keys[Role.ADMIN])).status_code == 200
+
+
+def test_rate_limiter_refills_and_stays_bounded() -> None:
+    from childshield.web.ratelimit import RateLimiter
+
+    limiter = RateLimiter(rate=1000, burst=2, max_callers=10)
+    assert limiter.check("a") == 0 and limiter.check("a") == 0
+    wait = limiter.check("a")
+    assert 0 < wait <= 0.002
+    time.sleep(wait + 0.002)
+    assert limiter.check("a") == 0
+    for k in range(50):
+        limiter.check(f"caller-{k}")
+    assert len(limiter._buckets) <= 10
+    assert RateLimiter(rate=0, burst=1).check("x") == 0  # 0: no limit

@@ -18,6 +18,7 @@ from childshield.store.db import Database, open_database
 from childshield.web.api import banks, scan, system
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
+from childshield.web.ratelimit import RateLimiter
 from childshield.web.settings import ServiceSettings
 
 log = logging.getLogger("childshield.web")
@@ -30,13 +31,10 @@ the banks.  Authenticate with an API key: `Authorization: Bearer cs_...` (create
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     conf = settings or ServiceSettings()
 
+    db = open_database(conf.database_url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = open_database(conf.database_url)
-        app.state.db = db
-        app.state.settings = conf
-        app.state.metrics = Metrics()
-        app.state.matchers = MatcherHolder(db, conf.refresh_seconds)
         sender = None
         if conf.webhook_url:
             config = WebhookConfig(conf.webhook_url, conf.webhook_secret)
@@ -58,6 +56,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.state.db = db
+    app.state.settings = conf
+    app.state.metrics = Metrics()
+    app.state.matchers = MatcherHolder(db, conf.refresh_seconds)
+    app.state.scan_limiter = RateLimiter(conf.scan_rate, conf.scan_burst)
     app.include_router(system.router)
     app.include_router(scan.router)
     app.include_router(banks.router)

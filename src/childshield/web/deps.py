@@ -12,6 +12,7 @@ from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
+from childshield.web.ratelimit import RateLimiter, retry_after
 from childshield.web.settings import ServiceSettings
 
 
@@ -62,7 +63,19 @@ def allow(*roles: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-Scanner = Annotated[Principal, Depends(allow(Role.SERVICE))]
+def _limited_scanner(request: Request, who: Annotated[Principal, Depends(allow(Role.SERVICE))]) -> Principal:
+    limiter: RateLimiter = request.app.state.scan_limiter
+    wait = limiter.check(who.key_prefix or who.name)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many requests for this API key: slow down",
+            headers={"Retry-After": retry_after(wait)},
+        )
+    return who
+
+
+Scanner = Annotated[Principal, Depends(_limited_scanner)]
 """Scans and lookups: service clients (and admins)."""
 BankReader = Annotated[Principal, Depends(allow(Role.SERVICE, Role.SENIOR))]
 Admin = Annotated[Principal, Depends(allow())]

@@ -28,3 +28,6 @@ class ServiceSettings:
     """Where decisions are posted (signed with ``webhook_secret``); none: no webhooks."""
     webhook_secret: str = field(default_factory=lambda: os.environ.get("CHILDSHIELD_WEBHOOK_SECRET", ""))
     webhook_poll_seconds: float = 1.0
+    scan_rate: float = field(default_factory=lambda: float(os.environ.get("CHILDSHIELD_SCAN_RATE", "500")))
+    """Scans and lookups per second per API key and worker (0: no limit)."""
+    scan_burst: float = 1000.0
