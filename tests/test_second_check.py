@@ -257,3 +257,37 @@ def test_scan_command_reports_the_check(db: Database, tmp_path: Path, known: lis
     rows = [json.loads(line) for line in scanned.stdout.splitlines()]
     assert [(Path(r["path"]).name, r["check"]) for r in rows] == [("marked.jpg", "orb")]
     assert rows[0]["inliers"] >= 12
+
+
+def test_gate_search_over_a_small_media_bank_beside_a_large_list(
+    db: Database, known: list[np.ndarray]
+) -> None:
+    """Gated items get tables of their own; the answers are those of the search over everything."""
+    from childshield.banks.entries import import_rows
+    from childshield.banks.formats import Parsed, SignalRow
+    from childshield.store.models import SignalType
+
+    rng = np.random.default_rng(9)
+    create_bank(db, "shared")
+    values = rng.integers(0, 2**63, size=(5000, 4), dtype=np.uint64)
+    rows = [
+        SignalRow(k, SignalType.PDQ, "".join(f"{int(w):016x}" for w in row)) for k, row in enumerate(values)
+    ]
+    import_rows(db, "shared", Parsed(rows=rows), source_name="random")
+    create_bank(db, "known")
+    own = add_media(db, "known", known[:1])[0]
+    matcher = Matcher.load(db, index_dir=False)
+    near = f"{int(own, 16) ^ ((1 << 70) - 1):064x}"  # 70 bits away: only the gate finds it
+    _q, entries, distances = matcher.index.search_gate(
+        np.array([[int(near[i : i + 16], 16) for i in range(0, 64, 16)]], dtype=np.uint64)
+    )
+    assert matcher.index._gate_index is not None and len(matcher.index._gate_index) < 200
+    item = matcher.match("pdq", own).matches[0].entry_id
+    assert item in entries.tolist() and int(distances[entries.tolist().index(item)]) == 70
+    _full_q, full_items, _full_d = matcher.index.mih.search_arrays(
+        np.array([[int(near[i : i + 16], 16) for i in range(0, 64, 16)]], dtype=np.uint64),
+        matcher.index._gate_thresholds,
+        approximate=True,
+    )
+    assert sorted(matcher.index.entry_ids[full_items].tolist()) == sorted(entries.tolist())
+    assert scan_bytes(matcher, png(watermark(known[0]))).matches[0].check == "orb"

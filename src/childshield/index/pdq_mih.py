@@ -79,6 +79,12 @@ class PdqMihIndex:
     def __len__(self) -> int:
         return len(self.hashes) + sum(len(h) for h, _ in self._added)
 
+    def all_hashes(self) -> U64:
+        """Every item's hash, added items included, in item order."""
+        if not self._added:
+            return np.asarray(self.hashes)
+        return np.concatenate([self.hashes, *(h for h, _ in self._added)])
+
     # -- updates ------------------------------------------------------------------------------
     def add(self, hashes: U64, thresholds: npt.ArrayLike) -> range:
         """Add items (searchable at once); returns their item numbers."""

@@ -86,6 +86,9 @@ class BankIndex:
         self.variant_thresholds: dict[int, int] = {}
         self.gates: dict[int, int] = {}
         self._gate_thresholds: npt.NDArray[np.int16] | None = None
+        self._gate_key: tuple[object, ...] | None = None
+        self._gate_items: I64 | None = None
+        self._gate_index: PdqMihIndex | None = None
 
     def _lookup_base(self) -> None:
         ids = self._entry_ids[0]
@@ -185,22 +188,38 @@ class BankIndex:
         self.variant_thresholds = dict(variant_thresholds)
         self.gates = dict(gates or {})
         self.mih.set_thresholds(self._thresholds_for(self.bank_ids, self.variant))
-        self._gate_thresholds = None
+        self._gate_key = None
 
     def search_gate(self, queries: npt.NDArray[np.uint64]) -> tuple[I64, I64, npt.NDArray[np.int16]]:
         """(query, entry id, distance) of items of gated banks within their gate: all within 63, most of
         those further (see ``PdqMihIndex.search_arrays``: a candidate missed costs recall, never a false
-        match, since every candidate is then verified)."""
+        match, since every candidate is then verified against the database).
+
+        When gated banks hold less than half of the items (media banks beside large imported lists), they
+        get tables of their own, so the looser search does not wade through every other bank's items."""
         empty = np.empty(0, np.int64)
         if not self.gates or not len(self):
             return empty, empty, np.empty(0, np.int16)
-        if self._gate_thresholds is None or len(self._gate_thresholds) != len(self):
+        key = (len(self), tuple(sorted(self.gates.items())))
+        if self._gate_key != key:
             bank_ids = self.bank_ids
             top = max(int(bank_ids.max()), max(self.gates))
             per_bank = np.full(top + 1, -1, dtype=np.int16)
             for bank, gate in self.gates.items():
                 per_bank[bank] = gate
-            self._gate_thresholds = per_bank[bank_ids]
+            thresholds = per_bank[bank_ids]
+            picked = np.flatnonzero(thresholds >= 0)
+            self._gate_thresholds = thresholds
+            self._gate_items, self._gate_index = None, None
+            if len(picked) < len(thresholds) // 2:
+                # Every item is alive here: the database check of each candidate drops disabled ones.
+                self._gate_items = picked
+                self._gate_index = PdqMihIndex(self.mih.all_hashes()[picked], thresholds[picked])
+            self._gate_key = key
+        if self._gate_index is not None and self._gate_items is not None:
+            q, sub, distances = self._gate_index.search_arrays(queries, approximate=True)
+            return q.astype(np.int64), self.entry_ids[self._gate_items[sub]], distances
+        assert self._gate_thresholds is not None
         q, items, distances = self.mih.search_arrays(queries, self._gate_thresholds, approximate=True)
         return q.astype(np.int64), self.entry_ids[items], distances
 

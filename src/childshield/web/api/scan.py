@@ -123,17 +123,7 @@ async def scan(
         )
     out = ScanOut(
         content_id=content_id,
-        signals=Signals(
-            md5=h.md5,
-            sha1=h.sha1,
-            sha256=h.sha256,
-            pdq=h.pdq,
-            pdq_quality=h.pdq_quality,
-            format=h.format,
-            width=h.width,
-            height=h.height,
-            size_bytes=h.size_bytes,
-        ),
+        signals=Signals.of(h),
         matched=result.matched,
         matches=[MatchOut.of(x) for x in result.matches],
         suppressed=[MatchOut.of(x) for x in result.suppressed],

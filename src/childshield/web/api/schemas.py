@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from childshield.hashing.result import HashResult
 from childshield.matching.matcher import Match
 
 
@@ -51,6 +52,11 @@ class Signals(BaseModel):
     width: int
     height: int
     size_bytes: int
+
+    @classmethod
+    def of(cls, h: HashResult) -> Signals:
+        fields = ("md5", "sha1", "sha256", "pdq", "pdq_quality", "format", "width", "height", "size_bytes")
+        return cls(**{name: getattr(h, name) for name in fields})
 
 
 Decision = Literal["allow", "review", "quarantine", "block"]
