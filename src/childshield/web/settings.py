@@ -31,3 +31,6 @@ class ServiceSettings:
     scan_rate: float = field(default_factory=lambda: float(os.environ.get("CHILDSHIELD_SCAN_RATE", "500")))
     """Scans and lookups per second per API key and worker (0: no limit)."""
     scan_burst: float = 1000.0
+    fetch_allow: str = field(default_factory=lambda: os.environ.get("CHILDSHIELD_FETCH_ALLOW", ""))
+    """Networks ``/v1/scan/url`` may reach although not public (comma-separated CIDRs); none by default."""
+    fetch_timeout: float = 20.0

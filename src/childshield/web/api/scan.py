@@ -9,8 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
+from childshield.accounts.service import Principal
 from childshield.actions.decisions import PolicySnapshot, decide, record_decision, snapshot
 from childshield.banks.formats import normalize_signal
+from childshield.crawl.fetch import FetchError, fetch
+from childshield.crawl.guard import AddressPolicy
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
@@ -23,6 +26,7 @@ from childshield.web.api.schemas import (
     Problem,
     ScanOut,
     Signals,
+    UrlIn,
 )
 from childshield.web.deps import Scanner, database, matchers, metrics, settings
 from childshield.web.matcher_holder import MatcherHolder
@@ -99,6 +103,45 @@ async def scan(
     and which check; ``decision`` is what the banks' policies make of them."""
     start = time.perf_counter()
     data = await _body(request, conf.max_upload_bytes)
+    out = await _scan_and_record(data, who, holder, db, conf, stats)
+    stats.latency.labels("scan").observe(time.perf_counter() - start)
+    return out
+
+
+@router.post("/scan/url", response_model=ScanOut, responses={422: {"model": Problem}})
+async def scan_url(
+    body: UrlIn,
+    who: Scanner,
+    holder: Annotated[MatcherHolder, Depends(matchers)],
+    db: Annotated[Database, Depends(database)],
+    conf: Annotated[ServiceSettings, Depends(settings)],
+    stats: Annotated[Metrics, Depends(metrics)],
+) -> ScanOut:
+    """Fetch an image by URL and scan it.  The address guard refuses private, loopback, link-local and
+    metadata addresses (after DNS, on every redirect) unless ``CHILDSHIELD_FETCH_ALLOW`` names them."""
+    start = time.perf_counter()
+    policy = AddressPolicy.from_text(conf.fetch_allow)
+    try:
+        fetched = await run_in_threadpool(
+            fetch, body.url, policy, max_bytes=conf.max_upload_bytes, timeout=conf.fetch_timeout
+        )
+    except FetchError as exc:
+        stats.scans.labels("error").inc()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    out = await _scan_and_record(fetched.body, who, holder, db, conf, stats)
+    out.url = fetched.url
+    stats.latency.labels("scan_url").observe(time.perf_counter() - start)
+    return out
+
+
+async def _scan_and_record(
+    data: bytes,
+    who: Principal,
+    holder: MatcherHolder,
+    db: Database,
+    conf: ServiceSettings,
+    stats: Metrics,
+) -> ScanOut:
     try:
         result, action, policy = await run_in_threadpool(holder.run, lambda m: _scan(m, data))
     except MediaError as exc:
@@ -128,11 +171,11 @@ async def scan(
         matches=[MatchOut.of(x) for x in result.matches],
         suppressed=[MatchOut.of(x) for x in result.suppressed],
         decision=action,  # type: ignore[arg-type]
+        url=None,
     )
     stats.scans.labels("matched" if result.matched else "clean").inc()
     for x in result.matches:
         stats.matches.labels(x.bank, x.check or x.signal_type).inc()
-    stats.latency.labels("scan").observe(time.perf_counter() - start)
     return out
 
 

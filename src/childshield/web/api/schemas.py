@@ -69,6 +69,11 @@ class ScanOut(BaseModel):
     matches: list[MatchOut]
     suppressed: list[MatchOut] = Field(description="Matches cleared by a negative bank (allow-list)")
     decision: Decision = Field(description="The strongest action of the banks matched ('allow' if none)")
+    url: str | None = Field(None, description="For /v1/scan/url: the URL fetched, after redirects")
+
+
+class UrlIn(BaseModel):
+    url: str = Field(max_length=2000, description="http(s) URL of an image; private addresses are refused")
 
 
 class SignalIn(BaseModel):

@@ -1,0 +1,1 @@
+"""Fetching from the web safely: the address guard (and, later, the hotline crawler)."""

@@ -1,0 +1,111 @@
+"""The address guard: never let a URL given by someone else reach private, loopback, link-local or cloud
+metadata addresses (server-side request forgery), unless configuration allows a network explicitly.
+
+Every hop is checked after DNS resolution, and the connection goes to the very address that was checked
+(the URL's host is kept for the Host header and for TLS), so a name that resolves to a public address
+for the check and to a private one for the connection (DNS rebinding) gets nowhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
+
+
+class BlockedAddress(Exception):
+    """The URL leads somewhere the guard does not allow; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    allowed_networks: Sequence[IPNetwork] = field(default_factory=tuple)
+    """Networks allowed although not public (e.g. 127.0.0.0/8 for tests, an internal mirror)."""
+    ports: Sequence[int] = (80, 443, 8080, 8443)
+    """Ports a URL may name (allowed networks may use any)."""
+
+    @classmethod
+    def from_text(cls, text: str) -> AddressPolicy:
+        """From a comma-separated list of networks (``CHILDSHIELD_FETCH_ALLOW``)."""
+        nets = [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
+        return cls(tuple(nets))
+
+
+def _allowed(ip: IPAddress, policy: AddressPolicy) -> bool:
+    return any(ip in net for net in policy.allowed_networks if net.version == ip.version)
+
+
+def check_ip(ip: IPAddress, policy: AddressPolicy) -> None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if _allowed(ip, policy):
+        return
+    if any(ip in net for net in METADATA if net.version == ip.version):
+        raise BlockedAddress(f"{ip} is a cloud metadata address")
+    for what, flag in (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("private", ip.is_private),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("unspecified", ip.is_unspecified),
+    ):
+        if flag:
+            raise BlockedAddress(f"{ip} is a {what} address")
+    if not ip.is_global:
+        raise BlockedAddress(f"{ip} is not a public address")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked hop: where to connect, and what to say to it."""
+
+    scheme: str
+    host: str
+    port: int
+    ip: IPAddress
+    path: str
+
+    @property
+    def connect_url(self) -> str:
+        literal = f"[{self.ip}]" if self.ip.version == 6 else str(self.ip)
+        return f"{self.scheme}://{literal}:{self.port}{self.path}"
+
+
+def check_url(url: str, policy: AddressPolicy) -> Target:
+    """Parse, resolve and check a URL; raises :class:`BlockedAddress` (or ValueError for a bad URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"only http and https URLs can be fetched, not {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if parts.username or parts.password:
+        raise ValueError("URLs with credentials are refused")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError("the URL's port is not a number from 0 to 65535") from None
+    host = parts.hostname
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise BlockedAddress(f"cannot resolve {host!r}: {exc}") from None
+    addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+    if not addresses:
+        raise BlockedAddress(f"{host!r} has no address")
+    for ip in addresses:  # every address the name has must pass: the client might be given any of them
+        check_ip(ip, policy)
+    ip = addresses[0]
+    if port not in policy.ports and not _allowed(ip, policy):
+        raise BlockedAddress(f"port {port} is not allowed")
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    return Target(parts.scheme, host, port, ip, path)

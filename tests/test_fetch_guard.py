@@ -1,0 +1,148 @@
+"""The address guard and the guarded fetch, against a real HTTP server on loopback (which the guard must
+refuse unless loopback is allowed explicitly); ``/v1/scan/url`` end to end."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from childshield.accounts.service import create_api_key, create_user
+from childshield.crawl.fetch import FetchError, fetch
+from childshield.crawl.guard import AddressPolicy, BlockedAddress, check_ip, check_url
+from childshield.store.db import Database
+from childshield.store.models import Role
+from childshield.testing.corpus import encode, generated_photo
+from childshield.web.app import create_app
+from childshield.web.settings import ServiceSettings
+
+LOOPBACK = AddressPolicy.from_text("127.0.0.0/8")
+PHOTO = encode(generated_photo(901, 320, 240), "JPEG", quality=90)
+
+
+class Site:
+    """A small web site on 127.0.0.1: an image, redirects (to itself, in a loop, to a metadata address),
+    a huge body, and a 404."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                routes = {
+                    "/photo.jpg": (200, {"Content-Type": "image/jpeg"}, PHOTO),
+                    "/hop": (302, {"Location": "/photo.jpg"}, b""),
+                    "/loop-a": (302, {"Location": "/loop-b"}, b""),
+                    "/loop-b": (302, {"Location": "/loop-a"}, b""),
+                    "/metadata": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
+                    "/huge": (200, {"Content-Type": "image/jpeg"}, b"\xff" * 300_000),
+                }
+                code, headers, body = routes.get(self.path, (404, {}, b"no"))
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.server.seen_agents.append(self.headers.get("User-Agent", ""))  # type: ignore[attr-defined]
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.seen_agents = []  # type: ignore[attr-defined]
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    s = Site()
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.5.5",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "fd00:ec2::254",
+        "100.64.0.1",
+        "224.0.0.1",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    with pytest.raises(BlockedAddress):
+        check_ip(ipaddress.ip_address(address), AddressPolicy())
+
+
+def test_public_addresses_and_allowed_networks_pass() -> None:
+    check_ip(ipaddress.ip_address("93.184.216.34"), AddressPolicy())
+    check_ip(ipaddress.ip_address("2606:4700::1111"), AddressPolicy())
+    check_ip(ipaddress.ip_address("127.0.0.1"), LOOPBACK)
+    with pytest.raises(BlockedAddress, match="metadata"):
+        check_ip(ipaddress.ip_address("169.254.169.254"), LOOPBACK)
+
+
+def test_urls_are_checked_after_resolution() -> None:
+    with pytest.raises(BlockedAddress, match="loopback"):
+        check_url("http://localhost:8080/x.jpg", AddressPolicy())
+    for bad in ("ftp://example.org/x", "file:///etc/passwd", "http://user:pw@127.0.0.1/", "http:///nohost"):
+        with pytest.raises(ValueError):
+            check_url(bad, LOOPBACK)
+    target = check_url("http://127.0.0.1:9/a?b=1", LOOPBACK)
+    assert (str(target.ip), target.port, target.path) == ("127.0.0.1", 9, "/a?b=1")
+    with pytest.raises(BlockedAddress, match="port"):
+        check_url("http://93.184.216.34:22/", AddressPolicy())  # a literal: no lookup, no traffic
+
+
+def test_fetch_follows_guarded_redirects(site: Site) -> None:
+    got = fetch(f"{site.base}/hop", LOOPBACK)
+    assert got.body == PHOTO and got.url.endswith("/photo.jpg") and got.content_type == "image/jpeg"
+    assert all(agent.startswith("childshield/") for agent in site.server.seen_agents)  # type: ignore[attr-defined]
+    with pytest.raises(FetchError, match="loopback"):
+        fetch(f"{site.base}/photo.jpg", AddressPolicy())  # not allowed by default
+    with pytest.raises(FetchError, match="metadata"):
+        fetch(f"{site.base}/metadata", LOOPBACK)  # a redirect to metadata is refused at the hop
+    with pytest.raises(FetchError, match="loop"):
+        fetch(f"{site.base}/loop-a", LOOPBACK)
+    with pytest.raises(FetchError, match="limit"):
+        fetch(f"{site.base}/huge", LOOPBACK, max_bytes=100_000)
+    with pytest.raises(FetchError, match="404"):
+        fetch(f"{site.base}/missing", LOOPBACK)
+
+
+def test_scan_url_endpoint(db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    create_user(db, "boss", Role.ADMIN, password="a long admin passphrase")
+    key = {"Authorization": f"Bearer {create_api_key(db, 'boss')}"}
+    closed = ServiceSettings(database_url=db.url, refresh_seconds=0)
+    opened = ServiceSettings(database_url=db.url, refresh_seconds=0, fetch_allow="127.0.0.0/8")
+    with TestClient(create_app(closed)) as c:
+        r = c.post("/v1/scan/url", json={"url": f"{site.base}/photo.jpg"}, headers=key)
+        assert r.status_code == 422 and "loopback" in r.json()["detail"]
+    with TestClient(create_app(opened)) as c:
+        c.post("/v1/banks", json={"name": "known"}, headers=key)
+        c.post("/v1/banks/known/media", content=PHOTO, headers=key)
+        r = c.post("/v1/scan/url", json={"url": f"{site.base}/hop"}, headers=key)
+        assert r.status_code == 200, r.text
+        assert r.json()["matched"] and r.json()["url"].endswith("/photo.jpg")
+        bad = c.post("/v1/scan/url", json={"url": f"{site.base}/metadata"}, headers=key)
+        assert bad.status_code == 422 and "metadata" in bad.json()["detail"]
+    assert np.all([a.startswith("childshield/") for a in site.server.seen_agents])  # type: ignore[attr-defined]
