@@ -291,3 +291,14 @@ def test_gate_search_over_a_small_media_bank_beside_a_large_list(
     )
     assert sorted(matcher.index.entry_ids[full_items].tolist()) == sorted(entries.tolist())
     assert scan_bytes(matcher, png(watermark(known[0]))).matches[0].check == "orb"
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (4, 4, 3), (5, 300, 3), (300, 5, 3), (31, 64, 3), (64, 64, 3)])
+def test_tiny_and_thin_pictures_get_empty_features_not_errors(shape: tuple[int, int, int]) -> None:
+    """Found in review: OpenCV refused a 1x1 picture with an exception, which failed the whole file."""
+    pixels = (np.random.default_rng(1).random(shape) * 255).astype(np.uint8)
+    data = png(pixels)
+    result = hash_bytes(data, HashOptions(bank_variants=True, local_features=True, variants=True))
+    stored = orb.unpack(result.frames[0].local_features or b"")
+    plain, mirrored = orb.query_features(first_picture(data))
+    assert orb.verify(plain, stored).inliers == 0 and orb.verify(mirrored, stored).inliers == 0

@@ -42,6 +42,8 @@ QUERY_FEATURES = 1000
 FALLBACK_BELOW = 100
 """Flat pictures: with fewer keypoints than this, detect again with a lower corner threshold."""
 FAST_LOW = 5
+MIN_SIDE = 32
+"""Pictures with a side under this many pixels get no keypoints."""
 OVERSAMPLE = 3
 """Keypoints detected per keypoint kept, so that every part of the picture can get its share."""
 RATIO = 0.8
@@ -134,9 +136,14 @@ def gray_plane(picture: Picture) -> U8:
 def extract(gray: U8, features: int) -> OrbFeatures:
     """ORB keypoints and descriptors of an 8-bit gray plane, spread over the picture (see _spread)."""
     rows, cols = gray.shape
-    keypoints, desc = _detector(OVERSAMPLE * features, 20).detectAndCompute(gray, None)
-    if len(keypoints) < FALLBACK_BELOW:
-        keypoints, desc = _detector(OVERSAMPLE * features, FAST_LOW).detectAndCompute(gray, None)
+    keypoints, desc = [], None
+    if min(rows, cols) >= MIN_SIDE:  # ORB's pyramid and border need room; smaller pictures have none
+        try:
+            keypoints, desc = _detector(OVERSAMPLE * features, 20).detectAndCompute(gray, None)
+            if len(keypoints) < FALLBACK_BELOW:
+                keypoints, desc = _detector(OVERSAMPLE * features, FAST_LOW).detectAndCompute(gray, None)
+        except _cv2().error:  # a picture OpenCV cannot work on: no features, never a failed scan
+            keypoints, desc = [], None
     if desc is None or not keypoints:
         return OrbFeatures(cols, rows, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
