@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from childshield.actions.webhooks import enqueue
 from childshield.banks.policy import ACTIONS
@@ -68,6 +69,7 @@ def record_decision(
     pdq: str | None,
     source: str = "api",
     webhook_url: str | None = None,
+    then: Callable[[Session, Decision], None] | None = None,
 ) -> int:
     """Store a decision (and its policy version, once) and, with ``webhook_url``, its webhook delivery in
     the same transaction; returns its id."""
@@ -94,6 +96,8 @@ def record_decision(
         session.flush()
         if webhook_url:
             enqueue(session, row.id, webhook_url, payload(row))
+        if then is not None:  # e.g. queue it for review: in the same transaction, so both or neither
+            then(session, row)
         return row.id
 
 

@@ -20,7 +20,16 @@ from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.signals import orb
 from childshield.store.db import Database
-from childshield.store.models import Entry, EntryState, LocalFeatures, SignalType, utcnow
+from childshield.store.models import (
+    DEFAULT_THRESHOLDS,
+    Bank,
+    BankKind,
+    Entry,
+    EntryState,
+    LocalFeatures,
+    SignalType,
+    utcnow,
+)
 from childshield.store.revision import bump
 
 BATCH = 2000
@@ -127,6 +136,41 @@ def _store_in(
             flush()
     flush()
     report.already_present += seen - report.added
+
+
+def add_signals_in(
+    session: Session,
+    bank_name: str,
+    signals: Sequence[tuple[SignalType, str]],
+    *,
+    source: str,
+    source_name: str,
+    create_negative: bool = False,
+) -> int:
+    """Add normalised ``signals`` to a bank inside the caller's transaction (so they land with whatever
+    made them, or not at all); with ``create_negative`` a missing bank is made as a negative bank.
+    Returns how many were new."""
+    bank = session.scalar(select(Bank).where(Bank.name == bank_name))
+    if bank is None:
+        if not create_negative:
+            find_bank_row(session, bank_name)  # raises BankNotFound
+        bank = Bank(
+            name=bank_name,
+            kind=BankKind.NEGATIVE,
+            enabled=True,
+            thresholds=dict(DEFAULT_THRESHOLDS),
+            description="False matches rejected in review (an allow-list)",
+            policy={},
+        )
+        session.add(bank)
+        session.flush()
+    report = ImportReport()
+    rows = [
+        {"signal_type": kind, "signal": value, "source": source, "source_name": source_name}
+        for kind, value in dict.fromkeys(signals)
+    ]
+    _store_in(session, bank.id, bump(session), rows, report)
+    return report.added
 
 
 def _dedupe(rows: Iterable[T], key: Callable[[T], tuple[str, str]]) -> Iterator[T]:

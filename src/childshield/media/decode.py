@@ -95,6 +95,13 @@ def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
         raise CorruptImage(f"cannot read image header ({_describe(exc)})") from None
 
 
+def open_checked(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """The image's header read and its size checked against ``limits`` (nothing decoded yet)."""
+    image = _open(data, limits)
+    _check_size(image.width, image.height, limits)
+    return image
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."

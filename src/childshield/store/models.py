@@ -268,3 +268,106 @@ class WebhookDelivery(Base):
     next_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class KeptMedia(Base):
+    """Uploaded media kept for review, sealed with AES-GCM (see ``review.media``): the key lives outside the
+    database, the nonce and the key's id beside the ciphertext, and the row is deleted when it expires."""
+
+    __tablename__ = "kept_media"
+    __table_args__ = (Index("ix_kept_media_expires", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class ReviewState(enum.StrEnum):
+    PENDING = "pending"
+    """Waiting for independent reviews."""
+    ESCALATED = "escalated"
+    """Reviewers disagreed (or one escalated): a senior reviewer settles it."""
+    CONFIRMED = "confirmed"
+    """Confirmed as known material (with a classification): goes on to reporting."""
+    REJECTED = "rejected"
+    """A false match: its hash goes to the negative bank."""
+
+
+class ReviewItem(Base):
+    """Matched content queued for human review (see ``review.queue``)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_items_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), unique=True)
+    content_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    state: Mapped[ReviewState] = mapped_column(
+        Enum(ReviewState, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=ReviewState.PENDING,
+    )
+    required: Mapped[int] = mapped_column(Integer, default=2)
+    """Agreeing independent reviews needed (the consensus setting when the item was queued)."""
+    classification: Mapped[str | None] = mapped_column(String(32), default=None)
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    media_id: Mapped[int | None] = mapped_column(
+        ForeignKey("kept_media.id", ondelete="SET NULL"), default=None
+    )
+
+
+class Review(Base):
+    """One reviewer's verdict on an item; one per reviewer and item (reviews are independent)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("item_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    verdict: Mapped[str] = mapped_column(String(16))
+    """confirm, reject or escalate."""
+    classification: Mapped[str | None] = mapped_column(String(32), default=None)
+    note: Mapped[str] = mapped_column(Text, default="")
+    ruling: Mapped[bool] = mapped_column(default=False)
+    """A senior reviewer's ruling on an escalated item: it settles the item."""
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Reveal(Base):
+    """A reviewer chose to see an item's media unblurred (each reveal also an audit record)."""
+
+    __tablename__ = "reveals"
+    __table_args__ = (Index("ix_reveals_item_session", "item_id", "session_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    session_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reviewed: Mapped[int] = mapped_column(Integer, default=0)
+    """Items reviewed in this session (shown to the reviewer)."""
+    since_break: Mapped[int] = mapped_column(Integer, default=0)
+    """Items reviewed since the last break (the break prompt counts these)."""
+    break_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    """When the reviewer last took (or was last offered) a break."""
+    blur: Mapped[int] = mapped_column(Integer, default=24)
+    """The blur radius this reviewer chose for unrevealed media (pixels at 512 wide)."""

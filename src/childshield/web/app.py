@@ -5,21 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
+from childshield.review.keys import Keyring
+from childshield.review.media import purge_expired
+from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
 from childshield.web.api import banks, scan, system
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
 from childshield.web.settings import ServiceSettings
+from childshield.web.ui import pages
+from childshield.web.ui.auth import NeedsSignIn, login_url
 
 log = logging.getLogger("childshield.web")
 
@@ -35,17 +43,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sender = None
+        tasks = []
         if conf.webhook_url:
             config = WebhookConfig(conf.webhook_url, conf.webhook_secret)
-            sender = asyncio.create_task(_deliver_forever(db, config, conf.webhook_poll_seconds))
+            tasks.append(asyncio.create_task(_deliver_forever(db, config, conf.webhook_poll_seconds)))
+        tasks.append(asyncio.create_task(_purge_forever(db, conf.purge_every_seconds)))
         try:
             yield
         finally:
-            if sender is not None:
-                sender.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sender
+                    await task
             db.close()
 
     app = FastAPI(
@@ -61,10 +70,67 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.matchers = MatcherHolder(db, conf.refresh_seconds)
     app.state.scan_limiter = RateLimiter(conf.scan_rate, conf.scan_burst)
+    app.state.login_limiter = RateLimiter(
+        conf.login_attempts_per_minute / 60, max(1.0, conf.login_attempts_per_minute)
+    )
+    key_file = Path(conf.media_key_file) if conf.media_key_file else None
+    app.state.keyring = Keyring.load(key_file) if conf.keep_media else None
+    app.state.review_config = ReviewConfig(
+        required=conf.consensus,
+        classifications=conf.classifications,
+        negative_bank=conf.negative_bank,
+        webhook_url=conf.webhook_url,
+    )
     app.include_router(system.router)
     app.include_router(scan.router)
     app.include_router(banks.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_exception_handler(NeedsSignIn, _to_sign_in)  # type: ignore[arg-type]
+    app.middleware("http")(_ui_headers)
     return app
+
+
+async def _to_sign_in(request: Request, exc: NeedsSignIn) -> Response:
+    target = login_url(exc.next_path)
+    if request.headers.get("hx-request") == "true":  # htmx: go to the page, not swap it into a fragment
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    if request.method != "GET":
+        return Response("sign in first", status_code=401, media_type="text/plain")
+    return RedirectResponse(target, status_code=303)
+
+
+_API = ("/v1/", "/metrics", "/openapi.json", "/docs")
+_UI_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+async def _ui_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    response = await call_next(request)
+    if not request.url.path.startswith(_API):
+        for name, value in _UI_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+async def _purge_forever(db: Database, every: float) -> None:
+    """Delete expired kept media every ``every`` seconds (a failure is logged and retried)."""
+    while True:
+        try:
+            gone = await run_in_threadpool(purge_expired, db)
+            if gone:
+                log.info("deleted %d expired kept media", gone)
+        except Exception:
+            log.exception("purging expired media failed")
+        await asyncio.sleep(every)
 
 
 async def _deliver_forever(db: Database, config: WebhookConfig, every: float) -> None:

@@ -5,12 +5,24 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from childshield.review.queue import DEFAULT_CLASSIFICATIONS
+
 DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = os.environ.get(name)
+    return tuple(x.strip() for x in value.split(",") if x.strip()) if value else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -34,3 +46,35 @@ class ServiceSettings:
     fetch_allow: str = field(default_factory=lambda: os.environ.get("CHILDSHIELD_FETCH_ALLOW", ""))
     """Networks ``/v1/scan/url`` may reach although not public (comma-separated CIDRs); none by default."""
     fetch_timeout: float = 20.0
+    # The review queue
+    review_actions: tuple[str, ...] = field(
+        default_factory=lambda: _env_list("CHILDSHIELD_REVIEW_ACTIONS", ("review", "quarantine", "block"))
+    )
+    """Decisions whose content is queued for human review (confirmation before reporting)."""
+    consensus: int = field(default_factory=lambda: _env_int("CHILDSHIELD_CONSENSUS", 2))
+    """Independent reviewers who must agree (hotlines often use 3)."""
+    classifications: tuple[str, ...] = field(
+        default_factory=lambda: _env_list("CHILDSHIELD_CLASSIFICATIONS", DEFAULT_CLASSIFICATIONS)
+    )
+    negative_bank: str = field(
+        default_factory=lambda: os.environ.get("CHILDSHIELD_NEGATIVE_BANK", "false-matches")
+    )
+    """Where the hashes of items rejected as false matches go ("" for nowhere)."""
+    keep_media: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_KEEP_MEDIA", True))
+    """Keep queued uploads (sealed with AES-GCM) so reviewers can see them."""
+    media_retention_hours: float = field(
+        default_factory=lambda: float(os.environ.get("CHILDSHIELD_MEDIA_RETENTION_HOURS", "336"))
+    )
+    media_key_file: str | None = field(default_factory=lambda: os.environ.get("CHILDSHIELD_MEDIA_KEY_FILE"))
+    """None: ``media.keys`` next to the embedded database (see ``review.keys``)."""
+    purge_every_seconds: float = 300.0
+    # The web UI
+    cookie_secure: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_COOKIE_SECURE", True))
+    """Session cookies only over HTTPS (turn off only for plain-HTTP development on localhost)."""
+    session_idle_minutes: float = 30.0
+    session_max_hours: float = 12.0
+    login_attempts_per_minute: float = 5.0
+    """Per account name and per client address, each; a burst of as many is allowed."""
+    break_every_items: int = 25
+    break_every_minutes: float = 50.0
+    """Offer a break after this many items or this long since the last one, whichever comes first."""

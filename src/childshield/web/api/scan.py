@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
@@ -17,7 +20,11 @@ from childshield.crawl.guard import AddressPolicy
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
+from childshield.review.keys import Keyring
+from childshield.review.media import keep
+from childshield.review.queue import enqueue
 from childshield.store.db import Database
+from childshield.store.models import Decision
 from childshield.web.api.schemas import (
     LookupIn,
     LookupOut,
@@ -64,6 +71,21 @@ async def _body(request: Request, limit: int) -> bytes:
     return data
 
 
+def review_intake(
+    conf: ServiceSettings, keyring: Keyring | None, data: bytes
+) -> Callable[[Session, Decision], None]:
+    """Queue a decision's content for review, with its media sealed when media is kept."""
+
+    def intake(session: Session, decision: Decision) -> None:
+        media_id = None
+        if conf.keep_media and keyring is not None:
+            retention = dt.timedelta(hours=conf.media_retention_hours)
+            media_id = keep(session, keyring, decision.content_id, data, retention)
+        enqueue(session, decision.id, decision.content_id, conf.consensus, media_id)
+
+    return intake
+
+
 def _scan(m: Matcher, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
     result = scan_bytes(m, data)
     return result, decide(result.matches, m), snapshot(m) if result.matches else None
@@ -103,13 +125,14 @@ async def scan(
     and which check; ``decision`` is what the banks' policies make of them."""
     start = time.perf_counter()
     data = await _body(request, conf.max_upload_bytes)
-    out = await _scan_and_record(data, who, holder, db, conf, stats)
+    out = await _scan_and_record(data, who, request.app.state.keyring, holder, db, conf, stats)
     stats.latency.labels("scan").observe(time.perf_counter() - start)
     return out
 
 
 @router.post("/scan/url", response_model=ScanOut, responses={422: {"model": Problem}})
 async def scan_url(
+    request: Request,
     body: UrlIn,
     who: Scanner,
     holder: Annotated[MatcherHolder, Depends(matchers)],
@@ -128,7 +151,7 @@ async def scan_url(
     except FetchError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    out = await _scan_and_record(fetched.body, who, holder, db, conf, stats)
+    out = await _scan_and_record(fetched.body, who, request.app.state.keyring, holder, db, conf, stats)
     out.url = fetched.url
     stats.latency.labels("scan_url").observe(time.perf_counter() - start)
     return out
@@ -137,6 +160,7 @@ async def scan_url(
 async def _scan_and_record(
     data: bytes,
     who: Principal,
+    keyring: Keyring | None,
     holder: MatcherHolder,
     db: Database,
     conf: ServiceSettings,
@@ -151,6 +175,7 @@ async def _scan_and_record(
     h = result.hashes
     content_id = uuid.uuid4().hex
     if policy is not None:  # matched: the decision is recorded (and its webhook queued) before we answer
+        intake = review_intake(conf, keyring, data) if action in conf.review_actions else None
         await run_in_threadpool(
             lambda: record_decision(
                 db,
@@ -162,6 +187,7 @@ async def _scan_and_record(
                 sha256=h.sha256,
                 pdq=h.pdq,
                 webhook_url=conf.webhook_url,
+                then=intake,
             )
         )
     out = ScanOut(
