@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.exceptions import InvalidTag
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -111,11 +112,11 @@ def test_matched_uploads_are_queued_with_sealed_media(
     assert load(db, keyring, queued[0].media_id) == upload
     # Another key (or the same blob under another content id) does not open it.
     other = Keyring.load(tmp_path / "other.keys")
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidTag):
         load(db, Keyring({keyring.current: other.keys[other.current]}, keyring.current), queued[0].media_id)
     with db.session() as session:
         row = session.get_one(KeptMedia, queued[0].media_id)
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidTag):
             keyring.open(row.key_id, row.nonce, row.sealed, "another content id")
 
 

@@ -102,13 +102,14 @@ async def _to_sign_in(request: Request, exc: NeedsSignIn) -> Response:
 
 _API = ("/v1/", "/metrics", "/openapi.json", "/docs")
 _UI_HEADERS = {
+    # Scripts only from this site; inline style is allowed because htmx sets style attributes on swaps.
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+        "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
