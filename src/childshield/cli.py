@@ -199,6 +199,11 @@ def _register_subcommands() -> None:
     app.add_typer(account_app, name="account")
     app.add_typer(audit_app, name="audit")
 
+    from childshield.cli_review import media_app, review_app
+
+    app.add_typer(review_app, name="review")
+    app.add_typer(media_app, name="media")
+
 
 _register_subcommands()
 

@@ -43,6 +43,15 @@ def serve_command(
         os.environ[ENV_VAR] = db  # every worker process reads it
     try:
         open_database(db).close()  # migrate once, before the workers start
+        from childshield.web.settings import ServiceSettings
+
+        conf = ServiceSettings()
+        if conf.keep_media:  # make the media key file once, before the workers start
+            from pathlib import Path
+
+            from childshield.review.keys import Keyring
+
+            Keyring.load(Path(conf.media_key_file) if conf.media_key_file else None)
     except Exception as exc:
         err.print(f"[red]cannot open the database:[/] {type(exc).__name__}: {str(exc)[:300]}")
         raise typer.Exit(1) from None

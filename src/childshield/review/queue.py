@@ -10,7 +10,7 @@ false match is not queued again.  Every reveal and every review is an audit reco
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,6 @@ class ReviewError(Exception):
 
 @dataclass(frozen=True)
 class ReviewConfig:
-    required: int = 2
     classifications: tuple[str, ...] = DEFAULT_CLASSIFICATIONS
     negative_bank: str = "false-matches"
     """Where rejected items' hashes go ("" for nowhere)."""
@@ -312,3 +311,34 @@ def _to_negative_bank(session: Session, bank: str, decision: Decision, item_id: 
         source_name=f"review:{item_id}",
         create_negative=True,
     )
+
+
+def settled_items(
+    db: Database, state: ReviewState, *, since: int = 0, batch: int = 500
+) -> Iterator[dict[str, Any]]:
+    """Items in ``state`` after id ``since``, with their hashes and matches (never media), in id order."""
+    last = since
+    while True:
+        with db.session() as session:
+            rows = session.execute(
+                select(ReviewItem, Decision)
+                .join(Decision, Decision.id == ReviewItem.decision_id)
+                .where(ReviewItem.state == state, ReviewItem.id > last)
+                .order_by(ReviewItem.id)
+                .limit(batch)
+            ).all()
+        if not rows:
+            return
+        for row, decision in rows:
+            yield {
+                "item": row.id,
+                "content_id": row.content_id,
+                "state": row.state.value,
+                "classification": row.classification,
+                "queued_at": row.created_at.isoformat(),
+                "settled_at": row.settled_at.isoformat() if row.settled_at else None,
+                "sha256": decision.sha256,
+                "pdq": decision.pdq,
+                "matches": decision.matches,
+            }
+        last = rows[-1][0].id

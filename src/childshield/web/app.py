@@ -76,7 +76,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     key_file = Path(conf.media_key_file) if conf.media_key_file else None
     app.state.keyring = Keyring.load(key_file) if conf.keep_media else None
     app.state.review_config = ReviewConfig(
-        required=conf.consensus,
         classifications=conf.classifications,
         negative_bank=conf.negative_bank,
         webhook_url=conf.webhook_url,
