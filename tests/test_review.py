@@ -100,6 +100,9 @@ def test_matched_uploads_are_queued_with_sealed_media(
     assert clean["decision"] == "allow"
     queued = items(db)
     assert len(queued) == 1 and queued[0].content_id == out["content_id"] and queued[0].required == 2
+    metrics = browser(app).get("/metrics").text
+    assert 'childshield_review_items{state="pending"} 1.0' in metrics
+    assert 'childshield_webhook_deliveries{state="pending"} 1.0' in metrics  # the decision's webhook
     with db.session() as session:
         kept = session.get_one(KeptMedia, queued[0].media_id)
         assert kept.size == len(upload) and upload[100:164] not in kept.sealed  # sealed, not stored plain

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -20,5 +20,17 @@ class Metrics:
             "Request latency",
             ["route"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.review_queue = Gauge(
+            "childshield_review_items",
+            "Review items by state (read at scrape)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.webhook_queue = Gauge(
+            "childshield_webhook_deliveries",
+            "Webhook deliveries by state (read at scrape)",
+            ["state"],
             registry=self.registry,
         )

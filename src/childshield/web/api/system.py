@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
+from childshield.review.queue import counts
 from childshield.store.db import Database
+from childshield.store.models import WebhookDelivery
 from childshield.web.deps import database, metrics
 from childshield.web.metrics import Metrics
 
@@ -35,5 +37,16 @@ def ready(request: Request, db: Annotated[Database, Depends(database)]) -> dict[
 
 
 @router.get("/metrics", include_in_schema=False)
-def prometheus(stats: Annotated[Metrics, Depends(metrics)]) -> Response:
+def prometheus(
+    stats: Annotated[Metrics, Depends(metrics)], db: Annotated[Database, Depends(database)]
+) -> Response:
+    """Prometheus metrics; the queue depths (review items, webhook outbox) are read from the database."""
+    for state, count in counts(db).items():
+        stats.review_queue.labels(state).set(count)
+    with db.session() as session:
+        hooks = dict(
+            session.execute(select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)).all()
+        )
+    for state in ("pending", "delivered", "dead"):
+        stats.webhook_queue.labels(state).set(hooks.get(state, 0))
     return Response(generate_latest(stats.registry), media_type=CONTENT_TYPE_LATEST)
