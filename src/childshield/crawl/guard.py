@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -79,7 +80,38 @@ class Target:
         return f"{self.scheme}://{literal}:{self.port}{self.path}"
 
 
-def check_url(url: str, policy: AddressPolicy) -> Target:
+Resolver = Callable[..., list[tuple[Any, ...]]]
+"""``socket.getaddrinfo``'s signature: ``(host, port, type=...)`` to address infos."""
+
+
+class HostsResolver:
+    """Names pinned to addresses, like a hosts file, in front of the system's resolver (or instead of it):
+    for a closed test web on loopback, or an operator who pins names."""
+
+    def __init__(self, hosts: Mapping[str, str | Sequence[str]], *, fallback: Resolver | None = None) -> None:
+        self.hosts = {k.lower(): [v] if isinstance(v, str) else list(v) for k, v in hosts.items()}
+        self.fallback = fallback
+
+    def __call__(
+        self, host: str, port: int, type: int = socket.SOCK_STREAM, **_: Any
+    ) -> list[tuple[Any, ...]]:
+        addresses = self.hosts.get(host.lower().rstrip("."))
+        if addresses is None:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                if self.fallback is None:
+                    raise socket.gaierror(socket.EAI_NONAME, f"{host} is not in the hosts table") from None
+                return self.fallback(host, port, type=type)
+            addresses = [str(ip)]
+        out = []
+        for address in addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            out.append((family, type, socket.IPPROTO_TCP, "", (address, port)))
+        return out
+
+
+def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) -> Target:
     """Parse, resolve and check a URL; raises :class:`BlockedAddress` (or ValueError for a bad URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -94,7 +126,7 @@ def check_url(url: str, policy: AddressPolicy) -> Target:
         raise ValueError("the URL's port is not a number from 0 to 65535") from None
     host = parts.hostname
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise BlockedAddress(f"cannot resolve {host!r}: {exc}") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))

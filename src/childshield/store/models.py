@@ -371,3 +371,93 @@ class WebSession(Base):
     """When the reviewer last took (or was last offered) a break."""
     blur: Mapped[int] = mapped_column(Integer, default=24)
     """The blur radius this reviewer chose for unrevealed media (pixels at 512 wide)."""
+
+
+class CrawlState(enum.StrEnum):
+    QUEUED = "queued"
+    LEASED = "leased"
+    """Being fetched; a crawler that died holding it loses the lease when ``leased_until`` passes."""
+    DONE = "done"
+    FAILED = "failed"
+    """Gave up after retries (the error says why)."""
+    SKIPPED = "skipped"
+    """Out of bounds when its turn came (site cap, patience, depth)."""
+
+
+class CrawlUrl(Base):
+    """The crawl frontier and its results: one row per URL (page or media), fetched at most once."""
+
+    __tablename__ = "crawl_urls"
+    __table_args__ = (
+        Index("ix_crawl_due", "state", "next_at"),
+        Index("ix_crawl_site", "site"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    url_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the normalised URL: the frontier's de-duplication key."""
+    site: Mapped[str] = mapped_column(String(255))
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    hint: Mapped[str] = mapped_column(String(8), default="page")
+    """How it was found: ``page`` (a link or a reported URL) or ``media`` (an image source); what it is
+    is decided by its content when fetched."""
+    seed: Mapped[bool] = mapped_column(default=False)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crawl_urls.id", ondelete="SET NULL"), default=None
+    )
+    source: Mapped[str] = mapped_column(String(200), default="")
+    reporter_ref: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[CrawlState] = mapped_column(
+        Enum(CrawlState, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=CrawlState.QUEUED,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    leased_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    fetched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    status: Mapped[int | None] = mapped_column(Integer, default=None)
+    kind: Mapped[str] = mapped_column(String(8), default="")
+    """What the content was: ``page``, ``media`` or ``other``."""
+    final_url: Mapped[str | None] = mapped_column(Text, default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    matched: Mapped[bool] = mapped_column(default=False)
+
+
+class CrawlSite(Base):
+    """Per-site crawl counters: pages fetched, matches, and pages since the last match (patience)."""
+
+    __tablename__ = "crawl_sites"
+
+    site: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    media: Mapped[int] = mapped_column(Integer, default=0)
+    matches: Mapped[int] = mapped_column(Integer, default=0)
+    since_match: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CrawlHit(Base):
+    """Known material found: the media URL, the page it was on, the entry it matched, its hashes."""
+
+    __tablename__ = "crawl_hits"
+    __table_args__ = (UniqueConstraint("url_id", "bank", "item_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url_id: Mapped[int] = mapped_column(ForeignKey("crawl_urls.id", ondelete="CASCADE"))
+    page_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crawl_urls.id", ondelete="SET NULL"), default=None
+    )
+    media_url: Mapped[str] = mapped_column(Text)
+    page_url: Mapped[str | None] = mapped_column(Text, default=None)
+    host: Mapped[str] = mapped_column(String(255))
+    bank: Mapped[str] = mapped_column(String(100))
+    entry_id: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int] = mapped_column(Integer)
+    check: Mapped[str] = mapped_column(String(16))
+    distance: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    pdq: Mapped[str | None] = mapped_column(String(64), default=None)
+    found_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

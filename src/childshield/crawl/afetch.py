@@ -1,0 +1,142 @@
+"""The crawler's fetch: async, guarded on every hop, bounded in size and time, answers every status.
+
+Unlike ``fetch`` (one image for a scan, where anything but 200 is an error), the crawler needs to know
+what a server said: 404 and 410 mean gone, 429 and 503 mean slow down (with ``Retry-After``), and a
+timeout or a reset is worth another try later.  Redirects are followed (each hop checked by the address
+guard after resolution, connecting to the checked address), with loop detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+
+from childshield.crawl.fetch import MAX_REDIRECTS, USER_AGENT, _host_header
+from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, check_url
+from childshield.media.formats import sniff
+
+
+class CrawlFetchError(Exception):
+    """No answer worth keeping: ``retry`` says whether another try later could do better."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class Answer:
+    url: str
+    """The final URL, after redirects."""
+    status: int
+    content_type: str
+    body: bytes
+    retry_after: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """``media`` (an image, by its bytes), ``page`` (HTML) or ``other``."""
+        if self.status != 200:
+            return "other"
+        if sniff(self.body[:32]) is not None:
+            return "media"
+        ctype = self.content_type.split(";")[0].strip().lower()
+        head = self.body[:512].lstrip().lower()
+        if ctype in ("text/html", "application/xhtml+xml") or head.startswith((b"<!doctype html", b"<html")):
+            return "page"
+        return "other"
+
+
+def retry_after(value: str | None, *, cap: float = 3600.0) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(cap, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(cap, when.timestamp() - time.time()))
+
+
+async def fetch_answer(
+    client: httpx.AsyncClient,
+    url: str,
+    policy: AddressPolicy,
+    *,
+    max_bytes: int,
+    timeout: float,
+    resolve: Resolver | None = None,
+) -> Answer:
+    """GET ``url`` (following redirects, each hop guarded); the answer for any status.  Bodies of
+    non-200 answers are not read.  Raises :class:`CrawlFetchError`."""
+    try:
+        return await asyncio.wait_for(_fetch(client, url, policy, max_bytes, timeout, resolve), timeout)
+    except TimeoutError:
+        raise CrawlFetchError(f"timed out after {timeout:g} s", retry=True) from None
+
+
+async def _fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    policy: AddressPolicy,
+    max_bytes: int,
+    timeout: float,
+    resolve: Resolver | None,
+) -> Answer:
+    seen: set[str] = set()
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        if current in seen:
+            raise CrawlFetchError(f"redirect loop at {current[:200]}", retry=False)
+        seen.add(current)
+        try:
+            target = await asyncio.to_thread(check_url, current, policy, resolve)
+        except (BlockedAddress, ValueError) as exc:
+            raise CrawlFetchError(f"refused {current[:200]}: {exc}", retry=False) from None
+        request = client.build_request(
+            "GET",
+            target.connect_url,
+            headers={"Host": _host_header(target.host, target.port, target.scheme), "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout),
+            extensions={"sni_hostname": target.host},
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise CrawlFetchError(f"{type(exc).__name__} fetching {current[:200]}", retry=True) from None
+        try:
+            if response.is_redirect:
+                location = response.headers.get("location", "")
+                if not location:
+                    raise CrawlFetchError("a redirect without a Location", retry=False)
+                current = urljoin(current, location)
+                continue
+            ctype = response.headers.get("content-type", "")
+            if response.status_code != 200:
+                wait = retry_after(response.headers.get("retry-after"))
+                return Answer(current, response.status_code, ctype, b"", wait)
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise CrawlFetchError(
+                    f"the body is {int(declared)} bytes, over the limit of {max_bytes}", retry=False
+                )
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CrawlFetchError(f"the body is over the limit of {max_bytes} bytes", retry=False)
+                chunks.append(chunk)
+            return Answer(current, 200, ctype, b"".join(chunks))
+        except httpx.HTTPError as exc:
+            raise CrawlFetchError(f"{type(exc).__name__} reading {current[:200]}", retry=True) from None
+        finally:
+            await response.aclose()
+    raise CrawlFetchError(f"more than {MAX_REDIRECTS} redirects", retry=False)

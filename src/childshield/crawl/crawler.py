@@ -1,0 +1,278 @@
+"""The crawler: works the frontier until it is empty (or stopped), politely, resumably.
+
+Each URL is fetched once.  What it is comes from its bytes: an image is hashed in memory (never
+stored) and matched against the banks, each match a hit with the page it was found on; an HTML page
+gives links and media.  Bounds: depth, pages per site, same site (media may come from anywhere, as
+sites use CDNs), and **patience**: a site stops being explored once ``patience`` pages in a row were
+fetched from it without a match (the way Arachnid keeps crawling where material is found and leaves
+where it no longer is).  Reported URLs (seeds) are always fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from childshield.crawl import frontier
+from childshield.crawl.afetch import Answer, CrawlFetchError, fetch_answer
+from childshield.crawl.extract import extract
+from childshield.crawl.frontier import Claimed, Finished
+from childshield.crawl.guard import AddressPolicy, Resolver
+from childshield.crawl.politeness import HostGate
+from childshield.crawl.urls import host_of, site_of
+from childshield.matching.matcher import Matcher
+from childshield.matching.scan import scan_bytes
+from childshield.media.errors import MediaError
+from childshield.store.db import Database
+from childshield.store.models import CrawlState
+
+log = logging.getLogger("childshield.crawl")
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    max_depth: int = 3
+    """Links followed from a reported page: pages this many clicks away (media one more)."""
+    max_pages_per_site: int = 1000
+    patience: int = 50
+    """Pages in a row without a match after which a site is no longer explored."""
+    same_site: bool = True
+    """Follow page links only within the page's site (media is fetched from any host)."""
+    concurrency: int = 32
+    per_host: int = 4
+    delay: float = 0.0
+    """Seconds between request starts to one host."""
+    timeout: float = 20.0
+    max_page_bytes: int = 5 * 1024 * 1024
+    max_media_bytes: int = 50 * 1024 * 1024
+    max_attempts: int = 3
+    lease: dt.timedelta = dt.timedelta(minutes=2)
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
+    resolve: Resolver | None = None
+
+
+@dataclass
+class CrawlStats:
+    fetched: int = 0
+    pages: int = 0
+    media: int = 0
+    hits: int = 0
+    """Media that matched something."""
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+class Crawler:
+    def __init__(self, db: Database, matcher: Matcher | Callable[[], Matcher], config: CrawlConfig) -> None:
+        self.db = db
+        self._matcher = matcher
+        self.config = config
+        self.gate = HostGate(config.per_host, config.delay)
+        self.stats = CrawlStats()
+
+    def matcher(self) -> Matcher:
+        return self._matcher if isinstance(self._matcher, Matcher) else self._matcher()
+
+    async def run(
+        self, *, max_urls: int | None = None, stop: asyncio.Event | None = None, idle_exit: bool = True
+    ) -> CrawlStats:
+        """Work the frontier; returns when it is empty (``idle_exit``), ``max_urls`` were handled, or
+        ``stop`` is set."""
+        start = time.monotonic()
+        stop = stop or asyncio.Event()
+        limits = httpx.Limits(max_connections=self.config.concurrency * 2, max_keepalive_connections=64)
+        running: set[asyncio.Task[None]] = set()
+        taken = 0
+        async with httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, limits=limits, verify=True
+        ) as client:
+            while not stop.is_set():
+                room = self.config.concurrency * 2 - len(running)
+                if max_urls is not None:
+                    room = min(room, max_urls - taken)
+                batch = (
+                    await asyncio.to_thread(frontier.claim, self.db, room, self.config.lease)
+                    if room > 0
+                    else []
+                )
+                for claimed in batch:
+                    task = asyncio.create_task(self._one(client, claimed))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                taken += len(batch)
+                if max_urls is not None and taken >= max_urls and not running:
+                    break
+                if not batch:
+                    if running:
+                        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+                        continue
+                    if idle_exit and await asyncio.to_thread(frontier.pending, self.db) == 0:
+                        break
+                    await asyncio.sleep(0.2)  # work is only leased elsewhere, or not yet due
+                    continue
+                while len(running) >= self.config.concurrency:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if running:
+                await asyncio.wait(running)
+        self.stats.seconds = time.monotonic() - start
+        return self.stats
+
+    async def _one(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
+        try:
+            await self._handle(client, claimed)
+        except Exception as exc:  # a bug or the database away: leave it to be retried, keep crawling
+            log.exception("crawling %s failed", claimed.url[:200])
+            await asyncio.to_thread(
+                frontier.retry_later,
+                self.db,
+                claimed,
+                f"internal error: {type(exc).__name__}",
+                60,
+                max_attempts=self.config.max_attempts,
+            )
+
+    async def _handle(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
+        c = self.config
+        if (
+            not claimed.seed
+            and claimed.hint == "page"
+            and await asyncio.to_thread(self._out_of_bounds, claimed)
+        ):
+            self.stats.skipped += 1
+            await asyncio.to_thread(frontier.finish, self.db, claimed, Finished(state=CrawlState.SKIPPED))
+            return
+        host = host_of(claimed.url)
+        limit = c.max_media_bytes if claimed.hint == "media" else max(c.max_page_bytes, c.max_media_bytes)
+        try:
+            async with self.gate.slot(host):
+                answer = await fetch_answer(
+                    client, claimed.url, c.policy, max_bytes=limit, timeout=c.timeout, resolve=c.resolve
+                )
+        except CrawlFetchError as exc:
+            if exc.retry:
+                wait = self.gate.slow_down(host, None)
+                if await asyncio.to_thread(
+                    frontier.retry_later, self.db, claimed, str(exc), wait, max_attempts=c.max_attempts
+                ):
+                    self.stats.retried += 1
+                    return
+            self.stats.failed += 1
+            await asyncio.to_thread(
+                frontier.finish, self.db, claimed, Finished(state=CrawlState.FAILED, error=str(exc))
+            )
+            return
+        self.stats.fetched += 1
+        if answer.status in (429, 503) or answer.status >= 500:
+            wait = self.gate.slow_down(host, answer.retry_after)
+            if await asyncio.to_thread(
+                frontier.retry_later,
+                self.db,
+                claimed,
+                f"HTTP {answer.status}",
+                wait,
+                max_attempts=c.max_attempts,
+            ):
+                self.stats.retried += 1
+                return
+        self.gate.doing_fine(host)
+        result = await asyncio.to_thread(self._result, claimed, answer)
+        await asyncio.to_thread(frontier.finish, self.db, claimed, result)
+
+    def _out_of_bounds(self, claimed: Claimed) -> bool:
+        counts = frontier.site_counts(self.db, claimed.site)
+        if counts is None:
+            return False
+        return counts.pages >= self.config.max_pages_per_site or counts.since_match >= self.config.patience
+
+    def _result(self, claimed: Claimed, answer: Answer) -> Finished:
+        base = Finished(
+            status=answer.status,
+            final_url=answer.url if answer.url != claimed.url else None,
+            size=len(answer.body),
+            kind=answer.kind,
+        )
+        if answer.status != 200:
+            base.error = f"HTTP {answer.status}"
+            return base
+        if base.kind == "media":
+            self.stats.media += 1
+            return self._media(claimed, answer, base)
+        if base.kind == "page":
+            self.stats.pages += 1
+            self._links(claimed, answer, base)
+        return base
+
+    def _media(self, claimed: Claimed, answer: Answer, base: Finished) -> Finished:
+        try:
+            scanned = scan_bytes(self.matcher(), answer.body)
+        except MediaError as exc:
+            base.error = f"not hashed: {exc}"
+            return base
+        h = scanned.hashes
+        assert h is not None
+        page = self._page_of(claimed)
+        base.page_site = site_of(page) if page else None
+        for m in scanned.matches:
+            base.hits.append(
+                {
+                    "page_id": claimed.parent_id,
+                    "media_url": answer.url,
+                    "page_url": page,
+                    "host": host_of(answer.url)[:255],
+                    "bank": m.bank,
+                    "entry_id": m.entry_id,
+                    "item_id": m.item_id,
+                    "check": m.check or m.signal_type,
+                    "distance": m.distance,
+                    "sha256": h.sha256,
+                    "md5": h.md5,
+                    "pdq": h.pdq,
+                }
+            )
+        self.stats.hits += 1 if base.hits else 0  # media that matched (each entry it matched is a row)
+        return base
+
+    def _page_of(self, claimed: Claimed) -> str | None:
+        if claimed.parent_id is None:
+            return None
+        from childshield.store.models import CrawlUrl
+
+        with self.db.session() as session:
+            parent = session.get(CrawlUrl, claimed.parent_id)
+            return (parent.final_url or parent.url) if parent is not None else None
+
+    def _links(self, claimed: Claimed, answer: Answer, base: Finished) -> None:
+        c = self.config
+        text = answer.body.decode(_charset(answer.content_type), errors="replace")
+        found = extract(text, answer.url)
+        depth = claimed.depth + 1
+        site = site_of(answer.url)
+        for url in found.media:
+            base.found.append((url, "media", depth))
+        if depth > c.max_depth:
+            return
+        for url in found.pages:
+            if c.same_site and site_of(url) != site:
+                continue
+            base.found.append((url, "page", depth))
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            name = value.strip("\"' ").lower()
+            try:
+                "".encode(name)
+                return name
+            except LookupError:
+                break
+    return "utf-8"

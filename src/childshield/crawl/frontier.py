@@ -1,0 +1,271 @@
+"""The crawl frontier in the database: every URL once, claimed with a lease, finished in one transaction.
+
+A crawler claims due URLs by leasing them (``leased_until``); it finishes each one in a single transaction
+that stores the result, the hits and the URLs it found.  A crawler killed at any moment leaves its leased
+URLs to be claimed again once their lease runs out, and nothing it had not committed exists: so nothing
+is lost, nothing is recorded twice, and only the URLs in flight at the kill are fetched again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from childshield.crawl.urls import BadUrl, normalize, site_of, url_hash
+from childshield.store.db import Database
+from childshield.store.models import CrawlHit, CrawlSite, CrawlState, CrawlUrl, utcnow
+
+INSERT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    url: str
+    site: str
+    depth: int
+    hint: str
+    seed: bool
+    parent_id: int | None
+    attempts: int
+
+
+@dataclass
+class Finished:
+    """What came of one URL (stored by :func:`finish` in one transaction)."""
+
+    state: CrawlState = CrawlState.DONE
+    status: int | None = None
+    kind: str = ""
+    final_url: str | None = None
+    size: int | None = None
+    error: str = ""
+    found: list[tuple[str, str, int]] = field(default_factory=list)
+    """(normalised url, hint, depth) to add to the frontier."""
+    hits: list[dict[str, Any]] = field(default_factory=list)
+    page_site: str | None = None
+    """The site of the page the media was on (its patience is reset by a match)."""
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def add(
+    db: Database, urls: Iterable[str], *, source: str = "", reporter_ref: str = ""
+) -> tuple[int, int, list[str]]:
+    """Queue reported URLs (seeds); returns (added, already queued, refused with reasons)."""
+    rows, refused = [], []
+    for raw in urls:
+        try:
+            url = normalize(raw)
+        except BadUrl as exc:
+            refused.append(f"{raw[:200]}: {exc}")
+            continue
+        rows.append(_row(url, "page", 0, None, seed=True, source=source, reporter_ref=reporter_ref))
+    with db.session() as session:
+        added = _add_rows(session, rows)
+    return added, len(rows) - added, refused
+
+
+def _row(
+    url: str,
+    hint: str,
+    depth: int,
+    parent: int | None,
+    *,
+    seed: bool = False,
+    source: str = "",
+    reporter_ref: str = "",
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "url": url,
+        "url_hash": url_hash(url),
+        "site": site_of(url)[:255],
+        "depth": depth,
+        "hint": hint,
+        "seed": seed,
+        "parent_id": parent,
+        "source": source[:200],
+        "reporter_ref": reporter_ref[:200],
+        "state": CrawlState.QUEUED.value,
+        "attempts": 0,
+        "next_at": now,
+        "added_at": now,
+        "kind": "",
+        "error": "",
+        "matched": False,
+    }
+
+
+def _add_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    added = 0
+    insert = _insert(session)
+    for start in range(0, len(rows), INSERT_BATCH):
+        batch = list({r["url_hash"]: r for r in rows[start : start + INSERT_BATCH]}.values())
+        stmt = insert(CrawlUrl).values(batch).on_conflict_do_nothing(index_elements=["url_hash"])
+        added += len(session.execute(stmt.returning(CrawlUrl.id)).all())
+    return added
+
+
+def claim(db: Database, limit: int, lease: dt.timedelta, *, now: dt.datetime | None = None) -> list[Claimed]:
+    """Lease up to ``limit`` due URLs (media first, then shallowest; expired leases count as due)."""
+    now = now or utcnow()
+    due = or_(
+        and_(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.next_at <= now),
+        and_(CrawlUrl.state == CrawlState.LEASED, CrawlUrl.leased_until < now),
+    )
+    with db.session() as session:
+        # Media first (a page's images are checked before more pages are opened: patience counts on
+        # them), then the shallowest, then the oldest.
+        media_first = case((CrawlUrl.hint == "media", 0), else_=1)
+        pick = select(CrawlUrl.id).where(due).order_by(media_first, CrawlUrl.depth, CrawlUrl.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            # Lock the picked rows first (other crawlers skip them); PostgreSQL does not keep a LIMIT
+            # inside an UPDATE's IN (...) to the rows it locks.
+            chosen: Any = list(session.scalars(pick.with_for_update(skip_locked=True)).all())
+            if not chosen:
+                return []
+        else:  # SQLite: one statement under the database's write lock
+            chosen = pick.scalar_subquery()
+        rows = session.execute(
+            update(CrawlUrl)
+            .where(CrawlUrl.id.in_(chosen), due)
+            .values(state=CrawlState.LEASED, leased_until=now + lease, attempts=CrawlUrl.attempts + 1)
+            .returning(
+                CrawlUrl.id,
+                CrawlUrl.url,
+                CrawlUrl.site,
+                CrawlUrl.depth,
+                CrawlUrl.hint,
+                CrawlUrl.seed,
+                CrawlUrl.parent_id,
+                CrawlUrl.attempts,
+            )
+        ).all()
+    return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: (c.hint != "media", c.depth, c.id))
+
+
+def finish(db: Database, claimed: Claimed, result: Finished) -> int:
+    """Store a URL's result, its hits and what it found, in one transaction; returns URLs added."""
+    with db.session() as session:
+        row = session.get(CrawlUrl, claimed.id)
+        if row is None or row.state is not CrawlState.LEASED:
+            return 0  # finished by another crawler after our lease ran out: keep theirs
+        row.state = result.state
+        row.status = result.status
+        row.kind = result.kind
+        row.final_url = result.final_url
+        row.size = result.size
+        row.error = result.error[:2000]
+        row.fetched_at = utcnow()
+        row.leased_until = None
+        row.matched = bool(result.hits)
+        added = _add_rows(session, [_row(url, hint, depth, claimed.id) for url, hint, depth in result.found])
+        if result.hits:
+            insert = _insert(session)
+            session.execute(
+                insert(CrawlHit)
+                .values([{**h, "url_id": claimed.id} for h in result.hits])
+                .on_conflict_do_nothing(index_elements=["url_id", "bank", "item_id"])
+            )
+        if result.state is CrawlState.DONE and result.kind in ("page", "media"):
+            _count(session, claimed.site, result)
+        return added
+
+
+def _count(session: Session, site: str, result: Finished) -> None:
+    insert = _insert(session)
+    session.execute(
+        insert(CrawlSite)
+        .values(site=site, pages=0, media=0, matches=0, since_match=0)
+        .on_conflict_do_nothing(index_elements=["site"])
+    )
+    page = result.kind == "page"
+    session.execute(
+        update(CrawlSite)
+        .where(CrawlSite.site == site)
+        .values(
+            pages=CrawlSite.pages + (1 if page else 0),
+            media=CrawlSite.media + (0 if page else 1),
+            since_match=CrawlSite.since_match + (1 if page else 0),
+        )
+    )
+    if result.hits:
+        target = result.page_site or site
+        session.execute(
+            insert(CrawlSite)
+            .values(site=target, pages=0, media=0, matches=0, since_match=0)
+            .on_conflict_do_nothing(index_elements=["site"])
+        )
+        session.execute(
+            update(CrawlSite)
+            .where(CrawlSite.site == target)
+            .values(matches=CrawlSite.matches + len(result.hits), since_match=0)
+        )
+
+
+def retry_later(db: Database, claimed: Claimed, error: str, delay: float, *, max_attempts: int) -> bool:
+    """Put a URL back for another try after ``delay`` seconds, or fail it after ``max_attempts``; True if
+    it will be tried again."""
+    again = claimed.attempts < max_attempts
+    with db.session() as session:
+        session.execute(
+            update(CrawlUrl)
+            .where(CrawlUrl.id == claimed.id, CrawlUrl.state == CrawlState.LEASED)
+            .values(
+                state=CrawlState.QUEUED if again else CrawlState.FAILED,
+                next_at=utcnow() + dt.timedelta(seconds=delay),
+                leased_until=None,
+                error=error[:2000],
+                fetched_at=None if again else utcnow(),
+            )
+        )
+    return again
+
+
+def site_counts(db: Database, site: str) -> CrawlSite | None:
+    with db.session() as session:
+        row = session.get(CrawlSite, site)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def status(db: Database) -> dict[str, Any]:
+    with db.session() as session:
+        states = dict(session.execute(select(CrawlUrl.state, func.count()).group_by(CrawlUrl.state)).all())
+        kinds = dict(
+            session.execute(
+                select(CrawlUrl.kind, func.count()).where(CrawlUrl.kind != "").group_by(CrawlUrl.kind)
+            ).all()
+        )
+        hits = session.scalar(select(func.count()).select_from(CrawlHit)) or 0
+        sites = session.scalar(select(func.count()).select_from(CrawlSite)) or 0
+    return {
+        "urls": {CrawlState(s).value: n for s, n in states.items()},
+        "fetched": kinds,
+        "hits": hits,
+        "sites": sites,
+    }
+
+
+def pending(db: Database) -> int:
+    """URLs queued or leased (work left, including other crawlers' leases)."""
+    with db.session() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(CrawlUrl)
+                .where(CrawlUrl.state.in_([CrawlState.QUEUED, CrawlState.LEASED]))
+            )
+            or 0
+        )

@@ -1,0 +1,65 @@
+"""URL normalisation for the frontier: one spelling per resource, so nothing is fetched twice."""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+MAX_URL = 4096
+_SAFE_PATH = "/:@!$&'()*+,;=-._~%"
+_SAFE_QUERY = _SAFE_PATH + "?"
+
+
+class BadUrl(ValueError):
+    """Not an http(s) URL the crawler can fetch."""
+
+
+def normalize(url: str, base: str | None = None) -> str:
+    """The canonical form of ``url`` (resolved against ``base``): http(s) only, host lowercased and
+    IDNA-encoded, default port and fragment dropped, path and query percent-encoded consistently."""
+    from urllib.parse import urljoin
+
+    url = url.strip()
+    if base is not None:
+        url = urljoin(base, url)
+    if len(url) > MAX_URL:
+        raise BadUrl("URL too long")
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise BadUrl(f"not an http(s) URL: {scheme or 'no scheme'}")
+        host = parts.hostname
+        if not host:
+            raise BadUrl("no host")
+        if parts.username or parts.password:
+            raise BadUrl("URLs with credentials are not crawled")
+        port = parts.port
+    except ValueError as exc:
+        raise BadUrl(str(exc)) from None
+    if ":" in host:  # IPv6 literal
+        netloc = f"[{host}]"
+    else:
+        try:
+            netloc = host.rstrip(".").encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise BadUrl("invalid host name") from None
+    if port is not None and port != (443 if scheme == "https" else 80):
+        netloc += f":{port}"
+    path = quote(unquote(parts.path or "/"), safe=_SAFE_PATH)
+    query = quote(unquote(parts.query), safe=_SAFE_QUERY + "=") if parts.query else ""
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def site_of(url: str) -> str:
+    """The site a URL belongs to: its host, without a leading ``www.`` (same-site links stay in it)."""
+    host = urlsplit(url).hostname or ""
+    return host[4:] if host.startswith("www.") else host
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""
