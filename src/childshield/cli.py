@@ -204,6 +204,10 @@ def _register_subcommands() -> None:
     app.add_typer(review_app, name="review")
     app.add_typer(media_app, name="media")
 
+    from childshield.cli_crawl import crawl_app
+
+    app.add_typer(crawl_app, name="crawl")
+
 
 _register_subcommands()
 

@@ -9,7 +9,7 @@ is lost, nothing is recorded twice, and only the URLs in flight at the kill are 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,3 +269,35 @@ def pending(db: Database) -> int:
             )
             or 0
         )
+
+
+def hit_rows(db: Database, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every hit, oldest first, as plain dicts (the CLI's and the API's output)."""
+    last = 0
+    while True:
+        with db.session() as session:
+            found = session.scalars(
+                select(CrawlHit).where(CrawlHit.id > last).order_by(CrawlHit.id).limit(batch)
+            ).all()
+            out = [
+                {
+                    "id": h.id,
+                    "media_url": h.media_url,
+                    "page_url": h.page_url,
+                    "host": h.host,
+                    "bank": h.bank,
+                    "entry_id": h.entry_id,
+                    "item_id": h.item_id,
+                    "check": h.check,
+                    "distance": h.distance,
+                    "sha256": h.sha256,
+                    "md5": h.md5,
+                    "pdq": h.pdq,
+                    "found_at": h.found_at.isoformat(),
+                }
+                for h in found
+            ]
+        if not out:
+            return
+        yield from out
+        last = int(out[-1]["id"] or 0)
