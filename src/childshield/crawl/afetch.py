@@ -37,6 +37,8 @@ class Answer:
     content_type: str
     body: bytes
     retry_after: float | None = None
+    ip: str = ""
+    """The address the final hop connected to (where the content is hosted)."""
 
     @property
     def kind(self) -> str:
@@ -122,7 +124,7 @@ async def _fetch(
             ctype = response.headers.get("content-type", "")
             if response.status_code != 200:
                 wait = retry_after(response.headers.get("retry-after"))
-                return Answer(current, response.status_code, ctype, b"", wait)
+                return Answer(current, response.status_code, ctype, b"", wait, str(target.ip))
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise CrawlFetchError(
@@ -134,7 +136,7 @@ async def _fetch(
                 if size > max_bytes:
                     raise CrawlFetchError(f"the body is over the limit of {max_bytes} bytes", retry=False)
                 chunks.append(chunk)
-            return Answer(current, 200, ctype, b"".join(chunks))
+            return Answer(current, 200, ctype, b"".join(chunks), None, str(target.ip))
         except httpx.HTTPError as exc:
             raise CrawlFetchError(f"{type(exc).__name__} reading {current[:200]}", retry=True) from None
         finally:

@@ -227,6 +227,7 @@ class Crawler:
                     "media_url": answer.url,
                     "page_url": page,
                     "host": host_of(answer.url)[:255],
+                    "ip": answer.ip,
                     "bank": m.bank,
                     "entry_id": m.entry_id,
                     "item_id": m.item_id,

@@ -285,6 +285,7 @@ def hit_rows(db: Database, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
                     "media_url": h.media_url,
                     "page_url": h.page_url,
                     "host": h.host,
+                    "ip": h.ip,
                     "bank": h.bank,
                     "entry_id": h.entry_id,
                     "item_id": h.item_id,

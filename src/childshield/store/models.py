@@ -452,6 +452,8 @@ class CrawlHit(Base):
     media_url: Mapped[str] = mapped_column(Text)
     page_url: Mapped[str | None] = mapped_column(Text, default=None)
     host: Mapped[str] = mapped_column(String(255))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    """The address the media was fetched from (whose network hosts it)."""
     bank: Mapped[str] = mapped_column(String(100))
     entry_id: Mapped[int] = mapped_column(Integer)
     item_id: Mapped[int] = mapped_column(Integer)
@@ -461,3 +463,108 @@ class CrawlHit(Base):
     md5: Mapped[str] = mapped_column(String(32))
     pdq: Mapped[str | None] = mapped_column(String(64), default=None)
     found_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Provider(Base):
+    """A hosting provider (an RDAP organisation or network) and where its notices go."""
+
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    """The RDAP handle of the registrant organisation (else of the network)."""
+    name: Mapped[str] = mapped_column(String(300), default="")
+    country: Mapped[str] = mapped_column(String(2), default="")
+    abuse_email: Mapped[str] = mapped_column(String(320), default="")
+    """From RDAP (refreshed with the lookup)."""
+    contact_override: Mapped[str] = mapped_column(String(320), default="")
+    """Set by an analyst: used instead of ``abuse_email``."""
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def contact(self) -> str:
+        return self.contact_override or self.abuse_email
+
+
+class IpLookup(Base):
+    """Cached RDAP answers: which provider's network holds an address."""
+
+    __tablename__ = "ip_lookups"
+
+    ip: Mapped[str] = mapped_column(String(45), primary_key=True)
+    network: Mapped[str] = mapped_column(String(64), default="")
+    provider_id: Mapped[int | None] = mapped_column(
+        ForeignKey("providers.id", ondelete="SET NULL"), default=None
+    )
+    error: Mapped[str] = mapped_column(Text, default="")
+    looked_up_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TakedownState(enum.StrEnum):
+    ONLINE = "online"
+    REMOVED = "removed"
+
+
+class TakedownItem(Base):
+    """A media URL found hosting known material, followed until it is gone."""
+
+    __tablename__ = "takedown_items"
+    __table_args__ = (Index("ix_takedown_due", "state", "next_check_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    url_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    page_url: Mapped[str | None] = mapped_column(Text, default=None)
+    host: Mapped[str] = mapped_column(String(255))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"), default=None)
+    hit_id: Mapped[int | None] = mapped_column(ForeignKey("crawl_hits.id", ondelete="SET NULL"), default=None)
+    bank: Mapped[str] = mapped_column(String(100))
+    item_id: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    pdq: Mapped[str | None] = mapped_column(String(64), default=None)
+    found_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[TakedownState] = mapped_column(
+        Enum(TakedownState, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=TakedownState.ONLINE,
+    )
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    removal: Mapped[str] = mapped_column(String(32), default="")
+    """How it was seen gone: http-404, http-410, changed, unreachable."""
+    first_notice_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_notice_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    notices: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    next_check_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Re-checks in a row that could not reach the host."""
+    reupload_of: Mapped[int | None] = mapped_column(ForeignKey("takedown_items.id"), default=None)
+    """An earlier, removed item with the same content: this is a re-upload."""
+
+
+class Notice(Base):
+    """A removal notice to one provider about some items: planned once, sent once (``takedown.notices``)."""
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_state", "state", "next_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    """1 for the first notice about these items, 2 for the first reminder, ..."""
+    escalation: Mapped[bool] = mapped_column(default=False)
+    to_addr: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    items: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued, sending (handed to SMTP, not yet confirmed), sent, failed."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_error: Mapped[str] = mapped_column(Text, default="")

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("media_url", sa.Text(), nullable=False),
         sa.Column("page_url", sa.Text(), nullable=True),
         sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("ip", sa.String(length=45), nullable=False),
         sa.Column("bank", sa.String(length=100), nullable=False),
         sa.Column("entry_id", sa.Integer(), nullable=False),
         sa.Column("item_id", sa.Integer(), nullable=False),

@@ -1,0 +1,64 @@
+"""Which provider hosts an address, from RDAP, cached in the database (answers for a week, failures for an
+hour), with analysts' contact overrides kept across refreshes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from childshield.store.db import Database
+from childshield.store.models import IpLookup, Provider, utcnow
+from childshield.takedown.rdap import RdapClient, RdapError
+
+FRESH = dt.timedelta(days=7)
+RETRY_FAILED = dt.timedelta(hours=1)
+
+
+def provider_for_ip(db: Database, rdap: RdapClient, ip: str, *, now: dt.datetime | None = None) -> int | None:
+    """The provider id hosting ``ip`` (looked up, or cached); None when RDAP gave no answer."""
+    now = now or utcnow()
+    with db.session() as session:
+        cached = session.get(IpLookup, ip)
+        if cached is not None:
+            age = now - _aware(cached.looked_up_at)
+            if (cached.provider_id is not None and age < FRESH) or (cached.error and age < RETRY_FAILED):
+                return cached.provider_id
+    try:
+        network = rdap.lookup_ip(ip)
+        error = ""
+    except RdapError as exc:
+        network, error = None, str(exc)
+    with db.session() as session:
+        provider_id = None
+        if network is not None:
+            provider = session.scalar(select(Provider).where(Provider.key == network.provider_key[:200]))
+            if provider is None:
+                provider = Provider(key=network.provider_key[:200])
+                session.add(provider)
+            provider.name = network.org_name[:300]
+            provider.country = network.country
+            provider.abuse_email = network.abuse_email[:320]
+            provider.updated_at = now
+            session.flush()
+            provider_id = provider.id
+        row = session.get(IpLookup, ip) or IpLookup(ip=ip)
+        row.network = network.cidr[:64] if network else ""
+        row.provider_id = provider_id
+        row.error = error[:1000]
+        row.looked_up_at = now
+        session.merge(row)
+        return provider_id
+
+
+def set_contact(db: Database, key: str, email: str) -> None:
+    """An analyst's contact for a provider (empty: back to RDAP's abuse contact)."""
+    with db.session() as session:
+        provider = session.scalar(select(Provider).where(Provider.key == key))
+        if provider is None:
+            raise LookupError(f"no provider {key!r}")
+        provider.contact_override = email.strip()[:320]
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

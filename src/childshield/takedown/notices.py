@@ -1,0 +1,309 @@
+"""Removal notices: planned once per provider and round, rendered from an editable template, sent once.
+
+Planning (``plan``) and sending (``send_due``) are separate steps joined by the ``notices`` table:
+
+* ``plan`` picks, per provider with a contact, the online items due a notice (never noticed, or last
+  noticed ``renotify_every`` ago) and, in one transaction, counts the notice on each item and writes the
+  notice (rendered, with its reference and Message-ID).  An item is counted by a conditional UPDATE, so
+  two planners can never put it in two notices of the same round.
+* ``send_due`` marks a notice ``sending`` (committed) before handing it to SMTP and ``sent`` after the
+  server accepted it.  A sender killed in between leaves it ``sending``; it is sent again after its lease
+  with the same Message-ID and reference, so the provider's systems see the same message.  That window
+  (between the server's acceptance and our commit) is the only way a notice can arrive twice, and no
+  notice is ever lost.
+* Items noticed ``escalate_after`` times and still online are escalated: a notice goes to
+  ``escalation_to`` (a partner hotline, the registrar, law enforcement liaison) as well.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import jinja2
+from sqlalchemy import and_, func, or_, select, update
+
+from childshield.audit.log import record
+from childshield.store.db import Database
+from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
+
+DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "notice.txt"
+LEASE = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class NoticeSettings:
+    sender: str = "childshield hotline"
+    from_addr: str = "notices@childshield.invalid"
+    reply_to: str = ""
+    legal_basis: str = (
+        "the distribution of child sexual abuse material is illegal in your jurisdiction and ours; hosting "
+        "providers must remove it promptly once they know of it"
+    )
+    renotify_every: dt.timedelta = dt.timedelta(hours=24)
+    escalate_after: int = 3
+    escalation_to: str = ""
+    reference_prefix: str = "CS"
+    template: Path = DEFAULT_TEMPLATE
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 587
+    starttls: bool = True
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""
+    """Trust this CA for the server's certificate (besides the system's)."""
+    timeout: float = 30.0
+
+
+def _template(path: Path) -> jinja2.Template:
+    env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string(path.read_text())
+
+
+def render(template: jinja2.Template, context: dict[str, Any]) -> tuple[str, str]:
+    """(subject, body): the template's first line is the subject, the rest after a ``---`` line the body."""
+    text = template.render(**context)
+    head, _, body = text.partition("\n---\n")
+    return " ".join(head.split())[:300], body.strip() + "\n"
+
+
+def plan(db: Database, settings: NoticeSettings, *, now: dt.datetime | None = None) -> list[int]:
+    """Write the notices due now (one per provider, plus escalations); returns their ids."""
+    now = now or utcnow()
+    template = _template(settings.template)
+    cutoff = now - settings.renotify_every
+    due = and_(
+        TakedownItem.state == TakedownState.ONLINE,
+        TakedownItem.provider_id.is_not(None),
+        or_(TakedownItem.last_notice_at.is_(None), TakedownItem.last_notice_at <= cutoff),
+    )
+    made: list[int] = []
+    with db.session() as session:
+        providers = session.scalars(
+            select(Provider).where(Provider.id.in_(select(TakedownItem.provider_id).where(due)))
+        ).all()
+    for provider in providers:
+        if not provider.contact:
+            continue  # no abuse contact: shown by `takedown providers`, for an analyst to set one
+        with db.session() as session:
+            counted = session.scalars(
+                update(TakedownItem)
+                .where(due, TakedownItem.provider_id == provider.id)
+                .values(
+                    notices=TakedownItem.notices + 1,
+                    last_notice_at=now,
+                    first_notice_at=func.coalesce(TakedownItem.first_notice_at, now),
+                )
+                .returning(TakedownItem.id)
+            ).all()
+            if not counted:
+                continue
+            items = session.scalars(
+                select(TakedownItem).where(TakedownItem.id.in_(counted)).order_by(TakedownItem.id)
+            ).all()
+            rounds = max(i.notices for i in items)
+            made.append(
+                _write(session, template, settings, provider, items, rounds, provider.contact, False, now)
+            )
+            stale = [i for i in items if i.notices > settings.escalate_after and i.escalated_at is None]
+            if stale and settings.escalation_to:
+                for i in stale:
+                    i.escalated_at = now
+                made.append(
+                    _write(
+                        session,
+                        template,
+                        settings,
+                        provider,
+                        stale,
+                        rounds,
+                        settings.escalation_to,
+                        True,
+                        now,
+                    )
+                )
+    return made
+
+
+def _write(
+    session: Any,
+    template: jinja2.Template,
+    settings: NoticeSettings,
+    provider: Provider,
+    items: Sequence[TakedownItem],
+    round_: int,
+    to_addr: str,
+    escalation: bool,
+    now: dt.datetime,
+) -> int:
+    notice = Notice(
+        reference=f"pending-{id(items)}-{now.timestamp()}-{escalation}",
+        provider_id=provider.id,
+        round=round_,
+        escalation=escalation,
+        to_addr=to_addr,
+        subject="",
+        body="",
+        message_id=f"pending-{id(items)}-{now.timestamp()}-{escalation}",
+        items=[i.id for i in items],
+        created_at=now,
+        next_at=now,
+    )
+    session.add(notice)
+    session.flush()
+    reference = f"{settings.reference_prefix}-{now:%Y%m%d}-{notice.id:06d}"
+    domain = settings.from_addr.rpartition("@")[2] or "childshield.invalid"
+    notice.reference = reference
+    notice.message_id = f"<{reference.lower()}@{domain}>"
+    notice.subject, notice.body = render(
+        template,
+        {
+            "sender": settings.sender,
+            "reference": reference,
+            "provider": provider,
+            "items": items,
+            "round": round_,
+            "escalation": escalation,
+            "legal_basis": settings.legal_basis,
+            "checked_at": f"{now:%Y-%m-%d %H:%M}",
+            "renotify_hours": int(settings.renotify_every.total_seconds() // 3600),
+        },
+    )
+    record(
+        session,
+        "takedown",
+        "notice.planned",
+        f"notice:{reference}",
+        {"provider": provider.key, "items": len(items), "round": round_, "escalation": escalation},
+    )
+    return notice.id
+
+
+def message(notice: Notice, settings: NoticeSettings) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"{settings.sender} <{settings.from_addr}>"
+    msg["To"] = notice.to_addr
+    if settings.reply_to:
+        msg["Reply-To"] = settings.reply_to
+    msg["Subject"] = f"[{notice.reference}] {notice.subject}"
+    msg["Message-ID"] = notice.message_id
+    msg["Date"] = format_datetime(
+        notice.created_at if notice.created_at.tzinfo else notice.created_at.replace(tzinfo=dt.UTC)
+    )
+    msg["X-Childshield-Reference"] = notice.reference
+    msg.set_content(notice.body)
+    return msg
+
+
+def _claim(db: Database, now: dt.datetime) -> Notice | None:
+    """The next notice to send, marked ``sending`` (committed before any byte goes to SMTP)."""
+    with db.session() as session:
+        ready = or_(
+            and_(Notice.state == "queued", Notice.next_at <= now),
+            and_(Notice.state == "sending", Notice.next_at <= now),  # a sender died holding it
+        )
+        notice_id = session.scalar(select(Notice.id).where(ready).order_by(Notice.id).limit(1))
+        if notice_id is None:
+            return None
+        taken = session.execute(
+            update(Notice)
+            .where(Notice.id == notice_id, ready)
+            .values(state="sending", attempts=Notice.attempts + 1, next_at=now + LEASE)
+        )
+        if not taken.rowcount:  # type: ignore[attr-defined]
+            return None
+        notice = session.get_one(Notice, notice_id)
+        session.refresh(notice)
+        session.expunge(notice)
+        return notice
+
+
+async def send_due(
+    db: Database,
+    settings: NoticeSettings,
+    smtp: SmtpSettings,
+    *,
+    now: dt.datetime | None = None,
+    max_attempts: int = 8,
+) -> int:
+    """Send every notice that is due; returns how many were accepted by the SMTP server."""
+    import asyncio
+
+    now = now or utcnow()
+    sent = 0
+    context = ssl.create_default_context(cafile=smtp.ca_file or None)
+    while True:
+        notice = await asyncio.to_thread(_claim, db, now)
+        if notice is None:
+            return sent
+        try:
+            await aiosmtplib.send(
+                message(notice, settings),
+                hostname=smtp.host,
+                port=smtp.port,
+                start_tls=smtp.starttls,
+                tls_context=context if smtp.starttls else None,
+                username=smtp.username or None,
+                password=smtp.password or None,
+                timeout=smtp.timeout,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.code < 600
+            await asyncio.to_thread(
+                _failed,
+                db,
+                notice,
+                f"SMTP {exc.code}: {exc.message}"[:500],
+                permanent or notice.attempts >= max_attempts,
+                now,
+            )
+            continue
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await asyncio.to_thread(
+                _failed,
+                db,
+                notice,
+                f"{type(exc).__name__}: {exc}"[:500],
+                notice.attempts >= max_attempts,
+                now,
+            )
+            return sent  # the server is away: try the rest later
+        await asyncio.to_thread(_sent, db, notice, now)
+        sent += 1
+
+
+def _sent(db: Database, notice: Notice, now: dt.datetime) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Notice).where(Notice.id == notice.id).values(state="sent", sent_at=now, last_error="")
+        )
+        record(
+            session,
+            "takedown",
+            "notice.sent",
+            f"notice:{notice.reference}",
+            {"to": notice.to_addr, "attempt": notice.attempts},
+        )
+
+
+def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datetime) -> None:
+    backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** min(notice.attempts, 7)))
+    with db.session() as session:
+        session.execute(
+            update(Notice)
+            .where(Notice.id == notice.id)
+            .values(state="failed" if final else "queued", last_error=error, next_at=now + backoff)
+        )
+        if final:
+            record(session, "takedown", "notice.failed", f"notice:{notice.reference}", {"error": error})
