@@ -1,0 +1,173 @@
+"""Notice and takedown end to end: a closed web, a local RDAP server, a real SMTP server with STARTTLS,
+fake time so that 24-hour rounds take no time."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from childshield.banks import create_bank
+from childshield.banks.entries import add_outcomes
+from childshield.crawl import frontier
+from childshield.crawl.crawler import CrawlConfig, Crawler
+from childshield.crawl.guard import AddressPolicy
+from childshield.hashing.result import HashOutcome
+from childshield.hashing.service import hash_bytes
+from childshield.matching.matcher import Matcher
+from childshield.store.db import Database
+from childshield.store.models import Notice, Provider, TakedownItem, TakedownState
+from childshield.takedown.hosting import set_contact
+from childshield.takedown.intake import follow_hits
+from childshield.takedown.notices import NoticeSettings, SmtpSettings, plan, send_due
+from childshield.takedown.rdap import RdapClient, parse_network
+from childshield.takedown.recheck import RecheckSettings, recheck_due
+from childshield.takedown.stats import takedown_stats
+from childshield.testing.corpus import encode, generated_photo
+from childshield.testing.rdap import FakeNetwork, FakeRdap, network_object
+from childshield.testing.web import LocalWeb, image, page, status
+from smtp_helpers import SmtpServer
+
+LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
+T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+H = dt.timedelta(hours=1)
+
+
+def jpeg(seed: int) -> bytes:
+    return encode(generated_photo(seed, 256, 192), "JPEG", quality=88)
+
+
+def networks() -> list[FakeNetwork]:
+    return [
+        FakeNetwork(
+            "127.0.0.2/32", "NET-A", "ALPHA-NET", "NL", "ORG-ALPHA", "Alpha Hosting B.V.", "abuse@alpha.test"
+        ),
+        FakeNetwork(
+            "127.0.0.3/32", "NET-B", "BETA-NET", "US", "ORG-BETA", "Beta Cloud Inc.", "abuse@beta.test", "top"
+        ),
+        FakeNetwork(
+            "127.0.0.4/32", "NET-C", "GAMMA-NET", "DE", "ORG-GAMMA", "Gamma GmbH"
+        ),  # no abuse contact
+    ]
+
+
+def test_rdap_parsing_of_both_styles() -> None:
+    nested, top = (parse_network(network_object(n), n.cidr.split("/")[0]) for n in networks()[:2])
+    assert (nested.abuse_email, nested.org_handle, nested.country, nested.cidr) == (
+        "abuse@alpha.test", "ORG-ALPHA", "NL", "127.0.0.2/32",
+    )  # fmt: skip
+    assert (top.abuse_email, top.org_name) == ("abuse@beta.test", "Beta Cloud Inc.")
+
+
+def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
+    known = {k: jpeg(500 + k) for k in range(5)}
+    create_bank(db, "known")
+    add_outcomes(db, "known", [HashOutcome(f"k{k}", result=hash_bytes(d)) for k, d in known.items()])
+    matcher = Matcher.load(db)
+    sites = {
+        "alpha.test": {"/": page("<img src='/a1.jpg'><img src='/a2.jpg'><img src='/free.jpg'>"),
+                       "/a1.jpg": image(known[0]), "/a2.jpg": image(known[1]), "/free.jpg": image(jpeg(900))},
+        "beta.test": {"/": page("<img src='/b1.jpg'>"), "/b1.jpg": image(known[2])},
+        "gamma.test": {"/": page("<img src='/c1.jpg'>"), "/c1.jpg": image(known[3])},
+    }  # fmt: skip
+    settings = NoticeSettings(
+        sender="Test Hotline",
+        from_addr="notices@hotline.test",
+        escalate_after=2,
+        escalation_to="partner@hotline.test",
+    )
+    with LocalWeb(sites) as web, FakeRdap(networks()) as rdap_server, SmtpServer(tmp_path) as smtp:
+        smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
+        recheck = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=3.0, unreachable_after=3)
+        frontier.add(db, [web.url(s) for s in sites])
+        asyncio.run(Crawler(db, matcher, CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
+        rdap = RdapClient(rdap_server.base)
+        assert follow_hits(db, rdap, now=T0) == 4
+        assert follow_hits(db, rdap, now=T0) == 0  # followed once
+        assert len(rdap_server.requests) == 3  # one lookup per address (cached)
+
+        first = plan(db, settings, now=T0)
+        assert len(first) == 2  # Alpha (2 items) and Beta; Gamma has no contact yet
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0)) == 2
+        mails = smtp.mailbox.messages
+        assert all(smtp.mailbox.encrypted) and sorted(m["To"] for m in mails) == [
+            "abuse@alpha.test",
+            "abuse@beta.test",
+        ]
+        alpha = next(m for m in mails if m["To"] == "abuse@alpha.test")
+        body = alpha.get_payload()
+        assert web.url("alpha.test", "/a1.jpg") in body and web.url("alpha.test", "/a2.jpg") in body
+        assert (
+            "/free.jpg" not in body
+            and "SHA-256" in body
+            and alpha["X-Childshield-Reference"] in alpha["Subject"]
+        )
+        assert alpha["Message-ID"].endswith("@hotline.test>")
+
+        assert plan(db, settings, now=T0 + 2 * H) == []  # nothing due before 24 h
+        web.remove("alpha.test", "/a1.jpg")
+        web.put("beta.test", "/b1.jpg", image(jpeg(901)))  # replaced by something else
+        result = asyncio.run(recheck_due(db, matcher, recheck, now=T0 + 3 * H))
+        assert (result.checked, result.removed, result.still_online) == (4, 2, 2)
+        with db.session() as session:
+            gone = {
+                i.url.rsplit("/", 1)[1]: i.removal
+                for i in session.scalars(select(TakedownItem)).all()
+                if i.removed_at
+            }
+        assert gone == {"a1.jpg": "http-404", "b1.jpg": "changed"}
+
+        set_contact(db, "ORG-GAMMA", "desk@gamma.test")  # an analyst found Gamma's contact
+        reminders = plan(db, settings, now=T0 + 25 * H)
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0 + 25 * H)) == 2
+        late = smtp.mailbox.messages[2:]
+        to_alpha = next(m for m in late if m["To"] == "abuse@alpha.test")
+        assert "Reminder 1" in to_alpha["Subject"] and "/a2.jpg" in to_alpha.get_payload()
+        assert "/a1.jpg" not in to_alpha.get_payload()  # removed: not in the reminder
+        assert any(m["To"] == "desk@gamma.test" for m in late) and len(reminders) == 2
+
+        plan(db, settings, now=T0 + 49 * H)  # Alpha's third notice: escalated too
+        asyncio.run(send_due(db, settings, smtp_settings, now=T0 + 49 * H))
+        to = [m["To"] for m in smtp.mailbox.messages[4:]]
+        assert sorted(to) == ["abuse@alpha.test", "desk@gamma.test", "partner@hotline.test"]  # Gamma: 24 h on
+        escalation = smtp.mailbox.messages[4:][to.index("partner@hotline.test")]
+        assert "Escalation" in escalation["Subject"] and "/a2.jpg" in escalation.get_payload()
+
+        web.put("alpha.test", "/a2.jpg", status(503))  # the host stops answering properly
+        for k in range(3):
+            asyncio.run(recheck_due(db, matcher, recheck, now=T0 + (50 + k) * H))
+        with db.session() as session:
+            a2 = session.scalars(select(TakedownItem).where(TakedownItem.url.like("%/a2.jpg"))).one()
+            assert (a2.state, a2.removal, a2.failures) == (TakedownState.REMOVED, "unreachable", 3)
+
+        # The removed picture comes back at another address: a re-upload.
+        web.put("alpha.test", "/again/", page("<img src='/again/copy.jpg'>"))
+        web.put("alpha.test", "/again/copy.jpg", image(known[0]))
+        frontier.add(db, [web.url("alpha.test", "/again/")])
+        asyncio.run(Crawler(db, matcher, CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
+        assert follow_hits(db, rdap, now=T0 + 60 * H) == 1
+        with db.session() as session:
+            copy = session.scalars(select(TakedownItem).where(TakedownItem.url.like("%/copy.jpg"))).one()
+            original = session.scalars(select(TakedownItem).where(TakedownItem.url.like("%/a1.jpg"))).one()
+            assert copy.reupload_of == original.id
+            assert session.query(Notice).filter(Notice.state == "sent").count() == 7
+            assert {p.key for p in session.scalars(select(Provider)).all()} == {
+                "ORG-ALPHA",
+                "ORG-BETA",
+                "ORG-GAMMA",
+            }
+
+        rows = {r["provider"]: r for r in takedown_stats(db, now=T0 + 50 * 24 * H)}
+        a = rows["ORG-ALPHA"]
+        assert (a["media"], a["removed"], a["notices_sent"], a["country"]) == (3, 2, 3, "NL")
+        assert a["median_hours_to_removal"] == pytest.approx((3 + 52) / 2)  # a1 after 3 h, a2 after 52 h
+        assert (a["online_after_24h"], a["online_after_7d"], a["online_after_42d"]) == (1, 0, 0)
+        assert rows["ORG-BETA"]["p90_hours_to_removal"] == pytest.approx(3.0)
+        assert rows["all"]["media"] == 5
+        countries = {r["country"]: r for r in takedown_stats(db, by="country", now=T0 + 50 * 24 * H)}
+        assert set(countries) == {"NL", "US", "DE", "all"} and countries["US"]["removed"] == 1
+        rdap.close()
