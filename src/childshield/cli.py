@@ -208,6 +208,10 @@ def _register_subcommands() -> None:
 
     app.add_typer(crawl_app, name="crawl")
 
+    from childshield.cli_takedown import takedown_app
+
+    app.add_typer(takedown_app, name="takedown")
+
 
 _register_subcommands()
 

@@ -1,0 +1,179 @@
+"""``childshield takedown``: follow found material to its removal (notices, re-checks, figures)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from childshield.cli_bank import DbOption, _database
+from childshield.cli_crawl import _resolver
+
+takedown_app = typer.Typer(
+    help="Notice and takedown: providers, notices, re-checks, removal figures.", no_args_is_help=True
+)
+err = Console(stderr=True)
+Allow = Annotated[str, typer.Option(help="Networks re-checks may reach although not public (CIDRs).")]
+Resolve = Annotated[list[str] | None, typer.Option("--resolve", help="Pin HOST=ADDRESS (repeatable).")]
+
+
+@takedown_app.command("run")
+def takedown_run(
+    once: Annotated[
+        bool, typer.Option("--once", help="One round, then exit (else every --every seconds).")
+    ] = False,
+    every: Annotated[float, typer.Option(min=1, help="Seconds between rounds.")] = 300.0,
+    recheck_hours: Annotated[
+        float, typer.Option(min=0.001, help="Hours between re-checks of an item.")
+    ] = 1.0,
+    allow: Allow = "",
+    resolve: Resolve = None,
+    db: DbOption = None,
+) -> None:
+    """Follow new hits (RDAP lookups), write the notices due, send them, and re-check what is online.
+    Settings: CHILDSHIELD_SMTP_*, CHILDSHIELD_NOTICE_*, CHILDSHIELD_RDAP_BASE (see docs/takedown.md)."""
+    from childshield.crawl.guard import AddressPolicy
+    from childshield.matching.matcher import Matcher
+    from childshield.takedown.intake import follow_hits
+    from childshield.takedown.notices import plan, send_due
+    from childshield.takedown.rdap import RdapClient
+    from childshield.takedown.recheck import RecheckSettings, recheck_due
+    from childshield.takedown.settings import notice_settings, rdap_base, smtp_settings
+
+    notices, smtp = notice_settings(), smtp_settings()
+    recheck = RecheckSettings(
+        every=dt.timedelta(hours=recheck_hours),
+        policy=AddressPolicy.from_text(allow),
+        resolve=_resolver(list(resolve or [])),
+    )
+    stop = {"now": False}
+
+    def halt(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, halt)
+    with _database(db) as database:
+        rdap = RdapClient(rdap_base())
+        try:
+            while True:
+                followed = follow_hits(database, rdap)
+                planned = plan(database, notices)
+                sent = asyncio.run(send_due(database, notices, smtp))
+                checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
+                err.print(
+                    f"followed {followed} new, wrote {len(planned)} notices, sent {sent}; re-checked "
+                    f"{checked.checked}: {checked.removed} removed, {checked.still_online} still online"
+                )
+                if once or stop["now"]:
+                    return
+                for _ in range(int(every * 10)):
+                    if stop["now"]:
+                        return
+                    time.sleep(0.1)
+        finally:
+            rdap.close()
+
+
+@takedown_app.command("send")
+def takedown_send(db: DbOption = None) -> None:
+    """Send the notices that are due (written by `takedown run`), once each."""
+    from childshield.takedown.notices import send_due
+    from childshield.takedown.settings import notice_settings, smtp_settings
+
+    with _database(db) as database:
+        sent = asyncio.run(send_due(database, notice_settings(), smtp_settings()))
+    err.print(f"sent {sent} notices")
+
+
+@takedown_app.command("stats")
+def takedown_stats_command(
+    by: Annotated[str, typer.Option(help="provider or country.")] = "provider",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Per provider (or country): media, notices sent, removed, median and 90th percentile hours to removal,
+    and how many were still online 24 hours, 7 days and 42 days after the first notice."""
+    from childshield.takedown.stats import takedown_stats
+
+    if by not in ("provider", "country"):
+        raise typer.BadParameter("provider or country", param_hint="--by")
+    with _database(db) as database:
+        rows = takedown_stats(database, by=by)
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+        return
+    table = Table(by, "media", "notices", "removed", "median h", "p90 h", ">24h", ">7d", ">42d")
+    for r in rows:
+        table.add_row(
+            str(r[by]), str(r["media"]), str(r["notices_sent"]), str(r["removed"]),
+            str(r["median_hours_to_removal"] if r["median_hours_to_removal"] is not None else "-"),
+            str(r["p90_hours_to_removal"] if r["p90_hours_to_removal"] is not None else "-"),
+            str(r["online_after_24h"]), str(r["online_after_7d"]), str(r["online_after_42d"]),
+        )  # fmt: skip
+    Console().print(table)
+
+
+@takedown_app.command("providers")
+def takedown_providers(db: DbOption = None) -> None:
+    """Providers found by RDAP, with their contacts (JSON Lines); those without one get no notices."""
+    from sqlalchemy import select
+
+    from childshield.store.models import Provider
+
+    with _database(db) as database, database.session() as session:
+        for p in session.scalars(select(Provider).order_by(Provider.key)).all():
+            sys.stdout.write(
+                json.dumps(
+                    {"key": p.key, "name": p.name, "country": p.country, "abuse_email": p.abuse_email,
+                     "contact_override": p.contact_override, "contact": p.contact}
+                ) + "\n"
+            )  # fmt: skip
+
+
+@takedown_app.command("contact")
+def takedown_contact(
+    key: Annotated[str, typer.Argument(help="The provider's key (see `takedown providers`).")],
+    email: Annotated[
+        str, typer.Argument(help="Where its notices go ('' to use RDAP's abuse contact again).")
+    ],
+    db: DbOption = None,
+) -> None:
+    """Set the contact notices to a provider go to, over what RDAP says."""
+    from childshield.takedown.hosting import set_contact
+
+    if email and ("@" not in email or any(c.isspace() for c in email)):
+        raise typer.BadParameter("not an e-mail address", param_hint="EMAIL")
+    with _database(db) as database:
+        try:
+            set_contact(database, key, email)
+        except LookupError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    err.print(f"notices to {key} go to {email or 'its RDAP abuse contact'}")
+
+
+@takedown_app.command("template")
+def takedown_template(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the default template here to edit it.")
+    ] = None,
+) -> None:
+    """Print (or copy out) the default notice template; use yours with CHILDSHIELD_NOTICE_TEMPLATE."""
+    from childshield.takedown.notices import DEFAULT_TEMPLATE
+
+    text = DEFAULT_TEMPLATE.read_text()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text)
+    err.print(f"wrote {out}; set CHILDSHIELD_NOTICE_TEMPLATE={out}")
