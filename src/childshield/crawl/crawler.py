@@ -27,7 +27,7 @@ from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.crawl.politeness import HostGate
 from childshield.crawl.urls import host_of, site_of
 from childshield.matching.matcher import Matcher
-from childshield.matching.scan import scan_bytes
+from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
 from childshield.store.db import Database
 from childshield.store.models import CrawlState
@@ -71,15 +71,16 @@ class CrawlStats:
 
 
 class Crawler:
-    def __init__(self, db: Database, matcher: Matcher | Callable[[], Matcher], config: CrawlConfig) -> None:
+    def __init__(
+        self, db: Database, matcher: Matcher | Callable[[bytes], ScanResult], config: CrawlConfig
+    ) -> None:
+        """``matcher``: the banks' matcher, or a function scanning bytes with one (the service's, which
+        keeps its matcher current under a lock)."""
         self.db = db
-        self._matcher = matcher
+        self._scan = (lambda data: scan_bytes(matcher, data)) if isinstance(matcher, Matcher) else matcher
         self.config = config
         self.gate = HostGate(config.per_host, config.delay)
         self.stats = CrawlStats()
-
-    def matcher(self) -> Matcher:
-        return self._matcher if isinstance(self._matcher, Matcher) else self._matcher()
 
     async def run(
         self, *, max_urls: int | None = None, stop: asyncio.Event | None = None, idle_exit: bool = True
@@ -212,7 +213,7 @@ class Crawler:
 
     def _media(self, claimed: Claimed, answer: Answer, base: Finished) -> Finished:
         try:
-            scanned = scan_bytes(self.matcher(), answer.body)
+            scanned = self._scan(answer.body)
         except MediaError as exc:
             base.error = f"not hashed: {exc}"
             return base

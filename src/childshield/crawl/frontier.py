@@ -271,9 +271,9 @@ def pending(db: Database) -> int:
         )
 
 
-def hit_rows(db: Database, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
-    """Every hit, oldest first, as plain dicts (the CLI's and the API's output)."""
-    last = 0
+def hit_rows(db: Database, *, after: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every hit after id ``after``, oldest first, as plain dicts (the CLI's and the API's output)."""
+    last = after
     while True:
         with db.session() as session:
             found = session.scalars(

@@ -21,7 +21,7 @@ from childshield.review.keys import Keyring
 from childshield.review.media import purge_expired
 from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
-from childshield.web.api import banks, scan, system
+from childshield.web.api import banks, hotline, scan, system
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
@@ -48,6 +48,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             config = WebhookConfig(conf.webhook_url, conf.webhook_secret)
             tasks.append(asyncio.create_task(_deliver_forever(db, config, conf.webhook_poll_seconds)))
         tasks.append(asyncio.create_task(_purge_forever(db, conf.purge_every_seconds)))
+        if conf.crawl_worker:
+            tasks.append(asyncio.create_task(_crawl_forever(app, conf)))
         try:
             yield
         finally:
@@ -83,6 +85,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(scan.router)
     app.include_router(banks.router)
+    app.include_router(hotline.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_exception_handler(NeedsSignIn, _to_sign_in)  # type: ignore[arg-type]
@@ -119,6 +122,26 @@ async def _ui_headers(request: Request, call_next: Callable[[Request], Awaitable
         for name, value in _UI_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
+
+
+async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
+    """The crawler as a worker of the service: works the frontier as URLs arrive (each worker process
+    leases its own URLs, so several can run)."""
+    from childshield.crawl.crawler import CrawlConfig, Crawler
+    from childshield.crawl.guard import AddressPolicy
+    from childshield.matching.scan import scan_bytes
+
+    holder: MatcherHolder = app.state.matchers
+    config = CrawlConfig(policy=AddressPolicy.from_text(conf.fetch_allow), timeout=conf.fetch_timeout)
+    while True:
+        try:
+            crawler = Crawler(app.state.db, lambda data: holder.run(lambda m: scan_bytes(m, data)), config)
+            await crawler.run(idle_exit=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the crawl worker failed; restarting it in 10 s")
+            await asyncio.sleep(10)
 
 
 async def _purge_forever(db: Database, every: float) -> None:

@@ -68,6 +68,8 @@ class ServiceSettings:
     media_key_file: str | None = field(default_factory=lambda: os.environ.get("CHILDSHIELD_MEDIA_KEY_FILE"))
     """None: ``media.keys`` next to the embedded database (see ``review.keys``)."""
     purge_every_seconds: float = 300.0
+    crawl_worker: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_CRAWL_WORKER", False))
+    """Run the crawler inside the service (fetches obey ``fetch_allow`` and ``fetch_timeout``)."""
     # The web UI
     cookie_secure: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_COOKIE_SECURE", True))
     """Session cookies only over HTTPS (turn off only for plain-HTTP development on localhost)."""

@@ -1,0 +1,81 @@
+"""Hotline work over HTTP: queue reported URLs for the crawler, read what it found, removal figures."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from childshield.accounts.service import Principal
+from childshield.audit.log import record
+from childshield.crawl import frontier
+from childshield.store.db import Database
+from childshield.store.models import Role
+from childshield.takedown.stats import takedown_stats
+from childshield.web.deps import allow, database
+
+router = APIRouter(prefix="/v1", tags=["hotline"])
+Db = Annotated[Database, Depends(database)]
+Reporter = Annotated[Principal, Depends(allow(Role.SERVICE, Role.SENIOR))]
+Analyst = Annotated[Principal, Depends(allow(Role.SENIOR))]
+
+
+class UrlsIn(BaseModel):
+    urls: list[str] = Field(min_length=1, max_length=10_000)
+    source: str = Field(default="", max_length=200)
+    reporter_ref: str = Field(default="", max_length=200)
+
+
+class UrlsOut(BaseModel):
+    added: int
+    already_known: int
+    refused: list[str]
+
+
+@router.post("/crawl/urls", response_model=UrlsOut)
+def queue_urls(body: UrlsIn, who: Reporter, db: Db) -> UrlsOut:
+    """Queue reported URLs for the crawler (a URL already queued or crawled is not queued again)."""
+    added, again, refused = frontier.add(db, body.urls, source=body.source, reporter_ref=body.reporter_ref)
+    with db.session() as session:
+        record(
+            session,
+            who.name,
+            "crawl.add",
+            f"crawl:{added}",
+            {"source": body.source, "ref": body.reporter_ref},
+        )
+    return UrlsOut(added=added, already_known=again, refused=refused[:100])
+
+
+@router.get("/crawl/status")
+def crawl_status(who: Analyst, db: Db) -> dict[str, Any]:
+    """URLs per state, what was fetched, hits and sites."""
+    return frontier.status(db)
+
+
+@router.get("/crawl/hits")
+def crawl_hits(
+    who: Analyst,
+    db: Db,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict[str, Any]]:
+    """Known material found, oldest first, from hit id ``after``: media URL, page, host and address,
+    bank and entry, check and distance, hashes."""
+    out = []
+    for row in frontier.hit_rows(db, after=after):
+        out.append(row)
+        if len(out) >= limit:
+            break
+    return out
+
+
+@router.get("/takedown/stats")
+async def stats(
+    who: Analyst, db: Db, by: Annotated[Literal["provider", "country"], Query()] = "provider"
+) -> list[dict[str, Any]]:
+    """Per provider (or country): media, notices sent, removed, median and 90th percentile hours from the
+    first notice to removal, and how many were still online 24 h, 7 days and 42 days after it."""
+    return await run_in_threadpool(takedown_stats, db, by=by)
