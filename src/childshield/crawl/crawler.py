@@ -11,11 +11,15 @@ where it no longer is).  Reported URLs (seeds) are always fetched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 
 import httpx
 
@@ -70,6 +74,12 @@ class CrawlStats:
     seconds: float = 0.0
 
 
+GROUP_COMMIT = 256
+"""Results stored per transaction at most."""
+T = TypeVar("T")
+Op = tuple[Claimed, Finished] | frontier.Retry
+
+
 class Crawler:
     def __init__(
         self, db: Database, matcher: Matcher | Callable[[bytes], ScanResult], config: CrawlConfig
@@ -81,6 +91,39 @@ class Crawler:
         self.config = config
         self.gate = HostGate(config.per_host, config.delay)
         self.stats = CrawlStats()
+        # Every database call goes through one thread (SQLite has one writer: threads queueing on its lock
+        # would sleep), and results are committed in groups by one writer task.
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="crawl-db")
+        self._writes: asyncio.Queue[tuple[Op, asyncio.Future[int | bool]]] | None = None
+        self._parents: dict[int, str | None] = {}
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, partial(fn, *args, **kwargs))
+
+    async def _store(self, op: Op) -> int | bool:
+        """Queue a result for the next group commit; returns once it is committed."""
+        assert self._writes is not None
+        done: asyncio.Future[int | bool] = asyncio.get_running_loop().create_future()
+        await self._writes.put((op, done))
+        return await done
+
+    async def _writer(self) -> None:
+        assert self._writes is not None
+        while True:
+            batch = [await self._writes.get()]
+            while not self._writes.empty() and len(batch) < GROUP_COMMIT:
+                batch.append(self._writes.get_nowait())
+            try:
+                results = await self._db(frontier.apply, self.db, [op for op, _ in batch])
+            except Exception as exc:  # the transaction failed: nothing of it was stored
+                log.exception("storing %d crawl results failed", len(batch))
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
     async def run(
         self, *, max_urls: int | None = None, stop: asyncio.Event | None = None, idle_exit: bool = True
@@ -88,22 +131,26 @@ class Crawler:
         """Work the frontier; returns when it is empty (``idle_exit``), ``max_urls`` were handled, or
         ``stop`` is set."""
         start = time.monotonic()
-        stop = stop or asyncio.Event()
-        limits = httpx.Limits(max_connections=self.config.concurrency * 2, max_keepalive_connections=64)
+        self._writes = asyncio.Queue()
+        writer = asyncio.create_task(self._writer())
+        try:
+            await self._crawl(stop or asyncio.Event(), max_urls, idle_exit)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        self.stats.seconds = time.monotonic() - start
+        return self.stats
+
+    async def _crawl(self, stop: asyncio.Event, max_urls: int | None, idle_exit: bool) -> None:
         running: set[asyncio.Task[None]] = set()
         taken = 0
-        async with httpx.AsyncClient(
-            follow_redirects=False, trust_env=False, limits=limits, verify=True
-        ) as client:
+        async with _Clients(self.config.per_host) as client:
             while not stop.is_set():
                 room = self.config.concurrency * 2 - len(running)
                 if max_urls is not None:
                     room = min(room, max_urls - taken)
-                batch = (
-                    await asyncio.to_thread(frontier.claim, self.db, room, self.config.lease)
-                    if room > 0
-                    else []
-                )
+                batch = await self._db(frontier.claim, self.db, room, self.config.lease) if room > 0 else []
                 for claimed in batch:
                     task = asyncio.create_task(self._one(client, claimed))
                     running.add(task)
@@ -115,7 +162,7 @@ class Crawler:
                     if running:
                         await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                         continue
-                    if idle_exit and await asyncio.to_thread(frontier.pending, self.db) == 0:
+                    if idle_exit and await self._db(frontier.pending, self.db) == 0:
                         break
                     await asyncio.sleep(0.2)  # work is only leased elsewhere, or not yet due
                     continue
@@ -123,69 +170,57 @@ class Crawler:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             if running:
                 await asyncio.wait(running)
-        self.stats.seconds = time.monotonic() - start
-        return self.stats
 
-    async def _one(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
+    async def _one(self, client: _Clients, claimed: Claimed) -> None:
         try:
             await self._handle(client, claimed)
         except Exception as exc:  # a bug or the database away: leave it to be retried, keep crawling
             log.exception("crawling %s failed", claimed.url[:200])
-            await asyncio.to_thread(
-                frontier.retry_later,
-                self.db,
-                claimed,
-                f"internal error: {type(exc).__name__}",
-                60,
-                max_attempts=self.config.max_attempts,
-            )
+            with contextlib.suppress(Exception):  # else its lease runs out and it is tried again
+                retry = frontier.Retry(
+                    claimed, f"internal error: {type(exc).__name__}", 60, self.config.max_attempts
+                )
+                await self._store(retry)
 
-    async def _handle(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
+    async def _retry(self, claimed: Claimed, error: str, wait: float) -> bool:
+        again = await self._store(frontier.Retry(claimed, error, wait, self.config.max_attempts))
+        return bool(again)
+
+    async def _handle(self, clients: _Clients, claimed: Claimed) -> None:
         c = self.config
-        if (
-            not claimed.seed
-            and claimed.hint == "page"
-            and await asyncio.to_thread(self._out_of_bounds, claimed)
-        ):
+        if not claimed.seed and claimed.hint == "page" and await self._db(self._out_of_bounds, claimed):
             self.stats.skipped += 1
-            await asyncio.to_thread(frontier.finish, self.db, claimed, Finished(state=CrawlState.SKIPPED))
+            await self._store((claimed, Finished(state=CrawlState.SKIPPED)))
             return
         host = host_of(claimed.url)
         limit = c.max_media_bytes if claimed.hint == "media" else max(c.max_page_bytes, c.max_media_bytes)
         try:
             async with self.gate.slot(host):
                 answer = await fetch_answer(
-                    client, claimed.url, c.policy, max_bytes=limit, timeout=c.timeout, resolve=c.resolve
+                    clients.get(host),
+                    claimed.url,
+                    c.policy,
+                    max_bytes=limit,
+                    timeout=c.timeout,
+                    resolve=c.resolve,
                 )
         except CrawlFetchError as exc:
-            if exc.retry:
-                wait = self.gate.slow_down(host, None)
-                if await asyncio.to_thread(
-                    frontier.retry_later, self.db, claimed, str(exc), wait, max_attempts=c.max_attempts
-                ):
-                    self.stats.retried += 1
-                    return
+            if exc.retry and await self._retry(claimed, str(exc), self.gate.slow_down(host, None)):
+                self.stats.retried += 1
+                return
             self.stats.failed += 1
-            await asyncio.to_thread(
-                frontier.finish, self.db, claimed, Finished(state=CrawlState.FAILED, error=str(exc))
-            )
+            await self._store((claimed, Finished(state=CrawlState.FAILED, error=str(exc))))
             return
         self.stats.fetched += 1
         if answer.status in (429, 503) or answer.status >= 500:
             wait = self.gate.slow_down(host, answer.retry_after)
-            if await asyncio.to_thread(
-                frontier.retry_later,
-                self.db,
-                claimed,
-                f"HTTP {answer.status}",
-                wait,
-                max_attempts=c.max_attempts,
-            ):
+            if await self._retry(claimed, f"HTTP {answer.status}", wait):
                 self.stats.retried += 1
                 return
         self.gate.doing_fine(host)
-        result = await asyncio.to_thread(self._result, claimed, answer)
-        await asyncio.to_thread(frontier.finish, self.db, claimed, result)
+        page = await self._db(self._page_of, claimed) if claimed.hint == "media" else None
+        result = await asyncio.to_thread(self._result, claimed, answer, page)
+        await self._store((claimed, result))
 
     def _out_of_bounds(self, claimed: Claimed) -> bool:
         counts = frontier.site_counts(self.db, claimed.site)
@@ -193,7 +228,7 @@ class Crawler:
             return False
         return counts.pages >= self.config.max_pages_per_site or counts.since_match >= self.config.patience
 
-    def _result(self, claimed: Claimed, answer: Answer) -> Finished:
+    def _result(self, claimed: Claimed, answer: Answer, page: str | None) -> Finished:
         base = Finished(
             status=answer.status,
             final_url=answer.url if answer.url != claimed.url else None,
@@ -205,13 +240,13 @@ class Crawler:
             return base
         if base.kind == "media":
             self.stats.media += 1
-            return self._media(claimed, answer, base)
+            return self._media(claimed, answer, base, page)
         if base.kind == "page":
             self.stats.pages += 1
             self._links(claimed, answer, base)
         return base
 
-    def _media(self, claimed: Claimed, answer: Answer, base: Finished) -> Finished:
+    def _media(self, claimed: Claimed, answer: Answer, base: Finished, page: str | None) -> Finished:
         try:
             scanned = self._scan(answer.body)
         except MediaError as exc:
@@ -219,7 +254,6 @@ class Crawler:
             return base
         h = scanned.hashes
         assert h is not None
-        page = self._page_of(claimed)
         base.page_site = site_of(page) if page else None
         for m in scanned.matches:
             base.hits.append(
@@ -243,13 +277,20 @@ class Crawler:
         return base
 
     def _page_of(self, claimed: Claimed) -> str | None:
+        """The URL of the page a media URL was found on (remembered for the page's other media)."""
         if claimed.parent_id is None:
             return None
+        if claimed.parent_id in self._parents:
+            return self._parents[claimed.parent_id]
         from childshield.store.models import CrawlUrl
 
         with self.db.session() as session:
             parent = session.get(CrawlUrl, claimed.parent_id)
-            return (parent.final_url or parent.url) if parent is not None else None
+            url = (parent.final_url or parent.url) if parent is not None else None
+        if len(self._parents) > 10_000:
+            self._parents.clear()
+        self._parents[claimed.parent_id] = url
+        return url
 
     def _links(self, claimed: Claimed, answer: Answer, base: Finished) -> None:
         c = self.config
@@ -265,6 +306,39 @@ class Crawler:
             if c.same_site and site_of(url) != site:
                 continue
             base.found.append((url, "page", depth))
+
+
+class _Clients:
+    """One HTTP client (connection pool) per host: httpx's pool looks at every connection it holds for
+    every request, so one large pool for all hosts costs more than the crawl itself."""
+
+    def __init__(self, per_host: int, *, max_hosts: int = 2000) -> None:
+        self.limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
+        self.max_hosts = max_hosts
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(self, host: str) -> httpx.AsyncClient:
+        client = self._clients.pop(host, None)
+        if client is None:
+            client = httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=self.limits)
+            if len(self._clients) >= self.max_hosts:  # close the least recently used
+                oldest = next(iter(self._clients))
+                task = asyncio.create_task(self._clients.pop(oldest).aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        self._clients[host] = client  # most recently used last
+        return client
+
+    async def __aenter__(self) -> _Clients:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        if self._closing:
+            await asyncio.wait(self._closing)
 
 
 def _charset(content_type: str) -> str:

@@ -154,82 +154,125 @@ def claim(db: Database, limit: int, lease: dt.timedelta, *, now: dt.datetime | N
     return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: (c.hint != "media", c.depth, c.id))
 
 
-def finish(db: Database, claimed: Claimed, result: Finished) -> int:
-    """Store a URL's result, its hits and what it found, in one transaction; returns URLs added."""
-    with db.session() as session:
-        row = session.get(CrawlUrl, claimed.id)
-        if row is None or row.state is not CrawlState.LEASED:
-            return 0  # finished by another crawler after our lease ran out: keep theirs
-        row.state = result.state
-        row.status = result.status
-        row.kind = result.kind
-        row.final_url = result.final_url
-        row.size = result.size
-        row.error = result.error[:2000]
-        row.fetched_at = utcnow()
-        row.leased_until = None
-        row.matched = bool(result.hits)
-        added = _add_rows(session, [_row(url, hint, depth, claimed.id) for url, hint, depth in result.found])
-        if result.hits:
-            insert = _insert(session)
-            session.execute(
-                insert(CrawlHit)
-                .values([{**h, "url_id": claimed.id} for h in result.hits])
-                .on_conflict_do_nothing(index_elements=["url_id", "bank", "item_id"])
-            )
-        if result.state is CrawlState.DONE and result.kind in ("page", "media"):
-            _count(session, claimed.site, result)
-        return added
-
-
-def _count(session: Session, site: str, result: Finished) -> None:
-    insert = _insert(session)
-    session.execute(
-        insert(CrawlSite)
-        .values(site=site, pages=0, media=0, matches=0, since_match=0)
-        .on_conflict_do_nothing(index_elements=["site"])
-    )
-    page = result.kind == "page"
-    session.execute(
-        update(CrawlSite)
-        .where(CrawlSite.site == site)
-        .values(
-            pages=CrawlSite.pages + (1 if page else 0),
-            media=CrawlSite.media + (0 if page else 1),
-            since_match=CrawlSite.since_match + (1 if page else 0),
-        )
-    )
-    if result.hits:
-        target = result.page_site or site
-        session.execute(
-            insert(CrawlSite)
-            .values(site=target, pages=0, media=0, matches=0, since_match=0)
-            .on_conflict_do_nothing(index_elements=["site"])
-        )
-        session.execute(
-            update(CrawlSite)
-            .where(CrawlSite.site == target)
-            .values(matches=CrawlSite.matches + len(result.hits), since_match=0)
-        )
+def finish(db: Database, claimed: Claimed, result: Finished) -> bool:
+    """Store a URL's result, its hits and what it found, in one transaction."""
+    return bool(apply(db, [(claimed, result)])[0])
 
 
 def retry_later(db: Database, claimed: Claimed, error: str, delay: float, *, max_attempts: int) -> bool:
     """Put a URL back for another try after ``delay`` seconds, or fail it after ``max_attempts``; True if
     it will be tried again."""
-    again = claimed.attempts < max_attempts
+    return bool(apply(db, [Retry(claimed, error, delay, max_attempts)])[0])
+
+
+@dataclass(frozen=True)
+class Retry:
+    claimed: Claimed
+    error: str
+    delay: float
+    max_attempts: int
+
+
+def apply(db: Database, ops: Sequence[tuple[Claimed, Finished] | Retry]) -> list[bool]:
+    """Results (finishes and retries) of many URLs in one transaction, a crawler's group commit: each
+    URL's result is stored whole, or (the transaction failing) not at all, and its lease then runs out.
+
+    A finish returns True when stored; a retry, True when the URL will be tried again.  Results for URLs
+    no longer leased (another crawler took them after our lease ran out) are dropped: theirs stand."""
+    if not ops:
+        return []
+    now = utcnow()
     with db.session() as session:
+        ids = [op.claimed.id if isinstance(op, Retry) else op[0].id for op in ops]
+        leased = set(
+            session.scalars(
+                select(CrawlUrl.id).where(CrawlUrl.id.in_(ids), CrawlUrl.state == CrawlState.LEASED)
+            ).all()
+        )
+        updates: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
+        hits: list[dict[str, Any]] = []
+        sites: dict[str, list[int]] = {}  # site -> [pages, media, since_match delta, matches]
+        matched_sites: set[str] = set()
+        out: list[bool] = []
+        for op in ops:
+            if isinstance(op, Retry):
+                again = op.claimed.attempts < op.max_attempts
+                if op.claimed.id in leased:
+                    leased.discard(op.claimed.id)
+                    updates.append({
+                        "id": op.claimed.id,
+                        "state": CrawlState.QUEUED if again else CrawlState.FAILED,
+                        "next_at": now + dt.timedelta(seconds=op.delay),
+                        "leased_until": None,
+                        "error": op.error[:2000],
+                        "fetched_at": None if again else now,
+                    })  # fmt: skip
+                out.append(again)
+                continue
+            claimed, result = op
+            if claimed.id not in leased:
+                out.append(False)
+                continue
+            leased.discard(claimed.id)
+            updates.append({
+                "id": claimed.id,
+                "state": result.state,
+                "status": result.status,
+                "kind": result.kind,
+                "final_url": result.final_url,
+                "size": result.size,
+                "error": result.error[:2000],
+                "fetched_at": now,
+                "leased_until": None,
+                "matched": bool(result.hits),
+            })  # fmt: skip
+            found += [_row(url, hint, depth, claimed.id) for url, hint, depth in result.found]
+            hits += [{**h, "url_id": claimed.id} for h in result.hits]
+            if result.state is CrawlState.DONE and result.kind in ("page", "media"):
+                page = result.kind == "page"
+                counts = sites.setdefault(claimed.site, [0, 0, 0, 0])
+                counts[0 if page else 1] += 1
+                counts[2] += 1 if page else 0
+                if result.hits:
+                    target = sites.setdefault(result.page_site or claimed.site, [0, 0, 0, 0])
+                    target[3] += len(result.hits)
+                    matched_sites.add(result.page_site or claimed.site)
+            out.append(True)
+        if updates:
+            session.execute(update(CrawlUrl), updates)  # one statement per row kind, executed as a batch
+        _add_rows(session, found)
+        insert = _insert(session)
+        for start in range(0, len(hits), INSERT_BATCH):
+            session.execute(
+                insert(CrawlHit)
+                .values(hits[start : start + INSERT_BATCH])
+                .on_conflict_do_nothing(index_elements=["url_id", "bank", "item_id"])
+            )
+        if sites:
+            _count_sites(session, sites, matched_sites)
+        return out
+
+
+def _count_sites(session: Session, sites: dict[str, list[int]], matched: set[str]) -> None:
+    insert = _insert(session)
+    session.execute(
+        insert(CrawlSite)
+        .values([{"site": s, "pages": 0, "media": 0, "matches": 0, "since_match": 0} for s in sites])
+        .on_conflict_do_nothing(index_elements=["site"])
+    )
+    for site, (pages, media, since, matches) in sites.items():
         session.execute(
-            update(CrawlUrl)
-            .where(CrawlUrl.id == claimed.id, CrawlUrl.state == CrawlState.LEASED)
+            update(CrawlSite)
+            .where(CrawlSite.site == site)
             .values(
-                state=CrawlState.QUEUED if again else CrawlState.FAILED,
-                next_at=utcnow() + dt.timedelta(seconds=delay),
-                leased_until=None,
-                error=error[:2000],
-                fetched_at=None if again else utcnow(),
+                pages=CrawlSite.pages + pages,
+                media=CrawlSite.media + media,
+                matches=CrawlSite.matches + matches,
+                # a match in this batch resets the site's patience (pages after it are not known apart)
+                since_match=0 if site in matched else CrawlSite.since_match + since,
             )
         )
-    return again
 
 
 def site_counts(db: Database, site: str) -> CrawlSite | None:
