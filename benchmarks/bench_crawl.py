@@ -53,7 +53,8 @@ def serve(port_queue: multiprocessing.Queue, sites: int, per_page: int) -> None:
         n = int(path[2:] or 0) if path.startswith("/p") else 0
         links = "".join(f"<a href='/p{5 * n + k}'>page {5 * n + k}</a> " for k in range(1, 6))
         imgs = "".join(f"<img src='/img/{n * per_page + k}.jpg' alt=''>" for k in range(per_page))
-        html = f"<!doctype html><html><head><title>page {n}</title></head><body><h1>{n}</h1>{links}{imgs}</body></html>"
+        head = f"<!doctype html><html><head><title>page {n}</title></head>"
+        html = f"{head}<body><h1>{n}</h1>{links}{imgs}</body></html>"
         return html.encode(), "text/html; charset=utf-8"
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -95,6 +96,50 @@ def rss_mb() -> float:
     return 0.0
 
 
+def _crawl_process(url: str, config: CrawlConfig, duration: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    db = open_database(url, migrate=False)
+    crawler = Crawler(db, Matcher.load(db), config)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(duration, stop.set)
+        await crawler.run(stop=stop, idle_exit=False)
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    asyncio.run(run())
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    s = crawler.stats
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    out.put({"pages": s.pages, "media": s.media, "fetched": s.fetched, "hits": s.hits, "seconds": s.seconds,
+             "cpu": cpu, "rss": rss_mb()})  # fmt: skip
+
+
+def run_processes(args: argparse.Namespace, url: str, config: CrawlConfig) -> None:
+    results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    procs = [
+        multiprocessing.Process(target=_crawl_process, args=(url, config, args.duration, results))
+        for _ in range(args.processes)
+    ]
+    for proc in procs:
+        proc.start()
+    got = [results.get(timeout=args.duration + 120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    seconds = max(g["seconds"] for g in got)
+    pages, media = sum(g["pages"] for g in got), sum(g["media"] for g in got)
+    summary = {
+        "processes": args.processes,
+        "pages_per_s": round(pages / seconds, 1),
+        "media_per_s": round(media / seconds, 1),
+        "urls_per_s": round((pages + media) / seconds, 1),
+        "crawler_cores": round(sum(g["cpu"] for g in got) / seconds, 2),
+        "rss_mb_each": [round(g["rss"], 1) for g in got],
+        "seconds": round(seconds, 1),
+    }
+    print(json.dumps(summary))
+    print(f"{args.processes} processes: {pages / seconds:.1f} pages/s, {media / seconds:.1f} media/s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sites", type=int, default=20)
@@ -104,6 +149,7 @@ def main() -> None:
     p.add_argument("--per-host", type=int, default=8)
     p.add_argument("--frontier", type=int, default=0, help="pre-fill the frontier with this many URLs")
     p.add_argument("--db", default=None)
+    p.add_argument("--processes", type=int, default=1, help="crawler processes sharing the frontier")
     args = p.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-crawl-"))
@@ -144,6 +190,10 @@ def main() -> None:
         policy=AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),)),
         resolve=HostsResolver(names),
     )
+    if args.processes > 1:
+        run_processes(args, db.url, config)
+        web.kill()
+        return
     crawler = Crawler(db, matcher, config)
     rss_start = rss_mb()
     stop = asyncio.Event()
