@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from childshield.media.decode import Picture
 from childshield.signals import pdq, pdq_reduced
-from childshield.signals._pdq_numpy import jarosz_window
+from childshield.signals._pdq_numpy import dct_matrix, jarosz_window
 from childshield.signals.pdq_picture import luma
 
 F32 = npt.NDArray[np.float32]
@@ -224,6 +224,80 @@ def sample_grids(plane: F32, factor: int, *, mirrored: bool = True) -> F32:
 def _hash_grid(grid: F32) -> tuple[F32, int]:
     """DCT block and quality of one 64x64 sample grid (PDQ skips its filter on 64x64)."""
     return pdq.dct16(np.ascontiguousarray(grid, dtype=np.float32))
+
+
+Window = tuple[int, int]
+"""(first line, number of lines) of a window on one axis of a plane."""
+
+
+def _window_bands(windows: Sequence[Window], factor: int, length: int) -> tuple[Band, ...]:
+    """The bands of each window's 64 samples, window after window, moved to where the window starts on
+    an axis of ``length`` lines."""
+    bands: list[Band] = []
+    for index, (start, lines) in enumerate(windows):
+        if start < 0 or lines < 1 or start + lines > length:
+            raise ValueError(f"window of {lines} lines at {start} is not within {length} lines")
+        for first, lo, hi, weights in _axis_bands(lines, factor, False):
+            bands.append((first + 64 * index, lo + start, hi + start, weights))
+    return tuple(bands)
+
+
+def window_grids(
+    plane: F32,
+    factor: int,
+    row_windows: Sequence[Window],
+    col_windows: Sequence[Window],
+    *,
+    out: F32 | None = None,
+) -> F32:
+    """PDQ's 64x64 samples of every window of a plane of ``factor``-pixel block averages.
+
+    Returns (row windows, column windows, 64, 64), written into ``out`` when given: grid ``[i, j]`` is
+    ``sample_grids`` (unmirrored) of ``plane[r : r + n, c : c + m]`` for the ``i``-th row window
+    ``(r, n)`` and the ``j``-th column window ``(c, m)``, up to float rounding.  A window of the plane is
+    the plane of a cropped picture, so this hashes many crops at once: the rows are weighed once for all
+    column windows, the columns once for all row windows."""
+    rows, cols = plane.shape
+    data = np.asarray(plane, dtype=np.float32)
+    by_rows = _weigh_lines(data, _window_bands(row_windows, factor, rows), 64 * len(row_windows))
+    by_cols = _weigh_lines(
+        np.ascontiguousarray(by_rows.T), _window_bands(col_windows, factor, cols), 64 * len(col_windows)
+    )
+    # by_cols[64 j + v, 64 i + u] is sample (u, v) of the window (i, j).
+    grids = by_cols.reshape(len(col_windows), 64, len(row_windows), 64).transpose(2, 0, 3, 1)
+    if out is None:
+        made: F32 = np.ascontiguousarray(grids)
+        return made
+    out[...] = grids
+    return out
+
+
+def grid_hexes(grids: F32) -> tuple[list[str], npt.NDArray[np.float64]]:
+    """PDQ hex of each of a stack of 64x64 sample grids (n, 64, 64), as ``_hash_grid`` and
+    ``pdq.bits_from_dct`` give one by one (up to float rounding), and the margin of each.
+
+    A hash's bits are the coefficients above the median, so they only change when coefficients cross
+    it: the margin is the gap between the 128th and the 129th smallest coefficient, over the grid's
+    norm (the scale of float rounding in computing them).  Moving each coefficient by less than half
+    the margin (times the norm) keeps every bit.  The quality is not computed.
+
+    The DCT of all grids is two matrix products: ``grid . D^T`` for all of them stacked, then ``D``
+    times all the results side by side."""
+    count = grids.shape[0]
+    if grids.shape[1:] != (64, 64):
+        raise ValueError(f"grids must be (n, 64, 64), got {grids.shape}")
+    d = dct_matrix()
+    data = np.ascontiguousarray(grids, dtype=np.float32)
+    right = (data.reshape(count * 64, 64) @ d.T).reshape(count, 64, 16)  # grid . D^T
+    side_by_side = np.ascontiguousarray(right.transpose(1, 0, 2)).reshape(64, count * 16)
+    blocks = (d @ side_by_side).reshape(16, count, 16).transpose(1, 0, 2).reshape(count, 256)
+    # As pdq.bits_from_dct and pdq.hex_from_bits: above the lower median, bit k weighs 2**k.
+    middle = np.sort(blocks, axis=1)[:, 127:129].astype(np.float64)  # faster than a partition here
+    packed = np.packbits(blocks[:, ::-1] > middle[:, :1], axis=1)
+    flat = data.reshape(count, 4096)
+    norms = np.sqrt(np.einsum("ij,ij->i", flat, flat).astype(np.float64))  # a scale: float32 will do
+    margins: npt.NDArray[np.float64] = (middle[:, 1] - middle[:, 0]) / np.maximum(norms, 1e-30)
+    return [row.tobytes().hex() for row in packed], margins
 
 
 def turned_variants(plane: F32, factor: int) -> dict[str, tuple[str, int]]:
