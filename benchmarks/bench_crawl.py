@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -193,6 +194,9 @@ def main() -> None:
     if args.processes > 1:
         run_processes(args, db.url, config)
         web.kill()
+        db.close()
+        if not args.db:
+            shutil.rmtree(folder, ignore_errors=True)
         return
     crawler = Crawler(db, matcher, config)
     rss_start = rss_mb()
@@ -241,6 +245,9 @@ def main() -> None:
         else None,
         "cpus": os.cpu_count(),
     }
+    db.close()
+    if not args.db:
+        shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(out))
     print(
         f"{out['pages_per_s']} pages/s, {out['media_per_s']} media/s ({out['urls_per_s']} URLs/s) over "

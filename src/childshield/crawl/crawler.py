@@ -162,7 +162,7 @@ class Crawler:
                     if running:
                         await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                         continue
-                    if idle_exit and await self._db(frontier.pending, self.db) == 0:
+                    if idle_exit and not await self._db(frontier.has_work, self.db):
                         break
                     await asyncio.sleep(0.2)  # work is only leased elsewhere, or not yet due
                     continue

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -92,6 +92,7 @@ def _row(
         "site": site_of(url)[:255],
         "depth": depth,
         "hint": hint,
+        "priority": 0 if hint == "media" else 1,
         "seed": seed,
         "parent_id": parent,
         "source": source[:200],
@@ -117,28 +118,30 @@ def _add_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def claim(db: Database, limit: int, lease: dt.timedelta, *, now: dt.datetime | None = None) -> list[Claimed]:
-    """Lease up to ``limit`` due URLs (media first, then shallowest; expired leases count as due)."""
+    """Lease up to ``limit`` due URLs: expired leases first (a crawler died holding them), then queued
+    ones by priority (media before pages), depth and age, each read off an index in order."""
     now = now or utcnow()
-    due = or_(
-        and_(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.next_at <= now),
-        and_(CrawlUrl.state == CrawlState.LEASED, CrawlUrl.leased_until < now),
-    )
+    expired = and_(CrawlUrl.state == CrawlState.LEASED, CrawlUrl.leased_until < now)
+    queued = and_(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.next_at <= now)
     with db.session() as session:
-        # Media first (a page's images are checked before more pages are opened: patience counts on
-        # them), then the shallowest, then the oldest.
-        media_first = case((CrawlUrl.hint == "media", 0), else_=1)
-        pick = select(CrawlUrl.id).where(due).order_by(media_first, CrawlUrl.depth, CrawlUrl.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            # Lock the picked rows first (other crawlers skip them); PostgreSQL does not keep a LIMIT
-            # inside an UPDATE's IN (...) to the rows it locks.
-            chosen: Any = list(session.scalars(pick.with_for_update(skip_locked=True)).all())
-            if not chosen:
-                return []
-        else:  # SQLite: one statement under the database's write lock
-            chosen = pick.scalar_subquery()
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if not postgres:  # take SQLite's write lock before reading, so another writer cannot slip in between
+            session.execute(text("UPDATE crawl_urls SET state = state WHERE 0"))
+
+        def pick(condition: Any, order: Sequence[Any], room: int) -> list[int]:
+            query = select(CrawlUrl.id).where(condition).order_by(*order).limit(room)
+            if postgres:  # other crawlers skip the rows we lock
+                query = query.with_for_update(skip_locked=True)
+            return list(session.scalars(query).all())
+
+        chosen = pick(expired, [CrawlUrl.leased_until], limit)
+        if len(chosen) < limit:
+            chosen += pick(queued, [CrawlUrl.priority, CrawlUrl.depth, CrawlUrl.id], limit - len(chosen))
+        if not chosen:
+            return []
         rows = session.execute(
             update(CrawlUrl)
-            .where(CrawlUrl.id.in_(chosen), due)
+            .where(CrawlUrl.id.in_(chosen), or_(expired, queued))
             .values(state=CrawlState.LEASED, leased_until=now + lease, attempts=CrawlUrl.attempts + 1)
             .returning(
                 CrawlUrl.id,
@@ -301,17 +304,13 @@ def status(db: Database) -> dict[str, Any]:
     }
 
 
-def pending(db: Database) -> int:
-    """URLs queued or leased (work left, including other crawlers' leases)."""
+def has_work(db: Database) -> bool:
+    """Any URL queued or leased (work left, including other crawlers' leases)?"""
     with db.session() as session:
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(CrawlUrl)
-                .where(CrawlUrl.state.in_([CrawlState.QUEUED, CrawlState.LEASED]))
-            )
-            or 0
+        found = session.scalar(
+            select(CrawlUrl.id).where(CrawlUrl.state.in_([CrawlState.QUEUED, CrawlState.LEASED])).limit(1)
         )
+        return found is not None
 
 
 def hit_rows(db: Database, *, after: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:

@@ -389,7 +389,8 @@ class CrawlUrl(Base):
 
     __tablename__ = "crawl_urls"
     __table_args__ = (
-        Index("ix_crawl_due", "state", "next_at"),
+        Index("ix_crawl_next", "state", "priority", "depth", "id"),
+        Index("ix_crawl_lease", "state", "leased_until"),
         Index("ix_crawl_site", "site"),
     )
 
@@ -403,6 +404,9 @@ class CrawlUrl(Base):
     """How it was found: ``page`` (a link or a reported URL) or ``media`` (an image source); what it is
     is decided by its content when fetched."""
     seed: Mapped[bool] = mapped_column(default=False)
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    """Claimed in this order: 0 for media (a page's images are checked before more pages are opened),
+    1 for pages; then the shallowest, then the oldest."""
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("crawl_urls.id", ondelete="SET NULL"), default=None
     )

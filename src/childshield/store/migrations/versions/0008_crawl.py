@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("depth", sa.Integer(), nullable=False),
         sa.Column("hint", sa.String(length=8), nullable=False),
         sa.Column("seed", sa.Boolean(), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("parent_id", sa.Integer(), nullable=True),
         sa.Column("source", sa.String(length=200), nullable=False),
         sa.Column("reporter_ref", sa.String(length=200), nullable=False),
@@ -49,7 +50,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("url_hash"),
     )
-    op.create_index("ix_crawl_due", "crawl_urls", ["state", "next_at"])
+    op.create_index("ix_crawl_next", "crawl_urls", ["state", "priority", "depth", "id"])
+    op.create_index("ix_crawl_lease", "crawl_urls", ["state", "leased_until"])
     op.create_index("ix_crawl_site", "crawl_urls", ["site"])
     op.create_table(
         "crawl_sites",
@@ -89,5 +91,6 @@ def downgrade() -> None:
     op.drop_table("crawl_hits")
     op.drop_table("crawl_sites")
     op.drop_index("ix_crawl_site", table_name="crawl_urls")
-    op.drop_index("ix_crawl_due", table_name="crawl_urls")
+    op.drop_index("ix_crawl_lease", table_name="crawl_urls")
+    op.drop_index("ix_crawl_next", table_name="crawl_urls")
     op.drop_table("crawl_urls")
