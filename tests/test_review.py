@@ -4,6 +4,7 @@ CSRF, blurred media and recorded reveals, consensus, escalation, the negative ba
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from childshield.audit.log import records, verify_chain
 from childshield.review.keys import Keyring
 from childshield.review.media import load, purge_expired
 from childshield.store.db import Database
-from childshield.store.models import KeptMedia, ReviewItem, WebhookDelivery
+from childshield.store.models import Decision, KeptMedia, ReviewItem, WebhookDelivery
 from childshield.testing.corpus import encode, generated_photo
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
@@ -405,3 +406,36 @@ def test_roles_see_only_what_they_may(
     assert decide(admin, csrf, item.id, "confirm", "A1") == 303
     assert reviewer.get("/review/items/999999").status_code == 404
     assert re.search(r"Pending \d+", reviewer.get("/review").text)
+
+
+def test_policy_per_classification(db: Database, tmp_path: Path, known: np.ndarray) -> None:
+    keys = people(db)
+    app = make_app(db, tmp_path)
+    client = browser(app)
+    admin = auth(keys["admin"])
+    policy = {"action": "review", "label_actions": {"A1": "block", "B2": "allow"}}
+    assert (
+        client.post("/v1/banks", json={"name": "labelled", "policy": policy}, headers=admin).status_code
+        == 201
+    )
+    bad = client.post(
+        "/v1/banks", json={"name": "bad", "policy": {"label_actions": {"A1": "burn"}}}, headers=admin
+    )
+    assert bad.status_code == 422 and "label_actions" in bad.text
+    uploads = {label: png(generated_photo(720 + k, 320, 240)) for k, label in enumerate(["A1", "B2", "none"])}
+    entries = [
+        {
+            "type": "sha256",
+            "value": hashlib.sha256(data).hexdigest(),
+            "labels": [] if label == "none" else [label],
+        }
+        for label, data in uploads.items()
+    ]
+    assert (
+        client.post("/v1/banks/labelled/signals", json={"signals": entries}, headers=admin).status_code == 200
+    )
+    decided = {label: scan(app, keys["service"], data)["decision"] for label, data in uploads.items()}
+    assert decided == {"A1": "block", "B2": "review", "none": "review"}  # at least the bank's action
+    with db.session() as session:
+        recorded = session.scalars(select(Decision.matches)).all()
+    assert any(m[0]["labels"] == ["A1"] for m in recorded)

@@ -141,7 +141,8 @@ PolicyOption = Annotated[
     list[str] | None,
     typer.Option(
         "--policy",
-        help="Policy setting KEY=VALUE (repeatable): flood_limit, flood_factor, flood_quarantine, ...",
+        help="Policy setting KEY=VALUE (repeatable): action, flood_limit, flood_quarantine, "
+        'label_actions={"A1": "block"}, ...',
     ),
 ]
 
@@ -163,6 +164,11 @@ def _policy(
             value = text.strip().lower() in ("true", "yes", "on")
         elif text.strip().lstrip("-").isdigit():
             value = int(text.strip())
+        elif text.strip().startswith("{"):  # a mapping, e.g. label_actions={"A1": "block"}
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise typer.BadParameter(f"{key.strip()}: not valid JSON: {text[:80]!r}") from None
         given[key.strip()] = value
     return {k: v for k, v in given.items() if v is not None}
 

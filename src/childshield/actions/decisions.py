@@ -53,7 +53,11 @@ def decide(matches: Sequence[Match], matcher: Matcher) -> str:
     strongest = 0
     for match in matches:
         policy = matcher.policies.get(match.bank_id)
-        strongest = max(strongest, ACTIONS.index(policy.action if policy is not None else "review"))
+        action = policy.action if policy is not None else "review"
+        for label in match.labels:  # per classification: at least what the bank says for this label
+            if policy is not None and label in policy.label_actions:
+                action = max(action, policy.label_actions[label], key=ACTIONS.index)
+        strongest = max(strongest, ACTIONS.index(action))
     return ACTIONS[strongest] if matches else "allow"
 
 
@@ -126,6 +130,7 @@ def _match(m: Match) -> dict[str, Any]:
         "distance": m.distance,
         "check": m.check or m.signal_type,
         "variant": m.variant or None,
+        "labels": list(m.labels),
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from childshield.banks.errors import InvalidBankSetting
@@ -41,6 +41,9 @@ class Policy:
     """Matches of one item within an hour from which a surge counts as a flood (0: never)."""
     flood_factor: int = 10
     """...when it is also this many times the item's usual hourly rate (over the past week)."""
+    label_actions: dict[str, str] = field(default_factory=dict)
+    """Actions by classification: a match of an entry labelled with a key (``{"A1": "block"}``) leads to
+    at least that action (the strongest applies; ``action`` for entries without such a label)."""
     flood_quarantine: bool = False
     """Dispute a flooding item at once (it stops matching until someone reviews it).  Off by default:
     whoever can upload copies of known material could otherwise switch its entry off."""
@@ -74,6 +77,16 @@ def validate_policy(values: Mapping[str, Any]) -> dict[str, Any]:
         elif key == "action":
             if value not in ACTIONS:
                 raise InvalidBankSetting(f"action must be one of {', '.join(ACTIONS)}, got {value!r}")
+        elif key == "label_actions":
+            if not isinstance(value, Mapping) or len(value) > 100:
+                raise InvalidBankSetting('label_actions must map labels to actions, e.g. {"A1": "block"}')
+            for label, action in value.items():
+                if not isinstance(label, str) or not 0 < len(label) <= 100 or action not in ACTIONS:
+                    raise InvalidBankSetting(
+                        f"label_actions: {str(label)[:40]!r} -> {str(action)[:40]!r}: "
+                        f"actions are {', '.join(ACTIONS)}"
+                    )
+            value = dict(value)
         elif key in _RANGES:
             low, high = _RANGES[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -60,6 +60,8 @@ class Match:
     ``matching.second_check``); empty when the signal itself matched (``as_dict`` names the signal)."""
     inliers: int = 0
     """For ``check == "orb"``: the local-feature matches that agreed on one transform."""
+    labels: tuple[str, ...] = ()
+    """The matched entry's labels (classifications from the hash list, e.g. ``A1``)."""
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -269,6 +271,7 @@ class Matcher:
                 bank_id=row.bank_id,
                 item_id=row.parent_id or row.id,
                 variant=row.variant or "",
+                labels=tuple(str(x) for x in (row.labels or ()) if isinstance(x, str)),
             )
             out[key].append(match)
         return out
@@ -299,6 +302,7 @@ _LIVE = (
         _ENTRIES.source_name,
         _ENTRIES.parent_id,
         _ENTRIES.variant,
+        _ENTRIES.labels,
         _ENTRIES.bank_id,
         _BANKS.name,
         _BANKS.kind,
