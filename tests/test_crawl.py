@@ -174,6 +174,24 @@ def test_bounds_depth_pages_and_patience(db: Database, pictures: dict[str, bytes
         assert len(web.requests("rich.test")) == 1 + 12 + 12  # matches kept it going to the end
 
 
+def test_no_cookies_and_a_clear_user_agent(db: Database, pictures: dict[str, bytes]) -> None:
+    sites = {
+        "jar.test": {
+            "/": Resource(b"<a href='/next'>n</a>", headers={"Set-Cookie": "session=abc; Path=/"}),
+            "/next": page("<a href='/last'>l</a>"),
+            "/last": page("end"),
+        }
+    }
+    with LocalWeb(sites) as web:
+        frontier.add(db, [web.url("jar.test")])
+        crawl(db, known_bank(db, pictures), config(web, per_host=1, concurrency=1))
+        seen = web.requests("jar.test")
+        assert [h.path for h in seen] == ["/", "/next", "/last"]
+        assert all(h.cookie == "" for h in seen) and all(
+            h.user_agent.startswith("childshield/") for h in seen
+        )
+
+
 def test_address_guard_refuses_loopback_by_default(db: Database, pictures: dict[str, bytes]) -> None:
     matcher = known_bank(db, pictures)
     with LocalWeb({"inside.test": {"/": page("hello")}}) as web:

@@ -26,6 +26,7 @@ import httpx
 from childshield.crawl import frontier
 from childshield.crawl.afetch import Answer, CrawlFetchError, fetch_answer
 from childshield.crawl.extract import extract
+from childshield.crawl.fetch import no_cookies
 from childshield.crawl.frontier import Claimed, Finished
 from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.crawl.politeness import HostGate
@@ -321,7 +322,9 @@ class _Clients:
     def get(self, host: str) -> httpx.AsyncClient:
         client = self._clients.pop(host, None)
         if client is None:
-            client = httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=self.limits)
+            client = httpx.AsyncClient(
+                follow_redirects=False, trust_env=False, limits=self.limits, cookies=no_cookies()
+            )
             if len(self._clients) >= self.max_hosts:  # close the least recently used
                 oldest = next(iter(self._clients))
                 task = asyncio.create_task(self._clients.pop(oldest).aclose())

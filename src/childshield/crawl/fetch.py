@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urljoin
 
 import httpx
@@ -38,7 +39,7 @@ def fetch(
 ) -> Fetched:
     """GET ``url``, following up to MAX_REDIRECTS redirects, each hop guarded.  Raises FetchError."""
     own = client is None
-    http = client or httpx.Client(follow_redirects=False, trust_env=False)
+    http = client or httpx.Client(follow_redirects=False, trust_env=False, cookies=no_cookies())
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     try:
@@ -100,6 +101,11 @@ def fetch(
     finally:
         if own:
             http.close()
+
+
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing: a fetch never sends a cookie a site set earlier."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:

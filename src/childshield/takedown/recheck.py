@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from childshield.audit.log import record
 from childshield.crawl.afetch import CrawlFetchError, fetch_answer
+from childshield.crawl.fetch import no_cookies
 from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import scan_bytes
@@ -55,7 +56,7 @@ async def recheck_due(
         session.expunge_all()
     out = RecheckResult()
     slots = asyncio.Semaphore(settings.concurrency)
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, cookies=no_cookies()) as client:
 
         async def one(item: TakedownItem) -> None:
             async with slots:

@@ -51,6 +51,9 @@ class Hit:
     site: str
     path: str
     at: float
+    cookie: str = ""
+    """The request's Cookie header (a crawler should never send one)."""
+    user_agent: str = ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -118,9 +121,9 @@ class LocalWeb:
                 h for h in self.log if (site is None or h.site == site) and (path is None or h.path == path)
             ]
 
-    def _answer(self, site: str, path: str) -> Resource | None:
+    def _answer(self, site: str, path: str, cookie: str = "", agent: str = "") -> Resource | None:
         with self._lock:
-            self.log.append(Hit(site, path, time.monotonic()))
+            self.log.append(Hit(site, path, time.monotonic(), cookie, agent))
             queued = self.once.get((site, path))
             if queued:
                 return queued.pop(0)
@@ -136,7 +139,9 @@ class LocalWeb:
                 pass
 
             def do_GET(self) -> None:
-                found = web._answer(site, self.path)
+                found = web._answer(
+                    site, self.path, self.headers.get("Cookie", ""), self.headers.get("User-Agent", "")
+                )
                 if found is None:
                     found = Resource(b"not found", "text/plain", 404)
                 if found.stall:
