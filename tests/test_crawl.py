@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +17,12 @@ from childshield.banks.entries import add_outcomes
 from childshield.crawl import frontier
 from childshield.crawl.crawler import CrawlConfig, Crawler
 from childshield.crawl.guard import AddressPolicy
+from childshield.crawl.unmatched import queue_unmatched
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import hash_bytes
 from childshield.matching.matcher import Matcher
 from childshield.store.db import Database
-from childshield.store.models import CrawlHit, CrawlState, CrawlUrl
+from childshield.store.models import CrawlHit, CrawlState, CrawlUrl, Decision, ReviewItem
 from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.web import LocalWeb, Resource, image, page, redirect, status
 
@@ -220,3 +222,45 @@ def test_hostile_html_never_stops_the_crawl() -> None:
         assert len(found.pages) + len(found.media) <= 5000
     assert extract("\x00<a href=/ok>", "http://site.test/").pages == ["http://site.test/ok"]
     assert np.all([True])
+
+
+def test_unmatched_media_next_to_known_material_goes_to_review(
+    db: Database, pictures: dict[str, bytes], tmp_path: Path
+) -> None:
+    from childshield.review.intake import Intake
+    from childshield.review.keys import Keyring
+    from childshield.review.media import load
+
+    sites = {
+        "mixed.test": {
+            "/": page("<a href='/p1'>1</a><a href='/p2'>2</a>"),
+            "/p1": page("<img src='/k.jpg'><img src='/new1.jpg'><img src='/new2.jpg'>"),
+            "/p2": page("<img src='/only-other.jpg'>"),  # no match on this page: not queued
+            "/k.jpg": image(pictures["known0"]),
+            "/new1.jpg": image(pictures["other0"]),
+            "/new2.jpg": image(pictures["other1"]),
+            "/only-other.jpg": image(pictures["other2"]),
+        }
+    }
+    matcher = known_bank(db, pictures)
+    keyring = Keyring.load(tmp_path / "media.keys")
+    intake = Intake(consensus=2, keyring=keyring)
+    with LocalWeb(sites) as web:
+        frontier.add(db, [web.url("mixed.test")])
+        crawl(db, matcher, config(web))
+        web.remove("mixed.test", "/new2.jpg")  # gone by the time of the pass
+        result = asyncio.run(queue_unmatched(db, matcher, intake, policy=LOOPBACK, resolve=web.resolver))
+        assert (result.queued, result.gone) == (1, 1)
+        again = asyncio.run(queue_unmatched(db, matcher, intake, policy=LOOPBACK, resolve=web.resolver))
+        assert again.queued == 0
+    with db.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        decision = session.get_one(Decision, item.decision_id)
+        assert decision.decision == "review" and decision.matches == [] and decision.source == "crawl"
+        assert decision.context == {
+            "reason": "unmatched media on a page where known material was found",
+            "page_url": web.url("mixed.test", "/p1"),
+            "media_url": web.url("mixed.test", "/new1.jpg"),
+        }
+        media_id = item.media_id
+    assert load(db, keyring, media_id) == pictures["other0"]

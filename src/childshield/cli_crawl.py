@@ -172,3 +172,46 @@ def crawl_hits(db: DbOption = None) -> None:
     with _database(db) as database:
         for row in hit_rows(database):
             sys.stdout.write(json.dumps(row) + "\n")
+
+
+@crawl_app.command("review-unmatched")
+def crawl_review_unmatched(
+    allow: Annotated[
+        str, typer.Option(help="Networks allowed although not public (CIDRs, comma-separated).")
+    ] = "",
+    resolve: Annotated[
+        list[str] | None,
+        typer.Option("--resolve", help="Pin HOST=ADDRESS (repeatable), like curl's --resolve."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per fetch.")] = 20.0,
+    db: DbOption = None,
+) -> None:
+    """Queue for human review the images that matched nothing but were on pages where known material
+    was found (fetched again, kept sealed like uploads; each URL once).  Review settings: docs/review.md."""
+    from pathlib import Path as _Path
+
+    from childshield.crawl.guard import AddressPolicy
+    from childshield.crawl.unmatched import queue_unmatched
+    from childshield.matching.matcher import Matcher
+    from childshield.review.keys import Keyring
+    from childshield.web.settings import ServiceSettings
+
+    conf = ServiceSettings()
+    keyring = (
+        Keyring.load(_Path(conf.media_key_file) if conf.media_key_file else None) if conf.keep_media else None
+    )
+    with _database(db) as database:
+        result = asyncio.run(
+            queue_unmatched(
+                database,
+                Matcher.load(database),
+                conf.intake(keyring),
+                policy=AddressPolicy.from_text(allow),
+                resolve=_resolver(list(resolve or [])),
+                timeout=timeout,
+            )
+        )
+    err.print(
+        f"queued {result.queued} for review ({result.already} already queued, {result.gone} gone, "
+        f"{result.matched_now} match now)"
+    )

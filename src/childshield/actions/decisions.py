@@ -74,6 +74,7 @@ def record_decision(
     source: str = "api",
     webhook_url: str | None = None,
     then: Callable[[Session, Decision], None] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> int:
     """Store a decision (and its policy version, once) and, with ``webhook_url``, its webhook delivery in
     the same transaction; returns its id."""
@@ -95,6 +96,7 @@ def record_decision(
             sha256=sha256,
             pdq=pdq,
             matches=[_match(m) for m in matches],
+            context=context,
         )
         session.add(row)
         session.flush()

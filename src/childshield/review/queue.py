@@ -85,6 +85,8 @@ class ItemView:
     """The viewer may give a verdict now."""
     ruling: bool
     """The viewer's verdict would be a senior ruling."""
+    context: dict[str, Any] = field(default_factory=dict)
+    """Where it came from when not an upload (the crawler: page and media URLs, and why it is here)."""
     votes: list[VoteView] = field(default_factory=list)
     """Other reviewers' verdicts: shown only once settled, or to a senior ruling on an escalation."""
 
@@ -172,6 +174,7 @@ def _view(session: Session, who: Principal, row: ReviewItem) -> ItemView:
         pdq=decision.pdq,
         policy_version=decision.policy_version,
         matches=list(decision.matches or []),
+        context=dict(decision.context or {}),
         reviews_done=len(votes),
         may_review=may,
         ruling=ruling and may,

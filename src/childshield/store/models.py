@@ -248,6 +248,8 @@ class Decision(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     pdq: Mapped[str | None] = mapped_column(String(64), default=None)
     matches: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Where the content came from when not from an upload (e.g. the crawler's page and media URLs)."""
 
 
 class WebhookDelivery(Base):

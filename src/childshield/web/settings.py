@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 
+from childshield.review.intake import Intake
+from childshield.review.keys import Keyring
 from childshield.review.queue import DEFAULT_CLASSIFICATIONS
 
 DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
@@ -80,3 +83,12 @@ class ServiceSettings:
     break_every_items: int = 25
     break_every_minutes: float = 50.0
     """Offer a break after this many items or this long since the last one, whichever comes first."""
+
+    def intake(self, keyring: Keyring | None) -> Intake:
+        """How content goes into the review queue under these settings."""
+        return Intake(
+            consensus=self.consensus,
+            keep_media=self.keep_media,
+            retention=dt.timedelta(hours=self.media_retention_hours),
+            keyring=keyring,
+        )

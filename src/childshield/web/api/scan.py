@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
@@ -20,11 +17,9 @@ from childshield.crawl.guard import AddressPolicy
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
+from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
-from childshield.review.media import keep
-from childshield.review.queue import enqueue
 from childshield.store.db import Database
-from childshield.store.models import Decision
 from childshield.web.api.schemas import (
     LookupIn,
     LookupOut,
@@ -69,21 +64,6 @@ async def _body(request: Request, limit: int) -> bytes:
     if not data:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty upload")
     return data
-
-
-def review_intake(
-    conf: ServiceSettings, keyring: Keyring | None, data: bytes
-) -> Callable[[Session, Decision], None]:
-    """Queue a decision's content for review, with its media sealed when media is kept."""
-
-    def intake(session: Session, decision: Decision) -> None:
-        media_id = None
-        if conf.keep_media and keyring is not None:
-            retention = dt.timedelta(hours=conf.media_retention_hours)
-            media_id = keep(session, keyring, decision.content_id, data, retention)
-        enqueue(session, decision.id, decision.content_id, conf.consensus, media_id)
-
-    return intake
 
 
 def _scan(m: Matcher, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
@@ -175,7 +155,7 @@ async def _scan_and_record(
     h = result.hashes
     content_id = uuid.uuid4().hex
     if policy is not None:  # matched: the decision is recorded (and its webhook queued) before we answer
-        intake = review_intake(conf, keyring, data) if action in conf.review_actions else None
+        intake = review_intake(conf.intake(keyring), data) if action in conf.review_actions else None
         await run_in_threadpool(
             lambda: record_decision(
                 db,

@@ -21,6 +21,7 @@ def _at(name: str, nullable: bool = False) -> "sa.Column[dt.datetime]":
 
 
 def upgrade() -> None:
+    op.add_column("decisions", sa.Column("context", sa.JSON(), nullable=True))
     op.create_table(
         "kept_media",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -98,6 +99,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("decisions", "context")
     op.drop_table("web_sessions")
     op.drop_index("ix_reveals_item_session", table_name="reveals")
     op.drop_table("reveals")
