@@ -9,7 +9,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.console import Console
 from childshield.cli_bank import DbOption, _database
 
 if TYPE_CHECKING:
-    from childshield.crawl.crawler import Crawler, CrawlStats
+    from childshield.crawl.crawler import CrawlConfig, Crawler, CrawlStats
     from childshield.crawl.guard import HostsResolver
 
 crawl_app = typer.Typer(help="Crawl reported URLs for known material (hotline work).", no_args_is_help=True)
@@ -96,6 +96,9 @@ def crawl_run(
         float,
         typer.Option(min=1, help="Seconds a claimed URL is ours; a crawler that dies frees it after this."),
     ] = 120.0,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Crawler processes sharing the frontier (one core each).")
+    ] = 1,
     db: DbOption = None,
 ) -> None:
     """Work the frontier until it is empty; Ctrl-C (or SIGTERM) stops after the URLs in flight.  A crawl
@@ -121,9 +124,12 @@ def crawl_run(
         lease=dt.timedelta(seconds=lease),
         resolve=_resolver(list(resolve or [])),
     )
-    with _database(db) as database:
-        crawler = Crawler(database, Matcher.load(database), config)
-        stats = asyncio.run(_run(crawler, max_urls))
+    if processes > 1:
+        stats = _run_processes(db, config, processes, max_urls)
+    else:
+        with _database(db) as database:
+            crawler = Crawler(database, Matcher.load(database), config)
+            stats = asyncio.run(_run(crawler, max_urls))
     err.print(
         f"fetched {stats.fetched} ({stats.pages} pages, {stats.media} media) in {stats.seconds:.1f} s: "
         f"{stats.hits} media matched, {stats.failed} failed, {stats.retried} to retry, "
@@ -131,14 +137,56 @@ def crawl_run(
     )
 
 
-async def _run(crawler: Crawler, max_urls: int | None) -> CrawlStats:
+def _worker(url: str | None, config: CrawlConfig, max_urls: int | None, out: Any) -> None:
+    """One crawler process (the frontier's leases keep processes off each other's URLs)."""
+    from childshield.crawl.crawler import Crawler
+    from childshield.matching.matcher import Matcher
+    from childshield.store.db import open_database
+
+    db = open_database(url, migrate=False)
+    try:
+        out.put(asyncio.run(_run(Crawler(db, Matcher.load(db), config), max_urls, progress=False)))
+    finally:
+        db.close()
+
+
+def _run_processes(db: str | None, config: CrawlConfig, processes: int, max_urls: int | None) -> CrawlStats:
+    import multiprocessing
+
+    from childshield.crawl.crawler import CrawlStats
+    from childshield.store.db import open_database
+
+    open_database(db).close()  # migrate once, before the processes start
+    spawn = multiprocessing.get_context("spawn")
+    results: Any = spawn.Queue()
+    share = None if max_urls is None else max(1, max_urls // processes)
+    children = [spawn.Process(target=_worker, args=(db, config, share, results)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    total = CrawlStats()
+    got: list[CrawlStats] = []
+    while len(got) < len(children):
+        try:
+            got.append(results.get())
+        except KeyboardInterrupt:  # the children got it too: they stop after the URLs in flight
+            continue
+    for child in children:
+        child.join()
+    for one in got:
+        for name in ("fetched", "pages", "media", "hits", "failed", "retried", "skipped"):
+            setattr(total, name, getattr(total, name) + getattr(one, name))
+        total.seconds = max(total.seconds, one.seconds)
+    return total
+
+
+async def _run(crawler: Crawler, max_urls: int | None, *, progress: bool = True) -> CrawlStats:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    show = err.is_terminal
+    show = progress and err.is_terminal
 
-    async def progress() -> None:
+    async def ticking() -> None:
         with err.status("crawling") as status:
             while True:
                 s = crawler.stats
@@ -147,7 +195,7 @@ async def _run(crawler: Crawler, max_urls: int | None) -> CrawlStats:
                 )
                 await asyncio.sleep(0.5)
 
-    ticker = asyncio.create_task(progress()) if show else None
+    ticker = asyncio.create_task(ticking()) if show else None
     try:
         return await crawler.run(max_urls=max_urls, stop=stop)
     finally:
