@@ -24,6 +24,14 @@ crawl_app = typer.Typer(help="Crawl reported URLs for known material (hotline wo
 err = Console(stderr=True)
 
 
+AllowOption = Annotated[
+    str, typer.Option(help="Networks allowed although not public (CIDRs, comma-separated).")
+]
+ResolveOption = Annotated[
+    list[str] | None, typer.Option("--resolve", help="Pin HOST=ADDRESS (repeatable), like curl's --resolve.")
+]
+
+
 @crawl_app.command("add")
 def crawl_add(
     urls: Annotated[list[str] | None, typer.Argument(help="Reported URLs.")] = None,
@@ -72,13 +80,8 @@ def _resolver(pins: list[str]) -> HostsResolver | None:
 
 @crawl_app.command("run")
 def crawl_run(
-    allow: Annotated[
-        str, typer.Option(help="Networks allowed although not public (CIDRs, comma-separated).")
-    ] = "",
-    resolve: Annotated[
-        list[str] | None,
-        typer.Option("--resolve", help="Pin HOST=ADDRESS (repeatable), like curl's --resolve."),
-    ] = None,
+    allow: AllowOption = "",
+    resolve: ResolveOption = None,
     max_depth: Annotated[int, typer.Option(min=0, help="Clicks from a reported page.")] = 3,
     patience: Annotated[
         int, typer.Option(min=1, help="Pages in a row without a match before a site is left.")
@@ -224,13 +227,8 @@ def crawl_hits(db: DbOption = None) -> None:
 
 @crawl_app.command("review-unmatched")
 def crawl_review_unmatched(
-    allow: Annotated[
-        str, typer.Option(help="Networks allowed although not public (CIDRs, comma-separated).")
-    ] = "",
-    resolve: Annotated[
-        list[str] | None,
-        typer.Option("--resolve", help="Pin HOST=ADDRESS (repeatable), like curl's --resolve."),
-    ] = None,
+    allow: AllowOption = "",
+    resolve: ResolveOption = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per fetch.")] = 20.0,
     db: DbOption = None,
 ) -> None:

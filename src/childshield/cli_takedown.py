@@ -16,14 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from childshield.cli_bank import DbOption, _database
-from childshield.cli_crawl import _resolver
+from childshield.cli_crawl import AllowOption, ResolveOption, _resolver
 
 takedown_app = typer.Typer(
     help="Notice and takedown: providers, notices, re-checks, removal figures.", no_args_is_help=True
 )
 err = Console(stderr=True)
-Allow = Annotated[str, typer.Option(help="Networks re-checks may reach although not public (CIDRs).")]
-Resolve = Annotated[list[str] | None, typer.Option("--resolve", help="Pin HOST=ADDRESS (repeatable).")]
 
 
 @takedown_app.command("run")
@@ -35,8 +33,8 @@ def takedown_run(
     recheck_hours: Annotated[
         float, typer.Option(min=0.001, help="Hours between re-checks of an item.")
     ] = 1.0,
-    allow: Allow = "",
-    resolve: Resolve = None,
+    allow: AllowOption = "",
+    resolve: ResolveOption = None,
     db: DbOption = None,
 ) -> None:
     """Follow new hits (RDAP lookups), write the notices due, send them, and re-check what is online.
