@@ -59,6 +59,23 @@ class Mailbox:
         self.encrypted: list[bool] = []
         self.delay = delay
         self._lock = threading.Lock()
+        self.refuse_rcpt: set[str] = set()
+        """Recipients answered 550 (a dead abuse address)."""
+        self.refuse_sender = False
+        """Answer 550 to MAIL FROM (our own setup is wrong)."""
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.refuse_sender:
+            return "550 sender not allowed"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse_rcpt:
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from childshield.banks import create_bank
@@ -264,3 +266,76 @@ def test_unmatched_media_next_to_known_material_goes_to_review(
         }
         media_id = item.media_id
     assert load(db, keyring, media_id) == pictures["other0"]
+
+
+@given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_url_normalisation_is_stable(tail: str) -> None:
+    from childshield.crawl.urls import BadUrl, normalize
+
+    try:
+        once = normalize("http://site.test/" + tail)
+    except BadUrl:
+        return
+    assert normalize(once) == once  # one spelling, whatever the input
+
+
+def test_url_normalisation_keeps_what_names_the_resource() -> None:
+    from childshield.crawl.urls import normalize
+
+    assert normalize("HTTP://Site.TEST:80/a%2Fb/%7euser?sig=ab%2Bcd&x=%26#frag") == (
+        "http://site.test/a%2Fb/~user?sig=ab%2Bcd&x=%26"
+    )
+    assert normalize("http://site.test/a%2541") == "http://site.test/a%2541"  # never decoded twice
+    assert normalize("http://site.test/100%") == "http://site.test/100%25"
+
+
+def test_extraction_of_cdn_srcsets_and_refresh_pages() -> None:
+    from childshield.crawl.extract import extract
+
+    found = extract(
+        "<img srcset='https://cdn.test/w_300,h_200/a.jpg 1x, https://cdn.test/w_600,h_400/a.jpg 2x'>"
+        "<img srcset='d.jpg 100w,e.jpg 200w'><meta http-equiv='Refresh' content='0; URL=/next'>",
+        "http://s.test/",
+    )
+    assert found.media == [
+        "https://cdn.test/w_300,h_200/a.jpg", "https://cdn.test/w_600,h_400/a.jpg",
+        "http://s.test/d.jpg", "http://s.test/e.jpg",
+    ]  # fmt: skip
+    assert found.pages == ["http://s.test/next"]
+
+
+def test_pages_in_odd_charsets_are_still_read(db: Database, pictures: dict[str, bytes]) -> None:
+    sites = {"odd.test": {"/": Resource(b"<img src='/k.jpg'>", "text/html; charset=idna"),
+                          "/k.jpg": image(pictures["known0"])}}  # fmt: skip
+    with LocalWeb(sites) as web:
+        frontier.add(db, [web.url("odd.test")])
+        crawl(db, known_bank(db, pictures), config(web))
+        assert {h.media_url for h in hits(db)} == {web.url("odd.test", "/k.jpg")}
+
+
+def test_a_stale_claim_cannot_overwrite_the_new_holder(db: Database) -> None:
+    import datetime as dt
+
+    from childshield.crawl.frontier import Finished, Retry, apply, claim
+
+    frontier.add(db, ["http://slow.test/m.jpg"])
+    first = claim(db, 1, dt.timedelta(seconds=0))[0]  # its lease is over at once
+    second = claim(db, 1, dt.timedelta(minutes=5))[0]  # another crawler takes the URL over
+    assert (first.id, first.attempts, second.attempts) == (second.id, 1, 2)
+    assert apply(db, [Retry(first, "timed out", 60, 1)]) == [False]  # gives up, but no longer holds it
+    hit = {"page_id": None, "media_url": "http://slow.test/m.jpg", "page_url": None, "host": "slow.test",
+           "ip": "192.0.2.1", "bank": "known", "entry_id": 1, "item_id": 1, "check": "md5", "distance": 0,
+           "sha256": "ab" * 32, "md5": "cd" * 16, "pdq": None}  # fmt: skip
+    assert apply(db, [(second, Finished(kind="media", status=200, hits=[hit]))]) == [True]
+    url = rows(db)["http://slow.test/m.jpg"]
+    assert url.state is CrawlState.DONE and url.matched and len(hits(db)) == 1
+
+
+def test_the_guard_sees_through_6to4_and_teredo() -> None:
+    from childshield.crawl.guard import BlockedAddress, check_ip
+
+    for address in ("2002:a00:1::", "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:3fff:fdd2"):
+        with pytest.raises(BlockedAddress):
+            check_ip(ipaddress.ip_address(address), AddressPolicy())
+    check_ip(ipaddress.ip_address("2002:808:808::1"), AddressPolicy())  # 8.8.8.8 inside: public

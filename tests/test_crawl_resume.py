@@ -75,7 +75,11 @@ def test_killed_crawls_resume_without_loss_or_duplicates(db: Database, seed: int
         assert kills >= 2, "the crawl finished before it could be killed: make it longer"
         # The last run finishes with two processes sharing the frontier.
         done = subprocess.run(
-            [*crawl_command(db, web), "--processes", "2"], env=env, capture_output=True, text=True, timeout=300
+            [*crawl_command(db, web), "--processes", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr
 

@@ -439,3 +439,35 @@ def test_policy_per_classification(db: Database, tmp_path: Path, known: np.ndarr
     with db.session() as session:
         recorded = session.scalars(select(Decision.matches)).all()
     assert any(m[0]["labels"] == ["A1"] for m in recorded)
+
+
+def test_seniors_see_escalations_first_and_unmatched_rejections_stay_out_of_the_negative_bank(
+    db: Database, service: tuple[FastAPI, dict[str, str]], known: np.ndarray
+) -> None:
+    from childshield.actions.decisions import record_decision, snapshot
+    from childshield.matching.matcher import Matcher
+    from childshield.review.intake import Intake, review_intake
+
+    app, keys = service
+    for quality in (70, 80, 90):
+        scan(app, keys["service"], encode(known, "JPEG", quality=quality))
+    record_decision(  # an item without a match, as the crawler queues unmatched media next to known material
+        db, content_id="crawl-test", decision="review", policy=snapshot(Matcher.load(db)), matches=[],
+        actor="crawler", sha256="ef" * 32, pdq="0" * 64, source="crawl",
+        then=review_intake(Intake(keyring=None, keep_media=False), b""), context={"page_url": "http://x.test/"},
+    )  # fmt: skip
+    queued = items(db)
+    r1, c1 = sign_in(app, "r1")
+    r2, c2 = sign_in(app, "r2")
+    assert decide(r1, c1, queued[2].id, "escalate") == 303
+    s1, _ = sign_in(app, "s1")
+    first_row = s1.get("/review").text.split("<tbody>")[1]
+    assert first_row.index(f"/review/items/{queued[2].id}") < first_row.index(f"/review/items/{queued[0].id}")
+    assert s1.get("/review?done=999999").status_code == 200
+    page = r1.get(f"/review/items/{queued[3].id}").text
+    assert "http://x.test/" in page and "None: this item matched nothing itself" in page
+    for client, csrf in ((r1, c1), (r2, c2)):
+        assert decide(client, csrf, queued[3].id, "reject") == 303
+    assert items(db)[3].state.value == "rejected"
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM banks WHERE name = 'false-matches'")).scalar_one() == 0

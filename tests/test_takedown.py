@@ -171,3 +171,67 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
         countries = {r["country"]: r for r in takedown_stats(db, by="country", now=T0 + 50 * 24 * H)}
         assert set(countries) == {"NL", "US", "DE", "all"} and countries["US"]["removed"] == 1
         rdap.close()
+
+
+def _one_item_per_provider(db: Database, count: int) -> None:
+    now = T0
+    with db.session() as session:
+        for k in range(count):
+            provider = Provider(key=f"ORG-{k}", name=f"P{k}", country="NL", abuse_email=f"abuse@p{k}.test")
+            session.add(provider)
+            session.flush()
+            session.add(
+                TakedownItem(
+                    url=f"http://p{k}.test/m.jpg", url_hash=f"{k:064x}", host=f"p{k}.test", ip="192.0.2.1",
+                    provider_id=provider.id, bank="known", item_id=1, sha256="ab" * 32, md5="cd" * 16,
+                    found_at=now, next_check_at=now,
+                )
+            )  # fmt: skip
+
+
+def test_smtp_refusals_fail_only_what_they_concern(db: Database, tmp_path: Path) -> None:
+    _one_item_per_provider(db, 3)
+    settings = NoticeSettings(from_addr="notices@hotline.test")
+    assert len(plan(db, settings, now=T0)) == 3
+    with SmtpServer(tmp_path) as smtp:
+        smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
+        smtp.mailbox.refuse_sender = True  # our side is wrong: nothing fails for good, the run stops
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0)) == 0
+        with db.session() as session:
+            states = sorted((n.state, n.attempts) for n in session.scalars(select(Notice)).all())
+        assert states == [("queued", 0), ("queued", 0), ("queued", 1)]
+        smtp.mailbox.refuse_sender = False
+        smtp.mailbox.refuse_rcpt = {"abuse@p0.test"}  # one dead address: only its notice fails
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0 + H)) == 2
+        assert sorted(m["To"] for m in smtp.mailbox.messages) == ["abuse@p1.test", "abuse@p2.test"]
+    with db.session() as session:
+        failed = session.scalars(select(Notice).where(Notice.state == "failed")).one()
+        assert failed.to_addr == "abuse@p0.test" and "recipient refused" in failed.last_error
+        item = session.scalars(select(TakedownItem).where(TakedownItem.url == "http://p0.test/m.jpg")).one()
+        assert item.notices == 0 and item.first_notice_at is None  # the failed notice was taken back
+    assert plan(db, settings, now=T0 + 2 * H) == []  # not again at once ...
+    assert (
+        len(plan(db, settings, now=T0 + 26 * H)) == 3
+    )  # ... but with the next round (a first notice for p0)
+
+
+def test_a_provider_missed_by_rdap_is_found_later(db: Database) -> None:
+    known = jpeg(777)
+    create_bank(db, "known")
+    add_outcomes(db, "known", [HashOutcome("k", result=hash_bytes(known))])
+    with LocalWeb({"late.test": {"/": page("<img src='/k.jpg'>"), "/k.jpg": image(known)}}) as web:
+        frontier.add(db, [web.url("late.test")])
+        asyncio.run(Crawler(db, Matcher.load(db), CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
+    with FakeRdap([]) as server:  # the registry does not know the address yet (or is down)
+        rdap = RdapClient(server.base)
+        assert follow_hits(db, rdap, now=T0) == 1
+        with db.session() as session:
+            assert session.scalars(select(TakedownItem.provider_id)).one() is None
+        server.networks.append(networks()[0])
+        follow_hits(db, rdap, now=T0 + 10 * dt.timedelta(minutes=1))  # failures are cached for an hour
+        with db.session() as session:
+            assert session.scalars(select(TakedownItem.provider_id)).one() is None
+        follow_hits(db, rdap, now=T0 + 2 * H)
+        with db.session() as session:
+            assert session.scalars(select(TakedownItem.provider_id)).one() is not None
+        rdap.close()

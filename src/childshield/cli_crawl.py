@@ -166,13 +166,21 @@ def _run_processes(db: str | None, config: CrawlConfig, processes: int, max_urls
     children = [spawn.Process(target=_worker, args=(db, config, share, results)) for _ in range(processes)]
     for child in children:
         child.start()
+    import queue as _queue
+
     total = CrawlStats()
     got: list[CrawlStats] = []
     while len(got) < len(children):
         try:
-            got.append(results.get())
+            got.append(results.get(timeout=1))
         except KeyboardInterrupt:  # the children got it too: they stop after the URLs in flight
             continue
+        except _queue.Empty:
+            dead = [c for c in children if not c.is_alive() and c.exitcode not in (0, None)]
+            if dead and len(got) + len(dead) >= len(children):
+                err.print(f"[red]{len(dead)} crawler process(es) failed[/] (exit {dead[0].exitcode}); "
+                          "what they had in flight is crawled again by the next run")  # fmt: skip
+                break
     for child in children:
         child.join()
     for one in got:

@@ -63,14 +63,19 @@ def takedown_run(
         rdap = RdapClient(rdap_base())
         try:
             while True:
-                followed = follow_hits(database, rdap)
-                planned = plan(database, notices)
-                sent = asyncio.run(send_due(database, notices, smtp))
-                checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
-                err.print(
-                    f"followed {followed} new, wrote {len(planned)} notices, sent {sent}; re-checked "
-                    f"{checked.checked}: {checked.removed} removed, {checked.still_online} still online"
-                )
+                try:
+                    followed = follow_hits(database, rdap)
+                    planned = plan(database, notices)
+                    sent = asyncio.run(send_due(database, notices, smtp))
+                    checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
+                    err.print(
+                        f"followed {followed} new, wrote {len(planned)} notices, sent {sent}; re-checked "
+                        f"{checked.checked}: {checked.removed} removed, {checked.still_online} still online"
+                    )
+                except Exception as exc:  # the database or a server away: say so, try again next round
+                    if once:
+                        raise
+                    err.print(f"[red]round failed:[/] {type(exc).__name__}: {str(exc)[:300]}")
                 if once or stop["now"]:
                     return
                 for _ in range(int(every * 10)):
@@ -147,9 +152,9 @@ def takedown_contact(
     db: DbOption = None,
 ) -> None:
     """Set the contact notices to a provider go to, over what RDAP says."""
-    from childshield.takedown.hosting import set_contact
+    from childshield.takedown.hosting import clean_address, set_contact
 
-    if email and ("@" not in email or any(c.isspace() for c in email)):
+    if email and not clean_address(email):
         raise typer.BadParameter("not an e-mail address", param_hint="EMAIL")
     with _database(db) as database:
         try:

@@ -164,6 +164,8 @@ def add_signals_in(
         )
         session.add(bank)
         session.flush()
+    elif create_negative and bank.kind is not BankKind.NEGATIVE:
+        raise BankError(f"{bank_name!r} is not a negative bank: false matches are not added to it")
     report = ImportReport()
     rows = [
         {"signal_type": kind, "signal": value, "source": source, "source_name": source_name}

@@ -76,11 +76,15 @@ async def fetch_answer(
     max_bytes: int,
     timeout: float,
     resolve: Resolver | None = None,
+    page_bytes: int | None = None,
 ) -> Answer:
     """GET ``url`` (following redirects, each hop guarded); the answer for any status.  Bodies of
-    non-200 answers are not read.  Raises :class:`CrawlFetchError`."""
+    non-200 answers are not read; ``text/*`` bodies are limited to ``page_bytes`` when given, others to
+    ``max_bytes``.  Raises :class:`CrawlFetchError`."""
     try:
-        return await asyncio.wait_for(_fetch(client, url, policy, max_bytes, timeout, resolve), timeout)
+        return await asyncio.wait_for(
+            _fetch(client, url, policy, max_bytes, timeout, resolve, page_bytes), timeout
+        )
     except TimeoutError:
         raise CrawlFetchError(f"timed out after {timeout:g} s", retry=True) from None
 
@@ -92,6 +96,7 @@ async def _fetch(
     max_bytes: int,
     timeout: float,
     resolve: Resolver | None,
+    page_bytes: int | None = None,
 ) -> Answer:
     seen: set[str] = set()
     current = url
@@ -125,6 +130,8 @@ async def _fetch(
             if response.status_code != 200:
                 wait = retry_after(response.headers.get("retry-after"))
                 return Answer(current, response.status_code, ctype, b"", wait, str(target.ip))
+            if page_bytes is not None and ctype.lower().startswith("text/"):
+                max_bytes = min(max_bytes, page_bytes)
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise CrawlFetchError(

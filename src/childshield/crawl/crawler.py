@@ -78,7 +78,7 @@ class CrawlStats:
 GROUP_COMMIT = 256
 """Results stored per transaction at most."""
 T = TypeVar("T")
-Op = tuple[Claimed, Finished] | frontier.Retry
+Op = frontier.Op
 
 
 class Crawler:
@@ -97,6 +97,7 @@ class Crawler:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="crawl-db")
         self._writes: asyncio.Queue[tuple[Op, asyncio.Future[int | bool]]] | None = None
         self._parents: dict[int, str | None] = {}
+        self._inflight: dict[int, Claimed] = {}
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, partial(fn, *args, **kwargs))
@@ -133,18 +134,34 @@ class Crawler:
         ``stop`` is set."""
         start = time.monotonic()
         self._writes = asyncio.Queue()
-        writer = asyncio.create_task(self._writer())
+        running: set[asyncio.Task[None]] = set()
+        helpers = [asyncio.create_task(self._writer()), asyncio.create_task(self._heartbeat())]
         try:
-            await self._crawl(stop or asyncio.Event(), max_urls, idle_exit)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await self._crawl(stop or asyncio.Event(), max_urls, idle_exit, running)
+        finally:  # on an error too: nothing is left waiting (their leases run out, they are tried again)
+            for task in [*running, *helpers]:
+                task.cancel()
+            for task in [*running, *helpers]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._inflight.clear()
         self.stats.seconds = time.monotonic() - start
         return self.stats
 
-    async def _crawl(self, stop: asyncio.Event, max_urls: int | None, idle_exit: bool) -> None:
-        running: set[asyncio.Task[None]] = set()
+    def close(self) -> None:
+        self._db_thread.shutdown(wait=True)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the URLs in flight (a URL waiting for its host keeps its lease)."""
+        every = max(0.5, self.config.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):  # the database away: the next beat tries again
+                await self._db(frontier.extend, self.db, list(self._inflight), self.config.lease)
+
+    async def _crawl(
+        self, stop: asyncio.Event, max_urls: int | None, idle_exit: bool, running: set[asyncio.Task[None]]
+    ) -> None:
         taken = 0
         async with _Clients(self.config.per_host) as client:
             while not stop.is_set():
@@ -173,8 +190,11 @@ class Crawler:
                 await asyncio.wait(running)
 
     async def _one(self, client: _Clients, claimed: Claimed) -> None:
+        self._inflight[claimed.id] = claimed
         try:
             await self._handle(client, claimed)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # a bug or the database away: leave it to be retried, keep crawling
             log.exception("crawling %s failed", claimed.url[:200])
             with contextlib.suppress(Exception):  # else its lease runs out and it is tried again
@@ -182,6 +202,8 @@ class Crawler:
                     claimed, f"internal error: {type(exc).__name__}", 60, self.config.max_attempts
                 )
                 await self._store(retry)
+        finally:
+            self._inflight.pop(claimed.id, None)
 
     async def _retry(self, claimed: Claimed, error: str, wait: float) -> bool:
         again = await self._store(frontier.Retry(claimed, error, wait, self.config.max_attempts))
@@ -194,6 +216,10 @@ class Crawler:
             await self._store((claimed, Finished(state=CrawlState.SKIPPED)))
             return
         host = host_of(claimed.url)
+        pause = self.gate.paused_for(host)
+        if pause > 1.0:  # the host asked for a pause: back in the queue, not waiting here holding a slot
+            await self._store(frontier.Defer(claimed, pause))
+            return
         limit = c.max_media_bytes if claimed.hint == "media" else max(c.max_page_bytes, c.max_media_bytes)
         try:
             async with self.gate.slot(host):
@@ -204,6 +230,7 @@ class Crawler:
                     max_bytes=limit,
                     timeout=c.timeout,
                     resolve=c.resolve,
+                    page_bytes=c.max_page_bytes,
                 )
         except CrawlFetchError as exc:
             if exc.retry and await self._retry(claimed, str(exc), self.gate.slow_down(host, None)):
@@ -295,7 +322,10 @@ class Crawler:
 
     def _links(self, claimed: Claimed, answer: Answer, base: Finished) -> None:
         c = self.config
-        text = answer.body.decode(_charset(answer.content_type), errors="replace")
+        try:
+            text = answer.body.decode(_charset(answer.content_type), errors="replace")
+        except (LookupError, UnicodeError, ValueError):  # codecs such as idna refuse errors="replace"
+            text = answer.body.decode("utf-8", errors="replace")
         found = extract(text, answer.url)
         depth = claimed.depth + 1
         site = site_of(answer.url)

@@ -31,7 +31,10 @@ LAZY_ATTRS = (
     "data-zoom",
 )
 GALLERY_ATTRS = ("data-full", "data-large", "data-image", "data-href", "data-big", "data-fullsize")
-_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]{1,2000})\1\s*\)""", re.IGNORECASE)
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'"()]{1,2000})\1\s*\)""", re.IGNORECASE)
+_SRCSET_SPLIT = re.compile(r"(?<=\s\d[wx]),|(?<=\d[wx]),|,(?=\s)")
+CSS_BUDGET = 1_000_000
+"""Characters of style text read per page."""
 _META_IMAGES = frozenset(
     {"og:image", "og:image:url", "og:image:secure_url", "twitter:image", "twitter:image:src"}
 )
@@ -55,6 +58,7 @@ class _Parser(HTMLParser):
         self.pages: dict[str, None] = {}
         self.media: dict[str, None] = {}
         self.in_style = False
+        self.css_budget = CSS_BUDGET
 
     def _add(self, raw: str | None, media: bool) -> None:
         if not raw or len(self.pages) + len(self.media) >= MAX_LINKS:
@@ -69,13 +73,19 @@ class _Parser(HTMLParser):
         (self.media if media or is_media_path(url) else self.pages)[url] = None
 
     def _srcset(self, value: str | None) -> None:
-        for candidate in (value or "").split(","):
-            parts = candidate.strip().split()
+        # Candidates are separated by a comma *after whitespace or a descriptor*: URLs may hold commas
+        # themselves (image CDNs write w_300,h_200 in the path).
+        for candidate in _SRCSET_SPLIT.split((value or "").strip()):
+            parts = candidate.strip().rstrip(",").split()
             if parts:
                 self._add(parts[0], True)
 
     def _css(self, text: str | None) -> None:
-        for match in _CSS_URL.finditer(text or ""):
+        if self.css_budget <= 0 or not text:
+            return
+        text = text[: self.css_budget]  # hostile stylesheets cost bounded time
+        self.css_budget -= len(text)
+        for match in _CSS_URL.finditer(text):
             self._add(match.group(2), True)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -106,6 +116,11 @@ class _Parser(HTMLParser):
             key = (a.get("property") or a.get("name") or "").lower()
             if key in _META_IMAGES:
                 self._add(a.get("content"), True)
+            elif (a.get("http-equiv") or "").lower() == "refresh":  # a page that only redirects
+                _, _, target = (a.get("content") or "").partition(";")
+                name, _, url = target.strip().partition("=")
+                if name.strip().lower() == "url":
+                    self._add(url.strip().strip("'\""), False)
         elif tag == "link" and (a.get("rel") or "").lower() == "image_src":
             self._add(a.get("href"), True)
         elif tag == "style":

@@ -176,7 +176,30 @@ class Retry:
     max_attempts: int
 
 
-def apply(db: Database, ops: Sequence[tuple[Claimed, Finished] | Retry]) -> list[bool]:
+@dataclass(frozen=True)
+class Defer:
+    """Not tried at all (its host asked for a pause): back in the queue, the claim not counted."""
+
+    claimed: Claimed
+    delay: float
+
+
+Op = tuple[Claimed, Finished] | Retry | Defer
+
+
+def extend(db: Database, ids: Sequence[int], lease: dt.timedelta) -> None:
+    """Renew the leases of URLs still in flight (a crawler's heartbeat)."""
+    if not ids:
+        return
+    with db.session() as session:
+        session.execute(
+            update(CrawlUrl)
+            .where(CrawlUrl.id.in_(list(ids)), CrawlUrl.state == CrawlState.LEASED)
+            .values(leased_until=utcnow() + lease)
+        )
+
+
+def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
     """Results (finishes and retries) of many URLs in one transaction, a crawler's group commit: each
     URL's result is stored whole, or (the transaction failing) not at all, and its lease then runs out.
 
@@ -186,12 +209,20 @@ def apply(db: Database, ops: Sequence[tuple[Claimed, Finished] | Retry]) -> list
         return []
     now = utcnow()
     with db.session() as session:
-        ids = [op.claimed.id if isinstance(op, Retry) else op[0].id for op in ops]
-        leased = set(
-            session.scalars(
-                select(CrawlUrl.id).where(CrawlUrl.id.in_(ids), CrawlUrl.state == CrawlState.LEASED)
-            ).all()
-        )
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if not postgres:  # SQLite's write lock first: nobody claims between our read and our writes
+            session.execute(text("UPDATE crawl_urls SET state = state WHERE 0"))
+        ids = [op[0].id if isinstance(op, tuple) else op.claimed.id for op in ops]
+        # Ours only while leased to *this* claim: a claim's attempt number identifies it (a crawler whose
+        # lease ran out and was claimed again must not overwrite the new holder's result).
+        leased = {
+            (row.id, row.attempts)
+            for row in session.execute(
+                select(CrawlUrl.id, CrawlUrl.attempts)
+                .where(CrawlUrl.id.in_(ids), CrawlUrl.state == CrawlState.LEASED)
+                .with_for_update()  # PostgreSQL: claims skip these rows until we commit
+            )
+        }
         updates: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
         hits: list[dict[str, Any]] = []
@@ -199,10 +230,23 @@ def apply(db: Database, ops: Sequence[tuple[Claimed, Finished] | Retry]) -> list
         matched_sites: set[str] = set()
         out: list[bool] = []
         for op in ops:
+            if isinstance(op, Defer):
+                key = (op.claimed.id, op.claimed.attempts)
+                if key in leased:
+                    leased.discard(key)
+                    updates.append({
+                        "id": op.claimed.id,
+                        "state": CrawlState.QUEUED,
+                        "next_at": now + dt.timedelta(seconds=op.delay),
+                        "leased_until": None,
+                        "attempts": op.claimed.attempts - 1,
+                    })  # fmt: skip
+                out.append(True)
+                continue
             if isinstance(op, Retry):
                 again = op.claimed.attempts < op.max_attempts
-                if op.claimed.id in leased:
-                    leased.discard(op.claimed.id)
+                if (op.claimed.id, op.claimed.attempts) in leased:
+                    leased.discard((op.claimed.id, op.claimed.attempts))
                     updates.append({
                         "id": op.claimed.id,
                         "state": CrawlState.QUEUED if again else CrawlState.FAILED,
@@ -214,10 +258,10 @@ def apply(db: Database, ops: Sequence[tuple[Claimed, Finished] | Retry]) -> list
                 out.append(again)
                 continue
             claimed, result = op
-            if claimed.id not in leased:
+            if (claimed.id, claimed.attempts) not in leased:
                 out.append(False)
                 continue
-            leased.discard(claimed.id)
+            leased.discard((claimed.id, claimed.attempts))
             updates.append({
                 "id": claimed.id,
                 "state": result.state,
@@ -242,6 +286,9 @@ def apply(db: Database, ops: Sequence[tuple[Claimed, Finished] | Retry]) -> list
                     target[3] += len(result.hits)
                     matched_sites.add(result.page_site or claimed.site)
             out.append(True)
+        updates.sort(key=lambda u: u["id"])  # one lock order for every crawler (no deadlocks)
+        found.sort(key=lambda r: r["url_hash"])
+        hits.sort(key=lambda h: (h["url_id"], h["bank"], h["item_id"]))
         if updates:
             session.execute(update(CrawlUrl), updates)  # one statement per row kind, executed as a batch
         _add_rows(session, found)
@@ -261,10 +308,10 @@ def _count_sites(session: Session, sites: dict[str, list[int]], matched: set[str
     insert = _insert(session)
     session.execute(
         insert(CrawlSite)
-        .values([{"site": s, "pages": 0, "media": 0, "matches": 0, "since_match": 0} for s in sites])
+        .values([{"site": s, "pages": 0, "media": 0, "matches": 0, "since_match": 0} for s in sorted(sites)])
         .on_conflict_do_nothing(index_elements=["site"])
     )
-    for site, (pages, media, since, matches) in sites.items():
+    for site, (pages, media, since, matches) in sorted(sites.items()):
         session.execute(
             update(CrawlSite)
             .where(CrawlSite.site == site)

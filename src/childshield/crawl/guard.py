@@ -46,6 +46,10 @@ def _allowed(ip: IPAddress, policy: AddressPolicy) -> bool:
 def check_ip(ip: IPAddress, policy: AddressPolicy) -> None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and not _allowed(ip, policy):
+        inner = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is not None:  # 6to4 and Teredo carry an IPv4 address a relay would reach: check it too
+            check_ip(inner, policy)
     if _allowed(ip, policy):
         return
     if any(ip in net for net in METADATA if net.version == ip.version):

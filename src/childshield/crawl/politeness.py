@@ -18,6 +18,9 @@ class _Host:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+MAX_HOSTS = 10_000
+
+
 class HostGate:
     def __init__(self, per_host: int = 2, delay: float = 0.0, *, max_backoff: float = 600.0) -> None:
         self.per_host = max(1, per_host)
@@ -28,6 +31,13 @@ class HostGate:
     def _host(self, host: str) -> _Host:
         found = self._hosts.get(host)
         if found is None:
+            if len(self._hosts) >= MAX_HOSTS:  # forget idle hosts whose pauses are over: memory stays bounded
+                now = time.monotonic()
+                self._hosts = {
+                    k: h
+                    for k, h in self._hosts.items()
+                    if h.next_start > now or h.slots.locked() or h.lock.locked()
+                }
             found = self._hosts[host] = _Host(asyncio.Semaphore(self.per_host))
         return found
 

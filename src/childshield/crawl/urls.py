@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+import re
+from urllib.parse import quote, urlsplit, urlunsplit
 
 MAX_URL = 4096
 _SAFE_PATH = "/:@!$&'()*+,;=-._~%"
@@ -46,9 +47,26 @@ def normalize(url: str, base: str | None = None) -> str:
             raise BadUrl("invalid host name") from None
     if port is not None and port != (443 if scheme == "https" else 80):
         netloc += f":{port}"
-    path = quote(unquote(parts.path or "/"), safe=_SAFE_PATH)
-    query = quote(unquote(parts.query), safe=_SAFE_QUERY + "=") if parts.query else ""
+    path = _component(parts.path or "/", _SAFE_PATH)
+    query = _component(parts.query, _SAFE_QUERY + "=") if parts.query else ""
     return urlunsplit((scheme, netloc, path, query, ""))
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _component(text: str, safe: str) -> str:
+    """One spelling of a path or query that names the same resource (RFC 3986, 6.2.2): escapes of
+    unreserved characters decoded, other escapes kept (upper-cased: ``%2B`` stays ``%2B``, never ``+``),
+    characters that must be escaped escaped, a stray ``%`` written ``%25``."""
+
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    text = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text)
+    return quote(_ESCAPE.sub(one, text), safe=safe)
 
 
 def url_hash(url: str) -> str:

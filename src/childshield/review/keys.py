@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -81,14 +82,21 @@ def new_key_line() -> str:
 
 
 def _create(path: Path) -> None:
+    """Write a complete key file under a temporary name, then link it into place: a worker starting at
+    the same moment sees either no file or a whole one (and the first to link wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker made it first
-        return
-    with os.fdopen(fd, "w") as f:
-        f.write("# childshield media keys: KEY_ID BASE64 (the last line seals new media). Keep secret.\n")
-        f.write(new_key_line())
+        with os.fdopen(fd, "w") as f:
+            f.write("# childshield media keys: KEY_ID BASE64 (the last line seals new media). Keep secret.\n")
+            f.write(new_key_line())
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another worker made it first: use theirs
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def rotate(path: Path | None = None) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from childshield.accounts.service import Principal
 from childshield.actions.webhooks import enqueue as enqueue_webhook
 from childshield.audit.log import record
 from childshield.banks.entries import add_signals_in
+from childshield.banks.errors import BankError
 from childshield.review.consensus import VERDICTS, Outcome, Vote, settle
 from childshield.review.media import expire_now
 from childshield.store.db import Database
@@ -123,7 +124,7 @@ def queue(db: Database, who: Principal, *, limit: int = 50) -> list[ItemView]:
         ids = session.scalars(
             select(ReviewItem.id)
             .where(ReviewItem.state.in_(states), ~mine)
-            .order_by(ReviewItem.state.desc(), ReviewItem.id)  # escalations first for seniors
+            .order_by(case((ReviewItem.state == ReviewState.ESCALATED, 0), else_=1), ReviewItem.id)
             .limit(limit)
         ).all()
         return [_view(session, who, session.get_one(ReviewItem, i)) for i in ids]
@@ -282,9 +283,14 @@ def _apply(
     details: dict[str, Any] = {"classification": outcome.classification, "reviews": len(votes)}
     if outcome.state is ReviewState.REJECTED:
         expire_now(session, row.media_id)
-        if config.negative_bank:
+        # Only a false *match* feeds the negative bank: an item queued without one (the crawler's unmatched
+        # media) rejected as "not material" must not become an allow-list entry.
+        if config.negative_bank and decision.matches:
             details["negative_bank"] = config.negative_bank
-            details["added"] = _to_negative_bank(session, config.negative_bank, decision, row.id)
+            try:
+                details["added"] = _to_negative_bank(session, config.negative_bank, decision, row.id)
+            except BankError as exc:  # misconfigured (a normal bank named): the verdict still stands
+                details["negative_bank_error"] = str(exc)
     record(session, "review", f"review.{outcome.state.value}", f"review:{row.id}", details)
     if config.webhook_url:
         enqueue_webhook(

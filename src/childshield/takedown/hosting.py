@@ -38,7 +38,7 @@ def provider_for_ip(db: Database, rdap: RdapClient, ip: str, *, now: dt.datetime
                 session.add(provider)
             provider.name = network.org_name[:300]
             provider.country = network.country
-            provider.abuse_email = network.abuse_email[:320]
+            provider.abuse_email = clean_address(network.abuse_email)
             provider.updated_at = now
             session.flush()
             provider_id = provider.id
@@ -51,8 +51,23 @@ def provider_for_ip(db: Database, rdap: RdapClient, ip: str, *, now: dt.datetime
         return provider_id
 
 
+def clean_address(value: str) -> str:
+    """An e-mail address fit for a To header, or "" (RDAP data is outside our control: no spaces, line
+    breaks or controls, one @, bounded)."""
+    value = value.strip()
+    if (
+        not 3 <= len(value) <= 320
+        or value.count("@") != 1
+        or any(c.isspace() or ord(c) < 32 or c in '<>,;"()[]\\' for c in value)
+    ):
+        return ""
+    return value
+
+
 def set_contact(db: Database, key: str, email: str) -> None:
     """An analyst's contact for a provider (empty: back to RDAP's abuse contact)."""
+    if email.strip() and not clean_address(email):
+        raise ValueError(f"not a usable e-mail address: {email[:80]!r}")
     with db.session() as session:
         provider = session.scalar(select(Provider).where(Provider.key == key))
         if provider is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from childshield.crawl.urls import url_hash
 from childshield.store.db import Database
@@ -15,8 +15,37 @@ from childshield.takedown.rdap import RdapClient
 
 def follow_hits(db: Database, rdap: RdapClient, *, now: dt.datetime | None = None, batch: int = 1000) -> int:
     """Create items for hits not followed yet (looking up their hosts); returns how many were created.
-    An item whose content was seen before at a URL since removed is marked as a re-upload of it."""
+    An item whose content was seen before at a URL since removed is marked as a re-upload of it.
+    Items whose provider could not be found before (RDAP away) are looked up again."""
     now = now or utcnow()
+    created = _follow_new(db, rdap, now, batch)
+    _find_missing_providers(db, rdap, now)
+    return created
+
+
+def _find_missing_providers(db: Database, rdap: RdapClient, now: dt.datetime) -> None:
+    with db.session() as session:
+        ips = set(
+            session.scalars(
+                select(TakedownItem.ip).where(
+                    TakedownItem.provider_id.is_(None),
+                    TakedownItem.state == TakedownState.ONLINE,
+                    TakedownItem.ip != "",
+                )
+            ).all()
+        )
+    for ip in sorted(ips):  # failed lookups are cached for an hour: this asks again only after that
+        provider = provider_for_ip(db, rdap, ip, now=now)
+        if provider is not None:
+            with db.session() as session:
+                session.execute(
+                    update(TakedownItem)
+                    .where(TakedownItem.ip == ip, TakedownItem.provider_id.is_(None))
+                    .values(provider_id=provider)
+                )
+
+
+def _follow_new(db: Database, rdap: RdapClient, now: dt.datetime, batch: int) -> int:
     created = 0
     last = 0
     while True:

@@ -33,6 +33,7 @@ from sqlalchemy import and_, func, or_, select, update
 from childshield.audit.log import record
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
+from childshield.timefmt import utc
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "notice.txt"
 LEASE = dt.timedelta(minutes=10)
@@ -68,6 +69,7 @@ class SmtpSettings:
 
 def _template(path: Path) -> jinja2.Template:
     env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["utc"] = utc
     return env.from_string(path.read_text())
 
 
@@ -176,7 +178,7 @@ def _write(
             "round": round_,
             "escalation": escalation,
             "legal_basis": settings.legal_basis,
-            "checked_at": f"{now:%Y-%m-%d %H:%M}",
+            "checked_at": utc(now),
             "renotify_hours": int(settings.renotify_every.total_seconds() // 3600),
         },
     )
@@ -237,19 +239,28 @@ async def send_due(
     now: dt.datetime | None = None,
     max_attempts: int = 8,
 ) -> int:
-    """Send every notice that is due; returns how many were accepted by the SMTP server."""
+    """Send every notice that is due; returns how many were accepted by the SMTP server.
+
+    A refused recipient fails that notice alone (for good on a 5xx, else to be tried again); anything
+    else (the server away, TLS, authentication, our sender address refused) puts the notice back and
+    ends the run, so one problem of ours never marks every notice failed."""
     import asyncio
 
-    now = now or utcnow()
     sent = 0
     context = ssl.create_default_context(cafile=smtp.ca_file or None)
     while True:
-        notice = await asyncio.to_thread(_claim, db, now)
+        when = now or utcnow()
+        notice = await asyncio.to_thread(_claim, db, when)
         if notice is None:
             return sent
         try:
+            msg = message(notice, settings)
+        except (ValueError, TypeError) as exc:  # an address or header that cannot be sent at all
+            await asyncio.to_thread(_failed, db, notice, f"cannot build the message: {exc}"[:500], True, when)
+            continue
+        try:
             await aiosmtplib.send(
-                message(notice, settings),
+                msg,
                 hostname=smtp.host,
                 port=smtp.port,
                 start_tls=smtp.starttls,
@@ -258,28 +269,17 @@ async def send_due(
                 password=smtp.password or None,
                 timeout=smtp.timeout,
             )
-        except aiosmtplib.SMTPResponseException as exc:
-            permanent = 500 <= exc.code < 600
-            await asyncio.to_thread(
-                _failed,
-                db,
-                notice,
-                f"SMTP {exc.code}: {exc.message}"[:500],
-                permanent or notice.attempts >= max_attempts,
-                now,
-            )
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPRecipientRefused) as exc:
+            codes = [r.code for r in getattr(exc, "recipients", [])] or [getattr(exc, "code", 0)]
+            permanent = all(500 <= code < 600 for code in codes)
+            final = permanent or notice.attempts >= max_attempts
+            await asyncio.to_thread(_failed, db, notice, f"recipient refused: {exc}"[:500], final, when)
             continue
         except (aiosmtplib.SMTPException, OSError) as exc:
-            await asyncio.to_thread(
-                _failed,
-                db,
-                notice,
-                f"{type(exc).__name__}: {exc}"[:500],
-                notice.attempts >= max_attempts,
-                now,
-            )
-            return sent  # the server is away: try the rest later
-        await asyncio.to_thread(_sent, db, notice, now)
+            final = notice.attempts >= max_attempts
+            await asyncio.to_thread(_failed, db, notice, f"{type(exc).__name__}: {exc}"[:500], final, when)
+            return sent  # the server, the connection or our own setup: try the rest later
+        await asyncio.to_thread(_sent, db, notice, when)
         sent += 1
 
 
@@ -298,6 +298,8 @@ def _sent(db: Database, notice: Notice, now: dt.datetime) -> None:
 
 
 def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datetime) -> None:
+    """Back in the queue with backoff, or (final) failed: then the notice is taken back from its items,
+    which are due again a round later (with whatever contact is right by then)."""
     backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** min(notice.attempts, 7)))
     with db.session() as session:
         session.execute(
@@ -305,5 +307,13 @@ def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datet
             .where(Notice.id == notice.id)
             .values(state="failed" if final else "queued", last_error=error, next_at=now + backoff)
         )
-        if final:
-            record(session, "takedown", "notice.failed", f"notice:{notice.reference}", {"error": error})
+        if not final:
+            return
+        if not notice.escalation:
+            items = session.scalars(select(TakedownItem).where(TakedownItem.id.in_(notice.items))).all()
+            for item in items:
+                item.notices = max(0, item.notices - 1)
+                item.last_notice_at = now  # due again a full round later, not at once (no churn)
+                if item.notices == 0:
+                    item.first_notice_at = None
+        record(session, "takedown", "notice.failed", f"notice:{notice.reference}", {"error": error})

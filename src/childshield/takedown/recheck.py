@@ -89,7 +89,9 @@ async def _check(
     try:
         scanned = await asyncio.to_thread(scan_bytes, matcher, answer.body)
     except MediaError:
-        return "changed"  # no longer an image
+        # Not an image (a captcha or a block page aimed at us?): no proof of removal, counted like an
+        # unreachable host; only an image that no longer matches is "changed".
+        return "unreachable"
     still = any(m.bank == item.bank for m in scanned.matches)
     return "online" if still else "changed"
 

@@ -136,7 +136,10 @@ async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
     while True:
         try:
             crawler = Crawler(app.state.db, lambda data: holder.run(lambda m: scan_bytes(m, data)), config)
-            await crawler.run(idle_exit=False)
+            try:
+                await crawler.run(idle_exit=False)
+            finally:
+                crawler.close()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
+from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -17,11 +19,12 @@ from childshield.accounts.service import authenticate_password
 from childshield.audit.log import record
 from childshield.media.errors import MediaError
 from childshield.review import queue as review
-from childshield.review.keys import Keyring
+from childshield.review.keys import KeyFileError, Keyring
 from childshield.review.media import MediaGone, load
 from childshield.review.preview import render
 from childshield.store.db import Database
 from childshield.store.models import utcnow
+from childshield.timefmt import utc
 from childshield.web.deps import database, settings
 from childshield.web.ratelimit import RateLimiter, retry_after
 from childshield.web.settings import ServiceSettings
@@ -30,6 +33,7 @@ from childshield.web.ui.auth import COOKIE, LOGIN_COOKIE, Posting, Reviewer, sam
 from childshield.web.ui.sessions import SignedIn
 
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+templates.env.filters["utc"] = utc
 router = APIRouter(include_in_schema=False)
 Db = Annotated[Database, Depends(database)]
 Conf = Annotated[ServiceSettings, Depends(settings)]
@@ -150,7 +154,10 @@ def logout(who: Posting, db: Db) -> RedirectResponse:
 @router.get("/review", response_class=HTMLResponse)
 def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: int | None = None) -> HTMLResponse:
     items = review.queue(db, who.who)
-    last = review.item(db, who.who, done) if done is not None and done > 0 else None
+    last = None
+    if done is not None and done > 0:
+        with contextlib.suppress(review.ReviewError):
+            last = review.item(db, who.who, done)
     context = {**_context(request, who, conf), "items": items, "counts": review.counts(db), "last": last}
     return _page(request, "queue.html", context)
 
@@ -194,9 +201,27 @@ async def media(
         picture = await run_in_threadpool(lambda: render(data, blur=amount, reveal=reveal))
     except MediaGone as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except KeyFileError as exc:  # sealed with a key this worker has not loaded (rotated since it started)
+        fresh = await run_in_threadpool(_reload_keys, request)
+        if fresh is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        data = await run_in_threadpool(load, db, fresh, media_id)
+        picture = await run_in_threadpool(lambda: render(data, blur=amount, reveal=reveal))
+    except InvalidTag:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the kept media cannot be opened") from None
     except MediaError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "no-store, private"})
+
+
+def _reload_keys(request: Request) -> Keyring | None:
+    conf: ServiceSettings = request.app.state.settings
+    try:
+        keyring = Keyring.load(Path(conf.media_key_file) if conf.media_key_file else None, create=False)
+    except KeyFileError:
+        return None
+    request.app.state.keyring = keyring
+    return keyring
 
 
 def _media_id(db: Database, item_id: int) -> int | None:
