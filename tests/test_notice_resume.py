@@ -17,29 +17,17 @@ from pathlib import Path
 from sqlalchemy import select
 
 from childshield.store.db import Database
-from childshield.store.models import Notice, Provider, TakedownItem
+from childshield.store.models import Notice
 from childshield.takedown.notices import NoticeSettings, plan
 from smtp_helpers import SmtpServer
+from takedown_helpers import one_item_per_provider
 
 PROVIDERS = 24
 
 
 def seed(db: Database) -> list[int]:
     now = dt.datetime.now(dt.UTC)
-    with db.session() as session:
-        for k in range(PROVIDERS):
-            provider = Provider(
-                key=f"ORG-{k}", name=f"Provider {k}", country="NL", abuse_email=f"abuse@p{k}.test"
-            )
-            session.add(provider)
-            session.flush()
-            session.add(
-                TakedownItem(
-                    url=f"http://p{k}.test/m.jpg", url_hash=f"{k:064x}", host=f"p{k}.test", ip="192.0.2.1",
-                    provider_id=provider.id, bank="known", item_id=1, sha256="ab" * 32, md5="cd" * 16,
-                    found_at=now, next_check_at=now,
-                )
-            )  # fmt: skip
+    one_item_per_provider(db, PROVIDERS, now)
     return plan(db, NoticeSettings(from_addr="notices@hotline.test"), now=now)
 
 

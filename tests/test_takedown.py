@@ -31,6 +31,7 @@ from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.rdap import FakeNetwork, FakeRdap, network_object
 from childshield.testing.web import LocalWeb, image, page, status
 from smtp_helpers import SmtpServer
+from takedown_helpers import one_item_per_provider
 
 LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -173,24 +174,8 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
         rdap.close()
 
 
-def _one_item_per_provider(db: Database, count: int) -> None:
-    now = T0
-    with db.session() as session:
-        for k in range(count):
-            provider = Provider(key=f"ORG-{k}", name=f"P{k}", country="NL", abuse_email=f"abuse@p{k}.test")
-            session.add(provider)
-            session.flush()
-            session.add(
-                TakedownItem(
-                    url=f"http://p{k}.test/m.jpg", url_hash=f"{k:064x}", host=f"p{k}.test", ip="192.0.2.1",
-                    provider_id=provider.id, bank="known", item_id=1, sha256="ab" * 32, md5="cd" * 16,
-                    found_at=now, next_check_at=now,
-                )
-            )  # fmt: skip
-
-
 def test_smtp_refusals_fail_only_what_they_concern(db: Database, tmp_path: Path) -> None:
-    _one_item_per_provider(db, 3)
+    one_item_per_provider(db, 3, T0)
     settings = NoticeSettings(from_addr="notices@hotline.test")
     assert len(plan(db, settings, now=T0)) == 3
     with SmtpServer(tmp_path) as smtp:
