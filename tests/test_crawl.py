@@ -339,3 +339,17 @@ def test_the_guard_sees_through_6to4_and_teredo() -> None:
         with pytest.raises(BlockedAddress):
             check_ip(ipaddress.ip_address(address), AddressPolicy())
     check_ip(ipaddress.ip_address("2002:808:808::1"), AddressPolicy())  # 8.8.8.8 inside: public
+
+
+def test_urls_waiting_for_a_slow_host_keep_their_leases(db: Database, pictures: dict[str, bytes]) -> None:
+    import datetime as dt
+
+    sites = {"slow.test": {"/": page("".join(f"<a href='/p{k}'>{k}</a>" for k in range(8)))}}
+    sites["slow.test"] |= {f"/p{k}": page("x") for k in range(8)}
+    with LocalWeb(sites) as web:
+        frontier.add(db, [web.url("slow.test")])
+        conf = config(web, per_host=1, delay=0.4, lease=dt.timedelta(seconds=1.5), concurrency=16)
+        crawl(db, known_bank(db, pictures), conf)
+        fetched = Counter(h.path for h in web.requests("slow.test"))
+        assert len(fetched) == 9 and set(fetched.values()) == {1}  # 3.6 s of waiting, nothing fetched twice
+        assert {r.attempts for r in rows(db).values()} == {1}

@@ -471,3 +471,24 @@ def test_seniors_see_escalations_first_and_unmatched_rejections_stay_out_of_the_
     assert items(db)[3].state.value == "rejected"
     with db.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM banks WHERE name = 'false-matches'")).scalar_one() == 0
+
+
+def test_media_stays_viewable_after_a_key_rotation(
+    db: Database, service: tuple[FastAPI, dict[str, str]], known: np.ndarray, tmp_path: Path
+) -> None:
+    from childshield.review.keys import rotate
+    from childshield.review.media import reseal
+
+    app, keys = service
+    scan(app, keys["service"], png(known))
+    item = items(db)[0]
+    key_file = tmp_path / "keys" / "media.keys"
+    rotate(key_file)  # an operator rotates and re-seals while the service runs
+    new = Keyring.load(key_file)
+    assert reseal(db, new) == 1
+    key_file.write_text(
+        key_file.read_text().splitlines()[0] + "\n" + key_file.read_text().splitlines()[-1] + "\n"
+    )
+    reviewer, _ = sign_in(app, "r1")
+    view = reviewer.get(f"/review/items/{item.id}/media")  # the worker still holds the old keyring
+    assert view.status_code == 200 and view.headers["content-type"] == "image/jpeg"
