@@ -212,6 +212,10 @@ def _register_subcommands() -> None:
 
     app.add_typer(takedown_app, name="takedown")
 
+    from childshield.cli_vault import vault_app
+
+    app.add_typer(vault_app, name="vault")
+
 
 _register_subcommands()
 

@@ -574,3 +574,35 @@ class Notice(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Evidence(Base):
+    """Material confirmed by review, preserved for the legal period (see ``vault``): the media sealed
+    with AES-GCM (keys outside the database), its hashes and what was known of it.  When its time is
+    over (and no legal hold keeps it) the media and metadata are deleted; the row stays as a tombstone
+    with the hashes and the time and reason of the deletion."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (Index("ix_evidence_retain", "retain_until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("review_items.id", ondelete="SET NULL"), unique=True
+    )
+    content_id: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    pdq: Mapped[str | None] = mapped_column(String(64), default=None)
+    classification: Mapped[str | None] = mapped_column(String(32), default=None)
+    preserved_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    retain_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    hold: Mapped[str] = mapped_column(Text, default="")
+    """A legal hold's reason: while set, nothing is deleted whatever ``retain_until`` says."""
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """The media, sealed; None when none was kept, or once deleted."""
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The decision, matches, verdicts and context; None once deleted."""
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    deleted_reason: Mapped[str] = mapped_column(Text, default="")

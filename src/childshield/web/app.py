@@ -47,7 +47,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if conf.webhook_url:
             config = WebhookConfig(conf.webhook_url, conf.webhook_secret)
             tasks.append(asyncio.create_task(_deliver_forever(db, config, conf.webhook_poll_seconds)))
-        tasks.append(asyncio.create_task(_purge_forever(db, conf.purge_every_seconds)))
+        tasks.append(asyncio.create_task(_purge_forever(app, db, conf.purge_every_seconds)))
         if conf.crawl_worker:
             tasks.append(asyncio.create_task(_crawl_forever(app, conf)))
         try:
@@ -147,13 +147,22 @@ async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
             await asyncio.sleep(10)
 
 
-async def _purge_forever(db: Database, every: float) -> None:
-    """Delete expired kept media every ``every`` seconds (a failure is logged and retried)."""
+async def _purge_forever(app: FastAPI, db: Database, every: float) -> None:
+    """Every ``every`` seconds: take confirmed items into the evidence vault (before their kept media
+    expires), delete expired kept media and expired evidence (a failure is logged and retried)."""
+    from childshield.vault.store import expire, preserve_confirmed
+
     while True:
         try:
+            keyring = app.state.keyring
+            if keyring is not None:
+                preserved = await run_in_threadpool(preserve_confirmed, db, keyring)
+                if preserved:
+                    log.info("preserved %d confirmed items as evidence", preserved)
             gone = await run_in_threadpool(purge_expired, db)
             if gone:
                 log.info("deleted %d expired kept media", gone)
+            await run_in_threadpool(expire, db)
         except Exception:
             log.exception("purging expired media failed")
         await asyncio.sleep(every)

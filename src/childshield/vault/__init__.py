@@ -1,0 +1,1 @@
+"""The evidence vault: confirmed material preserved for the legal period, with a chain of custody."""
