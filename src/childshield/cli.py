@@ -216,6 +216,10 @@ def _register_subcommands() -> None:
 
     app.add_typer(vault_app, name="vault")
 
+    from childshield.cli_report import report_app
+
+    app.add_typer(report_app, name="report")
+
 
 _register_subcommands()
 

@@ -606,3 +606,40 @@ class Evidence(Base):
     """The decision, matches, verdicts and context; None once deleted."""
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     deleted_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Report(Base):
+    """A report to a clearinghouse and where its submission stands (see ``reporting.outbox``)."""
+
+    __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_state", "state", "next_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination: Mapped[str] = mapped_column(String(32), default="cybertipline")
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued, open (submitted, files going up), finishing, done, failed."""
+    remote_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """The clearinghouse's report id (NCMEC's reportId) once submitted."""
+    document: Mapped[str] = mapped_column(Text)
+    """The report XML, as built and validated when queued."""
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class ReportFile(Base):
+    """A file of a report: which evidence, and how far its upload got."""
+
+    __tablename__ = "report_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"))
+    file_name: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, uploading (sent, answer not recorded), uploaded, described."""
+    remote_file_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What goes in the file's fileDetails besides the ids (hashes, location, viewed ...)."""

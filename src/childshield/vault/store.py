@@ -97,6 +97,7 @@ def preserve_confirmed(
                     for r, name in votes
                 ],
                 "media_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
+                "media_md5": hashlib.md5(data).hexdigest() if data is not None else None,
             }
             row = Evidence(
                 item_id=item_id,

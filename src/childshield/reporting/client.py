@@ -1,0 +1,96 @@
+"""The CyberTipline ESP reporting API over HTTP (Basic auth): submit, upload, fileinfo, finish, retract.
+
+Every call answers a :class:`Response` (NCMEC's ``responseCode`` 0 is success); a 401 without a body,
+an answer that is not XML, or a network failure raises :class:`ApiError`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from lxml import etree
+
+from childshield import __version__
+
+PRODUCTION = "https://report.cybertip.org/ispws"
+TEST = "https://exttest.cybertip.org/ispws"
+RETRYABLE = frozenset({1000, 1100, 1110, 1111, 1300})
+"""Server-side failures worth another try later."""
+STOP = frozenset({2000, 3000, 3100, 3300})
+"""Credentials or permissions: nothing will work until a person fixes them."""
+ALREADY_FINISHED, ALREADY_RETRACTED, NO_SUCH_REPORT = 5102, 5101, 5001
+
+
+class ApiError(Exception):
+    """No usable answer (network, authentication, not XML): ``retry`` says whether later may do better."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class Response:
+    code: int
+    description: str = ""
+    report_id: int | None = None
+    file_id: str | None = None
+    hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class CyberTipClient:
+    def __init__(self, base: str, username: str, password: str, *, timeout: float = 60.0) -> None:
+        self.base = base.rstrip("/")
+        self._http = httpx.Client(
+            auth=(username, password),
+            timeout=timeout,
+            headers={"User-Agent": f"childshield/{__version__}"},
+            trust_env=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, path: str, **kwargs: object) -> Response:
+        try:
+            answer = self._http.post(f"{self.base}{path}", **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise ApiError(f"{type(exc).__name__} calling {path}", retry=True) from None
+        if answer.status_code == 401:
+            raise ApiError("authentication failed (HTTP 401): check the credentials", retry=False)
+        try:
+            root = etree.fromstring(
+                answer.content, parser=etree.XMLParser(resolve_entities=False, no_network=True)
+            )
+        except etree.XMLSyntaxError:
+            raise ApiError(
+                f"HTTP {answer.status_code} from {path} without an XML answer", retry=True
+            ) from None
+        code = root.findtext("responseCode")
+        report = root.findtext("reportId")
+        return Response(
+            code=int(code) if code and code.strip().lstrip("-").isdigit() else -1,
+            description=root.findtext("responseDescription") or "",
+            report_id=int(report) if report and report.strip().isdigit() else None,
+            file_id=root.findtext("fileId"),
+            hash=root.findtext("hash"),
+        )
+
+    def submit(self, document: bytes) -> Response:
+        return self._call("/submit", content=document, headers={"Content-Type": "text/xml; charset=utf-8"})
+
+    def upload(self, report_id: int, name: str, data: bytes) -> Response:
+        return self._call("/upload", data={"id": str(report_id)}, files={"file": (name, data)})
+
+    def file_info(self, document: bytes) -> Response:
+        return self._call("/fileinfo", content=document, headers={"Content-Type": "text/xml; charset=utf-8"})
+
+    def finish(self, report_id: int) -> Response:
+        return self._call("/finish", data={"id": str(report_id)})
+
+    def retract(self, report_id: int) -> Response:
+        return self._call("/retract", data={"id": str(report_id)})

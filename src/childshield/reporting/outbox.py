@@ -1,0 +1,264 @@
+"""Reliable delivery of reports: an outbox in the database, each step recorded, so that a crash at any
+point resumes with no report filed twice and no file lost.
+
+The steps of a report: ``submit`` (its id is stored at once), each file ``upload`` (marked *uploading*
+before it is sent, *uploaded* with its file id after) and ``fileinfo``, then ``finish`` (marked
+*finishing* before it is sent).  On resuming:
+
+* a file left *uploading* may or may not be in the open report: the report is retracted and built again
+  from the start (a duplicate file is never sent inside one report);
+* a report left *finishing* is finished again: NCMEC answers "already finished" (5102) if it was, and
+  either way it is done, filed once;
+* a report whose submit answer was lost (crash before its id was stored) is submitted again; the lost
+  one stays unfinished and NCMEC deletes it (unfinished reports expire), so nothing is filed twice.
+
+Server-side failures are retried with backoff; a document refused (4xxx) fails the report, which is
+then retracted; credentials refused stop the round (nothing will work until a person fixes them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+
+from childshield.audit.log import record
+from childshield.reporting.client import (
+    ALREADY_FINISHED,
+    ALREADY_RETRACTED,
+    NO_SUCH_REPORT,
+    RETRYABLE,
+    STOP,
+    ApiError,
+    CyberTipClient,
+    Response,
+)
+from childshield.reporting.cybertip import ReportedFile, file_details_xml
+from childshield.review.keys import Keyring
+from childshield.store.db import Database
+from childshield.store.models import Report, ReportFile, utcnow
+from childshield.vault.store import open_evidence
+
+log = logging.getLogger("childshield.reporting")
+
+
+class Stop(Exception):
+    """Credentials or permissions refused: the round stops."""
+
+
+def queue_report(
+    db: Database, document: bytes, files: Sequence[tuple[int, str, dict[str, Any]]], *, actor: str
+) -> int:
+    """A report (its validated XML) and its files (evidence id, file name, fileDetails fields) in the
+    outbox, in one transaction; returns its id."""
+    with db.session() as session:
+        report = Report(document=document.decode())
+        session.add(report)
+        session.flush()
+        for evidence_id, name, details in files:
+            session.add(
+                ReportFile(report_id=report.id, evidence_id=evidence_id, file_name=name, details=details)
+            )
+        record(session, actor, "report.queued", f"report:{report.id}", {"files": len(files)})
+        return report.id
+
+
+def _set(db: Database, report_id: int, **values: Any) -> None:
+    with db.session() as session:
+        session.execute(update(Report).where(Report.id == report_id).values(**values))
+
+
+def _set_file(db: Database, file_id: int, **values: Any) -> None:
+    with db.session() as session:
+        session.execute(update(ReportFile).where(ReportFile.id == file_id).values(**values))
+
+
+def send_due(
+    db: Database,
+    client: CyberTipClient,
+    keyring: Keyring,
+    *,
+    hash_sharing_mou: bool = False,
+    now: dt.datetime | None = None,
+    step: Callable[[str], None] | None = None,
+) -> int:
+    """Work every due report; returns how many were filed.  ``step`` is called before each remote call
+    (named ``submit``, ``upload``, ``fileinfo``, ``finish``, ``retract``): tests crash there."""
+    now = now or utcnow()
+    with db.session() as session:
+        due = session.scalars(
+            select(Report.id).where(Report.state.in_(["queued", "open", "finishing"]), Report.next_at <= now)
+        ).all()
+    filed = 0
+    for report_id in due:
+        try:
+            filed += _send(db, client, keyring, report_id, hash_sharing_mou, step or (lambda _: None))
+        except ApiError as exc:
+            _later(db, report_id, str(exc), now)
+            if not exc.retry:
+                raise Stop(str(exc)) from None
+    return filed
+
+
+def _later(db: Database, report_id: int, error: str, now: dt.datetime) -> None:
+    with db.session() as session:
+        report = session.get_one(Report, report_id)
+        report.attempts += 1
+        report.last_error = error[:2000]
+        report.next_at = now + dt.timedelta(seconds=min(3600, 30 * 2 ** min(report.attempts, 7)))
+
+
+def _check(db: Database, report_id: int, answer: Response, what: str) -> bool:
+    """True when the call succeeded; a retryable failure raises (the round moves on), a refusal fails."""
+    if answer.ok:
+        return True
+    if answer.code in STOP:
+        raise ApiError(f"{what}: {answer.code} {answer.description}", retry=False)
+    if answer.code in RETRYABLE:
+        raise ApiError(f"{what}: {answer.code} {answer.description}", retry=True)
+    return False
+
+
+def _send(
+    db: Database,
+    client: CyberTipClient,
+    keyring: Keyring,
+    report_id: int,
+    mou: bool,
+    step: Callable[[str], None],
+) -> int:
+    with db.session() as session:
+        report = session.get_one(Report, report_id)
+        files = session.scalars(
+            select(ReportFile).where(ReportFile.report_id == report_id).order_by(ReportFile.id)
+        ).all()
+        session.expunge_all()
+    if report.state == "finishing":
+        return _finish(db, client, report, step)
+    if report.remote_id is not None and any(f.state == "uploading" for f in files):
+        _restart(db, client, report, step)  # a file's fate is unknown: start the report again
+        with db.session() as session:
+            report = session.get_one(Report, report_id)
+            files = session.scalars(
+                select(ReportFile).where(ReportFile.report_id == report_id).order_by(ReportFile.id)
+            ).all()
+            session.expunge_all()
+        if report.state == "done":
+            return 0
+    remote = report.remote_id
+    if remote is None:
+        step("submit")
+        answer = client.submit(report.document.encode())
+        if not _check(db, report_id, answer, "submit") or answer.report_id is None:
+            _fail(db, report, f"submit refused: {answer.code} {answer.description}")
+            return 0
+        remote = answer.report_id
+        _set(db, report_id, remote_id=remote, state="open")
+    for f in files:
+        if f.state == "described":
+            continue
+        file_id = f.remote_file_id
+        if f.state == "pending":
+            data = open_evidence(
+                db, keyring, f.evidence_id, actor="reporting", purpose=f"report {report_id}"
+            ).data
+            _set_file(db, f.id, state="uploading")
+            step("upload")
+            answer = client.upload(remote, f.file_name, data)
+            if not answer.ok or not answer.file_id:
+                _set_file(db, f.id, state="pending")  # the server answered: it kept no file from us
+                if not _check(db, report_id, answer, "upload") or not answer.file_id:
+                    _fail(
+                        db,
+                        report,
+                        f"upload refused: {answer.code} {answer.description}",
+                        client,
+                        remote,
+                        step,
+                    )
+                    return 0
+            if answer.hash and answer.hash.lower() != hashlib.md5(data).hexdigest():
+                raise ApiError("the upload arrived damaged (MD5 differs)", retry=True)  # restarted next round
+            file_id = answer.file_id
+            _set_file(db, f.id, state="uploaded", remote_file_id=file_id)
+        assert file_id is not None
+        step("fileinfo")
+        answer = client.file_info(
+            file_details_xml(remote, file_id, ReportedFile(**f.details), hash_sharing_mou=mou)
+        )
+        if not _check(db, report_id, answer, "fileinfo"):
+            _fail(
+                db, report, f"file details refused: {answer.code} {answer.description}", client, remote, step
+            )
+            return 0
+        _set_file(db, f.id, state="described")
+    _set(db, report_id, state="finishing")
+    report.remote_id = remote
+    return _finish(db, client, report, step)
+
+
+def _finish(db: Database, client: CyberTipClient, report: Report, step: Callable[[str], None]) -> int:
+    assert report.remote_id is not None
+    step("finish")
+    answer = client.finish(report.remote_id)
+    if answer.ok or answer.code == ALREADY_FINISHED:
+        with db.session() as session:
+            session.execute(
+                update(Report).where(Report.id == report.id).values(state="done", done_at=utcnow())
+            )
+            record(
+                session, "reporting", "report.filed", f"report:{report.id}", {"remote_id": report.remote_id}
+            )
+        return 1
+    if answer.code == NO_SUCH_REPORT:  # it expired before we finished: start again
+        _reset(db, report.id)
+        return 0
+    _check(db, report.id, answer, "finish")
+    _fail(db, report, f"finish refused: {answer.code} {answer.description}")
+    return 0
+
+
+def _restart(db: Database, client: CyberTipClient, report: Report, step: Callable[[str], None]) -> None:
+    assert report.remote_id is not None
+    step("retract")
+    answer = client.retract(report.remote_id)
+    if answer.code == ALREADY_FINISHED:  # it was filed after all
+        _set(db, report.id, state="done", done_at=utcnow())
+        return
+    if not (answer.ok or answer.code in (ALREADY_RETRACTED, NO_SUCH_REPORT)):
+        _check(db, report.id, answer, "retract")
+    _reset(db, report.id)
+
+
+def _reset(db: Database, report_id: int) -> None:
+    with db.session() as session:
+        session.execute(update(Report).where(Report.id == report_id).values(remote_id=None, state="queued"))
+        session.execute(
+            update(ReportFile)
+            .where(ReportFile.report_id == report_id)
+            .values(state="pending", remote_file_id=None)
+        )
+        record(session, "reporting", "report.restarted", f"report:{report_id}", {})
+
+
+def _fail(
+    db: Database,
+    report: Report,
+    error: str,
+    client: CyberTipClient | None = None,
+    remote: int | None = None,
+    step: Callable[[str], None] | None = None,
+) -> None:
+    if client is not None and remote is not None:  # an open report we will not finish: retract it
+        if step is not None:
+            step("retract")
+        client.retract(remote)
+    with db.session() as session:
+        session.execute(
+            update(Report).where(Report.id == report.id).values(state="failed", last_error=error[:2000])
+        )
+        record(session, "reporting", "report.failed", f"report:{report.id}", {"error": error[:500]})
