@@ -5,19 +5,15 @@ Revises: 0008
 Create Date: 2026-11-30 14:00:00
 """
 
-import datetime as dt
-
 import sqlalchemy as sa
 from alembic import op
+
+from childshield.store.migrations.helpers import at as _at
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
-
-
-def _at(name: str, nullable: bool = False) -> "sa.Column[dt.datetime]":
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:
