@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from childshield.actions.webhooks import enqueue
 from childshield.banks.policy import ACTIONS
 from childshield.matching.matcher import Match, Matcher
-from childshield.store.db import Database
+from childshield.store.db import Database, upsert_insert
 from childshield.store.models import Bank, Decision, PolicyVersion, utcnow
 
 
@@ -79,10 +77,8 @@ def record_decision(
     """Store a decision (and its policy version, once) and, with ``webhook_url``, its webhook delivery in
     the same transaction; returns its id."""
     with db.session() as session:
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         session.execute(
-            insert(PolicyVersion)
+            upsert_insert(session)(PolicyVersion)
             .values(version=policy.version, banks=policy.banks)
             .on_conflict_do_nothing(index_elements=["version"])
         )

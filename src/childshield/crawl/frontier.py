@@ -13,13 +13,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from childshield.crawl.urls import BadUrl, normalize, site_of, url_hash
-from childshield.store.db import Database
+from childshield.store.db import Database, is_postgres, lock_for_writing, upsert_insert
 from childshield.store.models import CrawlHit, CrawlSite, CrawlState, CrawlUrl, utcnow
 
 INSERT_BATCH = 500
@@ -52,10 +50,6 @@ class Finished:
     hits: list[dict[str, Any]] = field(default_factory=list)
     page_site: str | None = None
     """The site of the page the media was on (its patience is reset by a match)."""
-
-
-def _insert(session: Session) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def add(
@@ -109,7 +103,7 @@ def _row(
 
 def _add_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     added = 0
-    insert = _insert(session)
+    insert = upsert_insert(session)
     for start in range(0, len(rows), INSERT_BATCH):
         batch = list({r["url_hash"]: r for r in rows[start : start + INSERT_BATCH]}.values())
         stmt = insert(CrawlUrl).values(batch).on_conflict_do_nothing(index_elements=["url_hash"])
@@ -124,9 +118,8 @@ def claim(db: Database, limit: int, lease: dt.timedelta, *, now: dt.datetime | N
     expired = and_(CrawlUrl.state == CrawlState.LEASED, CrawlUrl.leased_until < now)
     queued = and_(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.next_at <= now)
     with db.session() as session:
-        postgres = session.get_bind().dialect.name == "postgresql"
-        if not postgres:  # take SQLite's write lock before reading, so another writer cannot slip in between
-            session.execute(text("UPDATE crawl_urls SET state = state WHERE 0"))
+        postgres = is_postgres(session)
+        lock_for_writing(session, "crawl_urls")
 
         def pick(condition: Any, order: Sequence[Any], room: int) -> list[int]:
             query = select(CrawlUrl.id).where(condition).order_by(*order).limit(room)
@@ -209,9 +202,7 @@ def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
         return []
     now = utcnow()
     with db.session() as session:
-        postgres = session.get_bind().dialect.name == "postgresql"
-        if not postgres:  # SQLite's write lock first: nobody claims between our read and our writes
-            session.execute(text("UPDATE crawl_urls SET state = state WHERE 0"))
+        lock_for_writing(session, "crawl_urls")  # nobody claims between our read and our writes
         ids = [op[0].id if isinstance(op, tuple) else op.claimed.id for op in ops]
         # Ours only while leased to *this* claim: a claim's attempt number identifies it (a crawler whose
         # lease ran out and was claimed again must not overwrite the new holder's result).
@@ -292,7 +283,7 @@ def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
         if updates:
             session.execute(update(CrawlUrl), updates)  # one statement per row kind, executed as a batch
         _add_rows(session, found)
-        insert = _insert(session)
+        insert = upsert_insert(session)
         for start in range(0, len(hits), INSERT_BATCH):
             session.execute(
                 insert(CrawlHit)
@@ -305,7 +296,7 @@ def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
 
 
 def _count_sites(session: Session, sites: dict[str, list[int]], matched: set[str]) -> None:
-    insert = _insert(session)
+    insert = upsert_insert(session)
     session.execute(
         insert(CrawlSite)
         .values([{"site": s, "pages": 0, "media": 0, "matches": 0, "since_match": 0} for s in sorted(sites)])

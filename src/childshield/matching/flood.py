@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from childshield.banks.entries import set_state_in
 from childshield.banks.policy import Policy
 from childshield.matching.matcher import Match
-from childshield.store.db import Database
+from childshield.store.db import Database, upsert_insert
 from childshield.store.models import Bank, Entry, EntryState, MatchTally
 
 log = logging.getLogger(__name__)
@@ -72,8 +70,7 @@ class FloodGuard:
         with self.db.session() as session:
             table: Any = MatchTally.__table__
             rows = [{"entry_id": e, "hour": hour, "count": n} for e, n in sorted(counts.items())]
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            stmt = insert(table)
+            stmt = upsert_insert(session)(table)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["entry_id", "hour"], set_={"count": table.c.count + stmt.excluded.count}
             )

@@ -77,3 +77,25 @@ def open_database(url: str | None = None, *, migrate: bool = True) -> Database:
     if migrate:
         upgrade(engine)
     return Database(url, engine, sessionmaker(engine, expire_on_commit=False))
+
+
+def upsert_insert(session: Session) -> Any:
+    """The dialect's ``insert`` construct (PostgreSQL's or SQLite's), which has ``on_conflict_do_*``."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_for_writing(session: Session, table: str) -> None:
+    """On SQLite, take the database's write lock now (a no-op write), before the transaction reads: a
+    read-then-write transaction could otherwise meet another writer's commit in between.  PostgreSQL
+    locks rows instead (``FOR UPDATE``), so nothing is done there."""
+    from sqlalchemy import text
+
+    if not is_postgres(session):
+        session.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0"))
