@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from childshield.audit.log import record
 from childshield.store.db import Database
 from childshield.store.models import ApiKey, Role, User, utcnow
+from childshield.timefmt import aware
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
 MIN_PASSWORD = 12
@@ -161,7 +162,7 @@ def authenticate_key(
             return None
         now = utcnow()
         last = api_key.last_used_at
-        if last is None or now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC)) > touch_every:
+        if last is None or now - aware(last) > touch_every:
             api_key.last_used_at = now  # coarse, so a busy key does not write on every request
         return Principal(user.id, user.name, user.role, api_key.prefix)
 

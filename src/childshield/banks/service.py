@@ -17,6 +17,7 @@ from childshield.banks.policy import Policy, validate_policy
 from childshield.store.db import Database
 from childshield.store.models import DEFAULT_THRESHOLDS, Bank, BankKind, Entry, EntryState, SignalType
 from childshield.store.revision import bump
+from childshield.timefmt import aware
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Cryptographic digests match exactly or not at all; PDQ distances run 0..256.
@@ -98,8 +99,8 @@ def _info(session: Session, bank: Bank) -> BankInfo:
             counts[EntryState(state).value] = count
         else:
             variants += count
-    created = bank.created_at if bank.created_at.tzinfo else bank.created_at.replace(tzinfo=dt.UTC)
-    updated = bank.updated_at if bank.updated_at.tzinfo else bank.updated_at.replace(tzinfo=dt.UTC)
+    created = aware(bank.created_at)
+    updated = aware(bank.updated_at)
     return BankInfo(
         bank.id,
         bank.name,

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from childshield.timefmt import aware
+
 SCHEMA = Path(__file__).parent / "schema" / "cybertipline-subset.xsd"
 CSAM = "Child Pornography (possession, manufacture, and distribution)"
 """The incident type for known material (the legal term in the US statute NCMEC's form follows)."""
@@ -92,8 +94,7 @@ def _text(parent: etree._Element, name: str, value: object) -> etree._Element:
 
 
 def _time(value: dt.datetime) -> str:
-    aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return aware(value).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _url(value: str) -> str:
@@ -126,7 +127,7 @@ def _ip(parent: etree._Element, event: IpEvent) -> None:
 def report_xml(incident: Incident, reporter: ReporterInfo, *, now: dt.datetime | None = None) -> bytes:
     """The ``report`` document of one incident (all its URLs in it), validated."""
     now = now or dt.datetime.now(dt.UTC)
-    at = incident.at if incident.at.tzinfo else incident.at.replace(tzinfo=dt.UTC)
+    at = aware(incident.at)
     if at > now:
         raise ReportInvalid(f"the incident time {_time(at)} is in the future")
     if not incident.urls:

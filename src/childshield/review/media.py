@@ -18,6 +18,7 @@ from childshield.audit.log import record
 from childshield.review.keys import Keyring
 from childshield.store.db import Database
 from childshield.store.models import KeptMedia, ReviewItem, utcnow
+from childshield.timefmt import aware as _aware
 
 
 class MediaGone(Exception):
@@ -99,7 +100,3 @@ def reseal(db: Database, keyring: Keyring, *, actor: str = "admin") -> int:
         if count:
             record(session, actor, "media.reseal", f"media:{count}", {"key_id": keyring.current})
     return count
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

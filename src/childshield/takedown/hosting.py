@@ -10,6 +10,7 @@ from sqlalchemy import select
 from childshield.store.db import Database
 from childshield.store.models import IpLookup, Provider, utcnow
 from childshield.takedown.rdap import RdapClient, RdapError
+from childshield.timefmt import aware as _aware
 
 FRESH = dt.timedelta(days=7)
 RETRY_FAILED = dt.timedelta(hours=1)
@@ -73,7 +74,3 @@ def set_contact(db: Database, key: str, email: str) -> None:
         if provider is None:
             raise LookupError(f"no provider {key!r}")
         provider.contact_override = email.strip()[:320]
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

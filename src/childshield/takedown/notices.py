@@ -33,7 +33,7 @@ from sqlalchemy import and_, func, or_, select, update
 from childshield.audit.log import record
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
-from childshield.timefmt import utc
+from childshield.timefmt import aware, utc
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "notice.txt"
 LEASE = dt.timedelta(minutes=10)
@@ -200,9 +200,7 @@ def message(notice: Notice, settings: NoticeSettings) -> EmailMessage:
         msg["Reply-To"] = settings.reply_to
     msg["Subject"] = f"[{notice.reference}] {notice.subject}"
     msg["Message-ID"] = notice.message_id
-    msg["Date"] = format_datetime(
-        notice.created_at if notice.created_at.tzinfo else notice.created_at.replace(tzinfo=dt.UTC)
-    )
+    msg["Date"] = format_datetime(aware(notice.created_at))
     msg["X-Childshield-Reference"] = notice.reference
     msg.set_content(notice.body)
     return msg

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
+from childshield.timefmt import aware
 
 AGES = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "42d": dt.timedelta(days=42)}
 
@@ -29,17 +30,14 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
-def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.UTC))
-
-
 def figures(items: Iterable[TakedownItem], notices_sent: int, now: dt.datetime) -> dict[str, Any]:
     hours: list[float] = []
     media = removed = 0
     aged = {k: [0, 0] for k in AGES}  # [old enough, still online at that age]
     for item in items:
         media += 1
-        first, gone = _aware(item.first_notice_at), _aware(item.removed_at)
+        first = aware(item.first_notice_at) if item.first_notice_at else None
+        gone = aware(item.removed_at) if item.removed_at else None
         if item.state is TakedownState.REMOVED:
             removed += 1
             if first is not None and gone is not None:

@@ -18,6 +18,7 @@ from childshield.accounts.service import Principal
 from childshield.audit.log import record
 from childshield.store.db import Database
 from childshield.store.models import Role, User, WebSession, utcnow
+from childshield.timefmt import aware as _aware
 
 MIN_BLUR, MAX_BLUR, DEFAULT_BLUR = 4, 64, 24
 
@@ -113,7 +114,3 @@ def set_blur(db: Database, session_id: str, blur: int) -> int:
         if ws is not None:
             ws.blur = blur
     return blur
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
