@@ -80,15 +80,11 @@ def report_send(key_file: KeyFileOption = None, db: DbOption = None) -> None:
     """Send the reports that are due.  CHILDSHIELD_CYBERTIP_URL (default: NCMEC's test environment),
     CHILDSHIELD_CYBERTIP_USER, CHILDSHIELD_CYBERTIP_PASSWORD; CHILDSHIELD_HASH_SHARING_MOU=true to
     send industry classifications."""
+    from childshield.cli_vault import _keyring
     from childshield.reporting.client import TEST, CyberTipClient
     from childshield.reporting.outbox import Stop, send_due
-    from childshield.review.keys import KeyFileError, Keyring
 
-    try:
-        keyring = Keyring.load(key_file, create=False)  # default: $CHILDSHIELD_MEDIA_KEY_FILE
-    except KeyFileError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+    keyring = _keyring(key_file)  # default: $CHILDSHIELD_MEDIA_KEY_FILE
     client = CyberTipClient(
         os.environ.get("CHILDSHIELD_CYBERTIP_URL", TEST),
         os.environ.get("CHILDSHIELD_CYBERTIP_USER", ""),

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from childshield.crawl.fetch import MAX_REDIRECTS, USER_AGENT, _host_header
+from childshield.crawl.fetch import MAX_REDIRECTS, USER_AGENT, host_header
 from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, check_url
 from childshield.media.formats import sniff
 
@@ -111,7 +111,7 @@ async def _fetch(
         request = client.build_request(
             "GET",
             target.connect_url,
-            headers={"Host": _host_header(target.host, target.port, target.scheme), "User-Agent": USER_AGENT},
+            headers={"Host": host_header(target.host, target.port, target.scheme), "User-Agent": USER_AGENT},
             timeout=httpx.Timeout(timeout),
             extensions={"sni_hostname": target.host},
         )

@@ -56,7 +56,7 @@ def fetch(
             if left <= 0:
                 raise FetchError("timed out")
             headers = {
-                "Host": _host_header(target.host, target.port, target.scheme),
+                "Host": host_header(target.host, target.port, target.scheme),
                 "User-Agent": USER_AGENT,
             }
             request = http.build_request(
@@ -108,7 +108,7 @@ def no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
-def _host_header(host: str, port: int, scheme: str) -> str:
+def host_header(host: str, port: int, scheme: str) -> str:
     name = f"[{host}]" if ":" in host else host
     default = 443 if scheme == "https" else 80
     return name if port == default else f"{name}:{port}"

@@ -74,6 +74,7 @@ class ItemView:
     required: int
     classification: str | None
     has_media: bool
+    media_id: int | None
     decision: str
     source: str
     submitted_by: str
@@ -168,6 +169,7 @@ def _view(session: Session, who: Principal, row: ReviewItem) -> ItemView:
         required=row.required,
         classification=row.classification,
         has_media=row.media_id is not None,
+        media_id=row.media_id,
         decision=decision.decision,
         source=decision.source,
         submitted_by=decision.actor,

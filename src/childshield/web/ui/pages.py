@@ -196,7 +196,7 @@ async def media(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this service keeps no media")
     amount = max(sessions.MIN_BLUR, min(sessions.MAX_BLUR, blur if blur is not None else who.blur))
     try:
-        media_id = _media_id(db, item.id)
+        media_id = item.media_id
         data = await run_in_threadpool(load, db, keyring, media_id)
         picture = await run_in_threadpool(lambda: render(data, blur=amount, reveal=reveal))
     except MediaGone as exc:
@@ -222,14 +222,6 @@ def _reload_keys(request: Request) -> Keyring | None:
         return None
     request.app.state.keyring = keyring
     return keyring
-
-
-def _media_id(db: Database, item_id: int) -> int | None:
-    from childshield.store.models import ReviewItem
-
-    with db.session() as session:
-        row = session.get(ReviewItem, item_id)
-        return row.media_id if row is not None else None
 
 
 def _media_panel(request: Request, who: SignedIn, item: review.ItemView, revealed: bool) -> HTMLResponse:
