@@ -203,7 +203,7 @@ def test_report_commands(sqlite_db: Database, tmp_path: Path) -> None:
             report = cli_for(db, "report")
             bad = report("queue", *ids, "--url", "https://platform.test/p/1", "--reporter-email", "r@p.test",
                          "--incident-time", "2999-01-01T00:00:00+00:00")  # fmt: skip
-            assert bad.returncode == 2 and "future" in bad.stderr
+            assert bad.returncode == 1 and "future" in bad.stderr
             queued = report(
                 "queue", *ids, "--url", "https://platform.test/p/1", "--reporter-email", "r@p.test"
             )

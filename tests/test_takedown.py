@@ -18,12 +18,13 @@ from childshield.crawl.crawler import CrawlConfig, Crawler
 from childshield.crawl.guard import AddressPolicy
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import hash_bytes
+from childshield.mail import SmtpSettings
 from childshield.matching.matcher import Matcher
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState
 from childshield.takedown.hosting import set_contact
 from childshield.takedown.intake import follow_hits
-from childshield.takedown.notices import NoticeSettings, SmtpSettings, plan, send_due
+from childshield.takedown.notices import NoticeSettings, plan, send_due
 from childshield.takedown.rdap import RdapClient, parse_network
 from childshield.takedown.recheck import RecheckSettings, recheck_due
 from childshield.takedown.stats import takedown_stats

@@ -1,10 +1,11 @@
-"""``childshield report``: reports of confirmed material to NCMEC's CyberTipline, through the outbox."""
+"""``childshield report``: reports of confirmed material to clearinghouses, hotlines and police, through
+the outbox (destinations and routes: $CHILDSHIELD_REPORTING_FILE, see docs/reporting.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-import os
 import sys
 from typing import Annotated
 
@@ -13,106 +14,135 @@ from rich.console import Console
 
 from childshield.cli_bank import DbOption, _database
 from childshield.cli_review import KeyFileOption
+from childshield.reporting.config import ConfigError, ReportingConfig
 
-report_app = typer.Typer(help="Reports to NCMEC's CyberTipline (queue, send, list).", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Reports to NCMEC's CyberTipline and other destinations (queue, auto, send, list, show).",
+    no_args_is_help=True,
+)
 err = Console(stderr=True)
+
+
+def _config() -> ReportingConfig:
+    from childshield.reporting.config import load_config
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
 
 
 @report_app.command("queue")
 def report_queue(
     evidence_ids: Annotated[list[int], typer.Argument(help="Evidence of one incident (all in one report).")],
-    url: Annotated[list[str], typer.Option("--url", help="Where the incident happened (repeatable).")],
-    reporter_email: Annotated[str, typer.Option(help="The reporting person's e-mail.")],
-    incident_time: Annotated[str, typer.Option(help="ISO 8601 time of the incident (default: now).")] = "",
+    url: Annotated[
+        list[str] | None, typer.Option("--url", help="Where the incident happened (repeatable).")
+    ] = None,
+    destination: Annotated[str, typer.Option(help="A destination of the reporting file.")] = "cybertipline",
+    reporter_email: Annotated[str, typer.Option(help="The reporting person's e-mail.")] = "",
+    incident_time: Annotated[str, typer.Option(help="ISO 8601 time of the incident.")] = "",
     third_party_hosted: Annotated[
-        bool, typer.Option(help="Hosted by another company (hotline finds).")
-    ] = False,
+        bool | None, typer.Option(help="Hosted by another company (default: from the evidence).")
+    ] = None,
     user_id: Annotated[str, typer.Option(help="The reported account's id on your platform.")] = "",
     actor: Annotated[str, typer.Option(help="Who queues it (audit log).")] = "cli",
-    key_file: KeyFileOption = None,
     db: DbOption = None,
 ) -> None:
-    """Build and validate the report of one incident with its evidence, and put it in the outbox."""
-    from sqlalchemy import select
+    """Build and check the report of one incident with its evidence, and put it in the outbox.  What
+    the evidence knows (times, URLs, account, IPs) is used unless an option says otherwise."""
+    from childshield.reporting.manual import CannotQueue, queue_incident
 
-    from childshield.reporting.cybertip import Incident, Person, ReporterInfo, ReportInvalid, report_xml
-    from childshield.reporting.outbox import queue_report
-    from childshield.store.models import Evidence, Reveal, ReviewItem
-
+    config = _config()
     try:
-        at = dt.datetime.fromisoformat(incident_time) if incident_time else dt.datetime.now(dt.UTC)
-        document = report_xml(
-            Incident(at=at, urls=url, third_party_hosted=third_party_hosted, user_id=user_id),
-            ReporterInfo(Person(reporter_email)),
-        )
-    except (ValueError, ReportInvalid) as exc:
+        at = dt.datetime.fromisoformat(incident_time) if incident_time else None
+    except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with _database(db) as database:
-        files = []
-        with database.session() as session:
-            for evidence_id in evidence_ids:
-                row = session.get(Evidence, evidence_id)
-                if row is None or row.deleted_at is not None or row.sealed is None:
-                    err.print(f"[red]evidence {evidence_id} has no media to report[/]")
-                    raise typer.Exit(1)
-                item = session.get(ReviewItem, row.item_id) if row.item_id else None
-                viewed = (
-                    item is not None
-                    and session.scalar(select(Reveal.id).where(Reveal.item_id == item.id).limit(1))
-                    is not None
-                )
-                details = row.details or {}
-                files.append(
-                    (
-                        evidence_id,
-                        f"evidence-{evidence_id}",
-                        {"file_name": f"evidence-{evidence_id}", "md5": details.get("media_md5") or "",
-                         "sha256": row.sha256 or "", "pdq": row.pdq or "", "viewed_by_esp": viewed,
-                         "classification": row.classification},
-                    )
-                )  # fmt: skip
-        report_id = queue_report(database, document, files, actor=actor)
-    err.print(f"queued report {report_id} with {len(files)} files")
+        try:
+            report_id, files = queue_incident(
+                database,
+                config,
+                evidence_ids,
+                destination=destination,
+                actor=actor,
+                urls=url or (),
+                user_id=user_id,
+                at=at,
+                third_party_hosted=third_party_hosted,
+                reporter_email=reporter_email,
+            )
+        except CannotQueue as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    err.print(f"queued report {report_id} to {destination} with {files} files")
+
+
+@report_app.command("auto")
+def report_auto(actor: Annotated[str, typer.Option(help="Recorded as who queued.")] = "reporting",
+                db: DbOption = None) -> None:  # fmt: skip
+    """Queue reports of every live piece of evidence by the reporting file's routes, one per incident
+    and destination (what ``serve`` does by itself with [auto].enabled)."""
+    from childshield.reporting.auto import queue_confirmed
+
+    config = _config()
+    with _database(db) as database:
+        queued = queue_confirmed(database, config, actor=actor)
+    for problem in queued.problems:
+        err.print(f"[yellow]not queued:[/] {problem}")
+    err.print(f"queued {len(queued.reports)} reports; {queued.waiting} incidents still settling")
+    if queued.problems:
+        raise typer.Exit(1)
 
 
 @report_app.command("send")
 def report_send(key_file: KeyFileOption = None, db: DbOption = None) -> None:
-    """Send the reports that are due.  CHILDSHIELD_CYBERTIP_URL (default: NCMEC's test environment),
-    CHILDSHIELD_CYBERTIP_USER, CHILDSHIELD_CYBERTIP_PASSWORD; CHILDSHIELD_HASH_SHARING_MOU=true to
-    send industry classifications."""
+    """Send the reports that are due, to every destination.  CyberTipline: CHILDSHIELD_CYBERTIP_URL
+    (default: NCMEC's test environment), CHILDSHIELD_CYBERTIP_USER, CHILDSHIELD_CYBERTIP_PASSWORD (or the
+    destination's user_env/password_env); e-mail: CHILDSHIELD_SMTP_* as for removal notices."""
     from childshield.cli_vault import _keyring
-    from childshield.reporting.client import TEST, CyberTipClient
-    from childshield.reporting.outbox import Stop, send_due
+    from childshield.reporting.deliver import deliver_due
+    from childshield.takedown.settings import notice_settings, smtp_settings
 
-    keyring = _keyring(key_file)  # default: $CHILDSHIELD_MEDIA_KEY_FILE
-    client = CyberTipClient(
-        os.environ.get("CHILDSHIELD_CYBERTIP_URL", TEST),
-        os.environ.get("CHILDSHIELD_CYBERTIP_USER", ""),
-        os.environ.get("CHILDSHIELD_CYBERTIP_PASSWORD", ""),
-    )
-    mou = os.environ.get("CHILDSHIELD_HASH_SHARING_MOU", "").lower() in ("1", "true", "yes")
+    config = _config()
+    needs_keys = any(d.kind == "cybertipline" for d in config.destinations.values())
+    keyring = _keyring(key_file) if needs_keys else None  # default: $CHILDSHIELD_MEDIA_KEY_FILE
+    prefix = notice_settings().reference_prefix
     with _database(db) as database:
-        try:
-            filed = send_due(database, client, keyring, hash_sharing_mou=mou)
-        except Stop as exc:
-            err.print(f"[red]stopped:[/] {exc}")
-            raise typer.Exit(1) from None
-        finally:
-            client.close()
-    err.print(f"filed {filed} reports")
+        delivered = asyncio.run(deliver_due(database, config, keyring, smtp_settings(), prefix=prefix))
+    for name, count in delivered.filed.items():
+        err.print(f"{name}: filed {count} reports")
+    for name, why in delivered.stopped.items():
+        err.print(f"[red]{name} stopped:[/] {why}")
+    if delivered.stopped:
+        raise typer.Exit(1)
 
 
 @report_app.command("list")
 def report_list(db: DbOption = None) -> None:
-    """Reports as JSON Lines: state, the clearinghouse's report id, attempts, last error."""
-    from sqlalchemy import select
+    """Reports as JSON Lines: destination, state, the clearinghouse's report id, attempts, last error."""
+    from childshield.reporting.outbox import listing
 
+    with _database(db) as database:
+        for row in listing(database):
+            sys.stdout.write(json.dumps(row) + "\n")
+
+
+@report_app.command("show")
+def report_show(report_id: int, db: DbOption = None) -> None:
+    """A queued report's document as it goes out (the XML, or the letter's text)."""
+    from childshield.reporting import letter
+    from childshield.reporting.mailer import reference
     from childshield.store.models import Report
 
+    config = _config()
     with _database(db) as database, database.session() as session:
-        for r in session.scalars(select(Report).order_by(Report.id)).all():
-            sys.stdout.write(json.dumps({
-                "id": r.id, "state": r.state, "remote_id": r.remote_id, "attempts": r.attempts,
-                "last_error": r.last_error, "created_at": r.created_at.isoformat(),
-                "done_at": r.done_at.isoformat() if r.done_at else None,
-            }) + "\n")  # fmt: skip
+        report = session.get(Report, report_id)
+        if report is None:
+            err.print(f"[red]no report {report_id}[/]")
+            raise typer.Exit(1)
+        destination = config.destinations.get(report.destination)
+        if destination is not None and destination.kind == "email":
+            sys.stdout.write(letter.text(report.document.encode(), reference(report)))
+        else:
+            sys.stdout.write(report.document)

@@ -82,7 +82,7 @@ def _password(given: str | None, prompt: bool) -> str | None:
 @account_app.command("add")
 def account_add(
     name: str,
-    role: Annotated[Role, typer.Option(help="admin, senior, reviewer or service.")] = Role.REVIEWER,
+    role: Annotated[Role, typer.Option(help="admin, senior, reviewer, service, custodian.")] = Role.REVIEWER,
     password: Annotated[
         str | None, typer.Option(help="Else prompted (or read from standard input); none for service.")
     ] = None,

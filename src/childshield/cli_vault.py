@@ -116,7 +116,12 @@ def vault_expire(db: DbOption = None) -> None:
 
 @vault_app.command("export")
 def vault_export(
-    evidence_ids: Annotated[list[int], typer.Argument(help="Evidence ids.")],
+    evidence_ids: Annotated[list[int] | None, typer.Argument(help="Evidence ids.")] = None,
+    *,
+    report: Annotated[
+        list[int] | None,
+        typer.Option("--report", help="Include a report (its documents and its evidence); repeatable."),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="The bundle to write (.zip; must not exist).")],
     signing_key: Annotated[Path, typer.Option("--signing-key", help="Ed25519 private key (vault keygen).")],
     actor: Actor,
@@ -125,24 +130,35 @@ def vault_export(
     key_file: KeyFileOption = None,
     db: DbOption = None,
 ) -> None:
-    """A signed bundle (manifest of hashes and metadata, the media, the signature) for law enforcement."""
+    """A signed bundle (manifest of hashes and metadata, the media, the reports, the signature) for law
+    enforcement."""
+    from childshield.reporting.attachments import NoSuchReport, for_bundle
+    from childshield.takedown.settings import notice_settings
     from childshield.vault.bundle import export_bundle
     from childshield.vault.store import VaultError
 
+    if not evidence_ids and not report:
+        raise typer.BadParameter("name evidence ids or --report")
     keyring = _keyring(key_file)
     with _database(db) as database:
         try:
+            ids, reports = list(evidence_ids or ()), []
+            for report_id in report or ():
+                covered, bundled = for_bundle(database, report_id, prefix=notice_settings().reference_prefix)
+                ids += covered
+                reports.append(bundled)
             digest = export_bundle(
                 database,
                 keyring,
-                evidence_ids,
+                ids,
                 out,
                 signing_key,
                 actor=actor,
                 purpose=purpose,
                 recipient=recipient,
+                reports=reports,
             )
-        except (VaultError, FileExistsError) as exc:
+        except (VaultError, FileExistsError, NoSuchReport) as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
     err.print(f"wrote {out} (manifest SHA-256 {digest})")
@@ -164,7 +180,10 @@ def vault_verify(
     except (BundleError, OSError, ValueError) as exc:
         err.print(f"[red]does not verify:[/] {exc}")
         raise typer.Exit(1) from None
-    sys.stdout.write(f"verified: {result.evidence} pieces of evidence, signed by {result.signer}\n")
+    sys.stdout.write(
+        f"verified: {result.evidence} pieces of evidence, {result.reports} reports, "
+        f"signed by {result.signer}\n"
+    )
     if not result.identity_checked:
         err.print(
             "[yellow]intact, but the signer is unchecked: give --public-key as received from the sender[/]"

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from childshield.audit.log import record
 from childshield.reporting.client import (
@@ -51,20 +52,41 @@ class Stop(Exception):
 
 
 def queue_report(
-    db: Database, document: bytes, files: Sequence[tuple[int, str, dict[str, Any]]], *, actor: str
+    db: Database,
+    document: bytes,
+    files: Sequence[tuple[int, str, dict[str, Any]]],
+    *,
+    actor: str,
+    destination: str = "cybertipline",
 ) -> int:
-    """A report (its validated XML) and its files (evidence id, file name, fileDetails fields) in the
-    outbox, in one transaction; returns its id."""
+    """A report (its validated document) and its files (evidence id, file name, fileDetails fields) in
+    the outbox, in one transaction; returns its id."""
     with db.session() as session:
-        report = Report(document=document.decode())
-        session.add(report)
-        session.flush()
-        for evidence_id, name, details in files:
-            session.add(
-                ReportFile(report_id=report.id, evidence_id=evidence_id, file_name=name, details=details)
-            )
-        record(session, actor, "report.queued", f"report:{report.id}", {"files": len(files)})
-        return report.id
+        return add_report(session, document, files, actor=actor, destination=destination)
+
+
+def add_report(
+    session: Session,
+    document: bytes,
+    files: Sequence[tuple[int, str, dict[str, Any]]],
+    *,
+    actor: str,
+    destination: str,
+) -> int:
+    """``queue_report`` inside the caller's transaction."""
+    report = Report(document=document.decode(), destination=destination)
+    session.add(report)
+    session.flush()
+    for evidence_id, name, details in files:
+        session.add(ReportFile(report_id=report.id, evidence_id=evidence_id, file_name=name, details=details))
+    record(
+        session,
+        actor,
+        "report.queued",
+        f"report:{report.id}",
+        {"files": len(files), "destination": destination},
+    )
+    return report.id
 
 
 def _set(db: Database, report_id: int, **values: Any) -> None:
@@ -85,13 +107,18 @@ def send_due(
     hash_sharing_mou: bool = False,
     now: dt.datetime | None = None,
     step: Callable[[str], None] | None = None,
+    destination: str = "cybertipline",
 ) -> int:
-    """Work every due report; returns how many were filed.  ``step`` is called before each remote call
-    (named ``submit``, ``upload``, ``fileinfo``, ``finish``, ``retract``): tests crash there."""
+    """Work every due report of ``destination``; returns how many were filed.  ``step`` is called before
+    each remote call (``submit``, ``upload``, ``fileinfo``, ``finish``, ``retract``): tests crash there."""
     now = now or utcnow()
     with db.session() as session:
         due = session.scalars(
-            select(Report.id).where(Report.state.in_(["queued", "open", "finishing"]), Report.next_at <= now)
+            select(Report.id).where(
+                Report.destination == destination,
+                Report.state.in_(["queued", "open", "finishing"]),
+                Report.next_at <= now,
+            )
         ).all()
     filed = 0
     for report_id in due:
@@ -262,3 +289,21 @@ def _fail(
             update(Report).where(Report.id == report.id).values(state="failed", last_error=error[:2000])
         )
         record(session, "reporting", "report.failed", f"report:{report.id}", {"error": error[:500]})
+
+
+def listing(db: Database) -> list[dict[str, Any]]:
+    """Every report: destination, state, the clearinghouse's report id, attempts, last error."""
+    with db.session() as session:
+        return [
+            {
+                "id": r.id,
+                "destination": r.destination,
+                "state": r.state,
+                "remote_id": r.remote_id,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "created_at": r.created_at.isoformat(),
+                "done_at": r.done_at.isoformat() if r.done_at else None,
+            }
+            for r in session.scalars(select(Report).order_by(Report.id)).all()
+        ]

@@ -99,3 +99,15 @@ def lock_for_writing(session: Session, table: str) -> None:
 
     if not is_postgres(session):
         session.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0"))
+
+
+def one_at_a_time(session: Session, name: str, table: str) -> None:
+    """Serialise the transactions that call this with the same ``name`` until they end (for work with
+    no row to lock yet, e.g. deciding what to add): a transaction-scoped advisory lock on PostgreSQL,
+    the database's write lock (on ``table``) on SQLite."""
+    from sqlalchemy import text
+
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    else:
+        lock_for_writing(session, table)

@@ -161,6 +161,9 @@ class Role(enum.StrEnum):
     """Reviews queued items."""
     SERVICE = "service"
     """A platform's API client: scans and lookups, nothing of the review queue."""
+    CUSTODIAN = "custodian"
+    """Keeps the evidence: lists it, places and lifts legal holds, queues and follows reports (media
+    only ever leaves in signed bundles, from the command line)."""
 
 
 class User(Base):

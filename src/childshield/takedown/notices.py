@@ -26,11 +26,12 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import jinja2
 from sqlalchemy import and_, func, or_, select, update
 
+from childshield import mail
 from childshield.audit.log import record
+from childshield.mail import SmtpSettings
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
 from childshield.timefmt import aware, utc
@@ -53,18 +54,6 @@ class NoticeSettings:
     escalation_to: str = ""
     reference_prefix: str = "CS"
     template: Path = DEFAULT_TEMPLATE
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = "127.0.0.1"
-    port: int = 587
-    starttls: bool = True
-    username: str = ""
-    password: str = ""
-    ca_file: str = ""
-    """Trust this CA for the server's certificate (besides the system's)."""
-    timeout: float = 30.0
 
 
 def _template(path: Path) -> jinja2.Template:
@@ -245,7 +234,7 @@ async def send_due(
     import asyncio
 
     sent = 0
-    context = ssl.create_default_context(cafile=smtp.ca_file or None)
+    context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.starttls else None
     while True:
         when = now or utcnow()
         notice = await asyncio.to_thread(_claim, db, when)
@@ -256,26 +245,14 @@ async def send_due(
         except (ValueError, TypeError) as exc:  # an address or header that cannot be sent at all
             await asyncio.to_thread(_failed, db, notice, f"cannot build the message: {exc}"[:500], True, when)
             continue
-        try:
-            await aiosmtplib.send(
-                msg,
-                hostname=smtp.host,
-                port=smtp.port,
-                start_tls=smtp.starttls,
-                tls_context=context if smtp.starttls else None,
-                username=smtp.username or None,
-                password=smtp.password or None,
-                timeout=smtp.timeout,
-            )
-        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPRecipientRefused) as exc:
-            codes = [r.code for r in getattr(exc, "recipients", [])] or [getattr(exc, "code", 0)]
-            permanent = all(500 <= code < 600 for code in codes)
-            final = permanent or notice.attempts >= max_attempts
-            await asyncio.to_thread(_failed, db, notice, f"recipient refused: {exc}"[:500], final, when)
+        outcome = await mail.send(msg, smtp, context)
+        if outcome.status == "refused":
+            final = outcome.permanent or notice.attempts >= max_attempts
+            await asyncio.to_thread(_failed, db, notice, outcome.error, final, when)
             continue
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        if outcome.status == "error":
             final = notice.attempts >= max_attempts
-            await asyncio.to_thread(_failed, db, notice, f"{type(exc).__name__}: {exc}"[:500], final, when)
+            await asyncio.to_thread(_failed, db, notice, outcome.error, final, when)
             return sent  # the server, the connection or our own setup: try the rest later
         await asyncio.to_thread(_sent, db, notice, when)
         sent += 1

@@ -6,7 +6,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from childshield.takedown.notices import DEFAULT_TEMPLATE, NoticeSettings, SmtpSettings
+from childshield.mail import SmtpSettings
+from childshield.takedown.notices import DEFAULT_TEMPLATE, NoticeSettings
 
 
 def _env(name: str, default: str = "") -> str:

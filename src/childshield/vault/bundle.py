@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,11 @@ def export_bundle(
     actor: str,
     purpose: str,
     recipient: str = "",
+    reports: Sequence[BundledReport] = (),
 ) -> str:
-    """Write a signed bundle of the given evidence to ``out``; returns the manifest's SHA-256.  Each
-    piece is opened through the vault, so each export is in the chain of custody."""
+    """Write a signed bundle of the given evidence (and of the reports made of it) to ``out``; returns
+    the manifest's SHA-256.  Each piece is opened through the vault, so each export is in the chain of
+    custody."""
     key = _private(signing_key)
     entries: list[dict[str, Any]] = []
     files: dict[str, bytes] = {}
@@ -104,7 +107,7 @@ def export_bundle(
                 "details": opened.details,
             }
         )
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": "childshield-evidence-bundle/1",
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "created_by": actor,
@@ -113,7 +116,15 @@ def export_bundle(
         "software": f"childshield {__version__}",
         "signer": fingerprint(key.public_key()),
         "evidence": entries,
+        "reports": [],
     }
+    for report in reports:
+        listed = []
+        for file_name, data in report.files.items():
+            name = f"reports/{report.report_id}/{file_name}"
+            files[name] = data
+            listed.append({"file": name, "file_sha256": hashlib.sha256(data).hexdigest()})
+        manifest["reports"].append({**report.facts, "report_id": report.report_id, "files": listed})
     body = json.dumps(manifest, sort_keys=True, indent=1).encode()
     signature = base64.b64encode(key.sign(body))
     public_pem = key.public_key().public_bytes(
@@ -128,10 +139,20 @@ def export_bundle(
     return hashlib.sha256(body).hexdigest()
 
 
+@dataclass(frozen=True)
+class BundledReport:
+    """A report to go in a bundle: its documents (file name: bytes) and what to say of it."""
+
+    report_id: int
+    files: dict[str, bytes]
+    facts: dict[str, Any]
+
+
 @dataclass
 class Verified:
     signer: str
     evidence: int
+    reports: int = 0
     files: list[str] = field(default_factory=list)
     identity_checked: bool = False
     """False when no public key was given: the bundle is intact, but who signed it is unchecked."""
@@ -160,7 +181,8 @@ def verify_bundle(path: Path, public_key: bytes | None = None, *, max_bytes: int
             ) from None
         manifest = json.loads(body)
         listed = {MANIFEST, SIGNATURE, SIGNER}
-        for entry in manifest.get("evidence", []):
+        report_files = [f for r in manifest.get("reports", []) for f in r.get("files", [])]
+        for entry in [*manifest.get("evidence", []), *report_files]:
             name = entry["file"]
             listed.add(name)
             if name not in names:
@@ -177,6 +199,7 @@ def verify_bundle(path: Path, public_key: bytes | None = None, *, max_bytes: int
         return Verified(
             signer=fingerprint(key),
             evidence=len(manifest.get("evidence", [])),
+            reports=len(manifest.get("reports", [])),
             files=sorted(listed - {MANIFEST, SIGNATURE, SIGNER}),
             identity_checked=public_key is not None,
         )

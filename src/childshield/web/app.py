@@ -17,11 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
+from childshield.reporting.config import ReportingConfig, load_config
 from childshield.review.keys import Keyring
 from childshield.review.media import purge_expired
 from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
-from childshield.web.api import banks, hotline, scan, system
+from childshield.web.api import banks, evidence, hotline, scan, system
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
@@ -40,6 +41,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     conf = settings or ServiceSettings()
 
     db = open_database(conf.database_url)
+    reporting = load_config(conf.reporting_file) if conf.reporting_file else None  # bad file: fail now
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +52,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         tasks.append(asyncio.create_task(_purge_forever(app, db, conf.purge_every_seconds)))
         if conf.crawl_worker:
             tasks.append(asyncio.create_task(_crawl_forever(app, conf)))
+        if reporting is not None and reporting.auto:
+            tasks.append(asyncio.create_task(_report_forever(app, db, reporting, conf.report_every_seconds)))
         try:
             yield
         finally:
@@ -68,6 +72,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.db = db
+    app.state.reporting = reporting
     app.state.settings = conf
     app.state.metrics = Metrics()
     app.state.matchers = MatcherHolder(db, conf.refresh_seconds)
@@ -86,6 +91,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(scan.router)
     app.include_router(banks.router)
     app.include_router(hotline.router)
+    app.include_router(evidence.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_exception_handler(NeedsSignIn, _to_sign_in)  # type: ignore[arg-type]
@@ -165,6 +171,27 @@ async def _purge_forever(app: FastAPI, db: Database, every: float) -> None:
             await run_in_threadpool(expire, db)
         except Exception:
             log.exception("purging expired media failed")
+        await asyncio.sleep(every)
+
+
+async def _report_forever(app: FastAPI, db: Database, config: ReportingConfig, every: float) -> None:
+    """Every ``every`` seconds: queue reports of confirmed evidence by the reporting routes, and send
+    what is due to every destination (a failure is logged and retried, never raised)."""
+    from childshield.reporting.auto import queue_confirmed
+    from childshield.reporting.deliver import deliver_due as deliver_reports
+    from childshield.takedown.settings import notice_settings, smtp_settings
+
+    while True:
+        try:
+            queued = await run_in_threadpool(queue_confirmed, db, config)
+            if queued.reports:
+                log.info("queued %d reports", len(queued.reports))
+            prefix = notice_settings().reference_prefix
+            await deliver_reports(db, config, app.state.keyring, smtp_settings(), prefix=prefix)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the reporting round failed; trying again in %s s", every)
         await asyncio.sleep(every)
 
 

@@ -73,6 +73,10 @@ class ServiceSettings:
     purge_every_seconds: float = 300.0
     crawl_worker: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_CRAWL_WORKER", False))
     """Run the crawler inside the service (fetches obey ``fetch_allow`` and ``fetch_timeout``)."""
+    reporting_file: str | None = field(default_factory=lambda: os.environ.get("CHILDSHIELD_REPORTING_FILE"))
+    """Destinations and routes of reports (docs/reporting.md); with ``[auto] enabled`` the service
+    queues and sends reports of confirmed evidence by itself."""
+    report_every_seconds: float = 60.0
     # The web UI
     cookie_secure: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_COOKIE_SECURE", True))
     """Session cookies only over HTTPS (turn off only for plain-HTTP development on localhost)."""

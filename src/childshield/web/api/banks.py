@@ -35,6 +35,7 @@ from childshield.web.api.schemas import (
     EntryStateIn,
     ImportOut,
     Problem,
+    RowId,
 )
 from childshield.web.deps import Admin, BankReader, database, settings
 from childshield.web.settings import ServiceSettings
@@ -169,7 +170,7 @@ async def add_media(
 
 
 @router.patch("/{name}/entries/{entry_id}", status_code=204, responses=NOT_FOUND)
-def entry_state(name: str, entry_id: int, body: EntryStateIn, who: Admin, db: Db) -> None:
+def entry_state(name: str, entry_id: RowId, body: EntryStateIn, who: Admin, db: Db) -> None:
     """Disable, dispute or re-activate an entry (and its variants); effective at once everywhere."""
     try:
         set_entry_state(db, name, entry_id, EntryState(body.state), body.reason)

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
@@ -26,6 +26,7 @@ from childshield.web.api.schemas import (
     LookupResult,
     MatchOut,
     Problem,
+    ScanContext,
     ScanOut,
     Signals,
     UrlIn,
@@ -98,14 +99,19 @@ async def scan(
     db: Annotated[Database, Depends(database)],
     conf: Annotated[ServiceSettings, Depends(settings)],
     stats: Annotated[Metrics, Depends(metrics)],
+    context: Annotated[ScanContext, Query()],
 ) -> ScanOut:
     """Hash an image (raw bytes, or a multipart form's ``file``) and match it against every bank.
 
-    The media is not kept.  Matches say which bank and entry, at which distance, through which variant
-    and which check; ``decision`` is what the banks' policies make of them."""
+    The media is not kept (unless it matched and its decision queues it for review).  Matches say which
+    bank and entry, at which distance, through which variant and which check; ``decision`` is what the
+    banks' policies make of them.  The optional query parameters (incident, user_id, screen_name, ip,
+    location) are kept with a match's decision for the report to a clearinghouse."""
     start = time.perf_counter()
     data = await _body(request, conf.max_upload_bytes)
-    out = await _scan_and_record(data, who, request.app.state.keyring, holder, db, conf, stats)
+    out = await _scan_and_record(
+        data, who, request.app.state.keyring, holder, db, conf, stats, context.stored()
+    )
     stats.latency.labels("scan").observe(time.perf_counter() - start)
     return out
 
@@ -131,7 +137,10 @@ async def scan_url(
     except FetchError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    out = await _scan_and_record(fetched.body, who, request.app.state.keyring, holder, db, conf, stats)
+    context = body.context.stored() if body.context else None
+    out = await _scan_and_record(
+        fetched.body, who, request.app.state.keyring, holder, db, conf, stats, context
+    )
     out.url = fetched.url
     stats.latency.labels("scan_url").observe(time.perf_counter() - start)
     return out
@@ -145,6 +154,7 @@ async def _scan_and_record(
     db: Database,
     conf: ServiceSettings,
     stats: Metrics,
+    context: dict[str, str] | None = None,
 ) -> ScanOut:
     try:
         result, action, policy = await run_in_threadpool(holder.run, lambda m: _scan(m, data))
@@ -168,6 +178,7 @@ async def _scan_and_record(
                 pdq=h.pdq,
                 webhook_url=conf.webhook_url,
                 then=intake,
+                context=context,
             )
         )
     out = ScanOut(

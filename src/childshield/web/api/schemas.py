@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field, field_validator
 
 from childshield.hashing.result import HashResult
 from childshield.matching.matcher import Match
+
+ROW_ID_MAX = 2**63 - 1
+RowId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX, description="A row id")]
+"""A row id in a path (bounded by what the databases can store)."""
 
 
 class MatchOut(BaseModel):
@@ -72,8 +79,44 @@ class ScanOut(BaseModel):
     url: str | None = Field(None, description="For /v1/scan/url: the URL fetched, after redirects")
 
 
+class ScanContext(BaseModel):
+    """Who and where, for a report to a clearinghouse if the content is confirmed (all optional; kept
+    with the decision, and only when the content matched)."""
+
+    incident: str | None = Field(
+        None, max_length=200, description="Your key of the incident: files with the same key go in one report"
+    )
+    user_id: str | None = Field(
+        None, max_length=200, description="The uploading account's id on your platform"
+    )
+    screen_name: str | None = Field(None, max_length=200, description="...and its screen name")
+    ip: str | None = Field(None, max_length=64, description="The uploader's IP address")
+    location: str | None = Field(
+        None, max_length=2000, description="The http(s) URL where the content was (or would have been) posted"
+    )
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)  # ValueError: a 422 saying so
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("location must be an http(s) URL")
+        return value
+
+    def stored(self) -> dict[str, str] | None:
+        values = {k: v for k, v in self.model_dump().items() if v}
+        return values or None
+
+
 class UrlIn(BaseModel):
     url: str = Field(max_length=2000, description="http(s) URL of an image; private addresses are refused")
+    context: ScanContext | None = None
 
 
 class SignalIn(BaseModel):

@@ -1,0 +1,154 @@
+"""What a report says, gathered from the evidence vault: the facts of each piece of evidence, and
+evidence grouped into incidents (one report per incident, as NCMEC asks of providers).
+
+An incident is what the platform named one (the scan's ``incident`` key), else everything one account
+uploaded (``user_id``), else everything found on one page (crawl finds), else the file alone."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from childshield.store.models import Evidence, Reveal
+from childshield.timefmt import aware
+
+
+@dataclass(frozen=True)
+class EvidenceFacts:
+    evidence_id: int
+    content_id: str
+    sha256: str
+    md5: str
+    pdq: str
+    classification: str | None
+    banks: frozenset[str]
+    labels: frozenset[str]
+    source: str
+    decided_at: dt.datetime
+    preserved_at: dt.datetime
+    context: dict[str, str]
+    viewed: bool
+    """A reviewer revealed the whole file (a person at our end saw it)."""
+    has_media: bool
+
+    @property
+    def incident_key(self) -> str:
+        c = self.context
+        if c.get("incident"):
+            return f"incident:{c['incident']}"
+        if c.get("user_id"):
+            return f"user:{c['user_id']}"
+        if c.get("page_url"):
+            return f"page:{c['page_url']}"
+        return f"evidence:{self.evidence_id}"
+
+    @property
+    def location(self) -> str:
+        return self.context.get("location") or self.context.get("media_url") or ""
+
+    @property
+    def third_party(self) -> bool:
+        """Found on another company's service (the crawler), not uploaded to ours."""
+        return self.source == "crawl" or bool(self.context.get("page_url"))
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    key: str
+    files: Sequence[EvidenceFacts] = field(default_factory=tuple)
+    given_urls: Sequence[str] = ()
+    """URLs a person gave for the incident (instead of what the evidence knows)."""
+    given_third_party: bool | None = None
+
+    @property
+    def at(self) -> dt.datetime:
+        return min(f.decided_at for f in self.files)
+
+    @property
+    def urls(self) -> list[str]:
+        if self.given_urls:
+            return list(dict.fromkeys(self.given_urls))
+        found = [f.context.get("page_url") or f.location for f in self.files]
+        return list(dict.fromkeys(u for u in found if u))
+
+    @property
+    def user_id(self) -> str:
+        return next((f.context["user_id"] for f in self.files if f.context.get("user_id")), "")
+
+    @property
+    def screen_name(self) -> str:
+        return next((f.context["screen_name"] for f in self.files if f.context.get("screen_name")), "")
+
+    @property
+    def ips(self) -> list[tuple[str, dt.datetime]]:
+        seen: dict[str, dt.datetime] = {}
+        for f in self.files:
+            ip = f.context.get("ip")
+            if ip and ip not in seen:
+                seen[ip] = f.decided_at
+        return list(seen.items())
+
+    @property
+    def third_party(self) -> bool:
+        if self.given_third_party is not None:
+            return self.given_third_party
+        return all(f.third_party for f in self.files)
+
+
+def _context(details: dict[str, Any]) -> dict[str, str]:
+    context = details.get("context") or {}
+    return {str(k): str(v) for k, v in context.items() if isinstance(v, str | int) and str(v)}
+
+
+def facts(session: Session, rows: Iterable[Evidence]) -> list[EvidenceFacts]:
+    """The facts of live evidence (deleted evidence has none left to report)."""
+    out = []
+    for row in rows:
+        if row.deleted_at is not None:
+            continue
+        details = row.details or {}
+        matches = details.get("matches") or []
+        viewed = (
+            row.item_id is not None
+            and session.scalar(select(Reveal.id).where(Reveal.item_id == row.item_id).limit(1)) is not None
+        )
+        decided = details.get("decided_at")
+        out.append(
+            EvidenceFacts(
+                evidence_id=row.id,
+                content_id=row.content_id,
+                sha256=details.get("media_sha256") or row.sha256 or "",
+                md5=details.get("media_md5") or "",
+                pdq=row.pdq or "",
+                classification=row.classification,
+                banks=frozenset(str(m.get("bank")) for m in matches if m.get("bank")),
+                labels=frozenset(str(label) for m in matches for label in m.get("labels") or ()),
+                source=str(details.get("source") or ""),
+                decided_at=aware(dt.datetime.fromisoformat(decided)) if decided else aware(row.preserved_at),
+                preserved_at=aware(row.preserved_at),
+                context=_context(details),
+                viewed=viewed,
+                has_media=row.sealed is not None,
+            )
+        )
+    return out
+
+
+def evidence_facts(session: Session, ids: Sequence[int] | None = None) -> list[EvidenceFacts]:
+    query = select(Evidence).order_by(Evidence.id)
+    if ids is not None:
+        query = query.where(Evidence.id.in_(ids))
+    return facts(session, session.scalars(query).all())
+
+
+def incidents(files: Iterable[EvidenceFacts]) -> list[IncidentFacts]:
+    """Evidence grouped into incidents, in order of each incident's first evidence."""
+    groups: dict[str, list[EvidenceFacts]] = {}
+    for f in files:
+        groups.setdefault(f.incident_key, []).append(f)
+    return [IncidentFacts(key, tuple(group)) for key, group in groups.items()]

@@ -1,0 +1,62 @@
+"""A report queued by a person (``report queue``, ``POST /v1/reports``): the evidence they name, as
+one incident, to one destination, with what they say overriding what the evidence knows."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+from childshield.reporting.config import ReportingConfig
+from childshield.reporting.cybertip import ReportInvalid
+from childshield.reporting.documents import NotReportable, build
+from childshield.reporting.incident import IncidentFacts, evidence_facts
+from childshield.reporting.outbox import queue_report
+from childshield.store.db import Database
+
+
+class CannotQueue(ValueError):
+    """The report cannot be queued as asked: the message says why."""
+
+
+def queue_incident(
+    db: Database,
+    config: ReportingConfig,
+    evidence_ids: Sequence[int],
+    *,
+    destination: str,
+    actor: str,
+    urls: Sequence[str] = (),
+    user_id: str = "",
+    at: dt.datetime | None = None,
+    third_party_hosted: bool | None = None,
+    reporter_email: str = "",
+) -> tuple[int, int]:
+    """Queue the report; returns its id and how many files it has."""
+    target = config.destinations.get(destination)
+    if target is None:
+        raise CannotQueue(f"no destination {destination!r}; known: {', '.join(config.destinations)}")
+    if not evidence_ids:
+        raise CannotQueue("name the evidence to report")
+    with db.session() as session:
+        files = evidence_facts(session, evidence_ids)
+    missing = set(evidence_ids) - {f.evidence_id for f in files}
+    if missing:
+        raise CannotQueue(f"no live evidence {', '.join(map(str, sorted(missing)))}")
+    extra = {"user_id": user_id} if user_id else {}
+    files = [
+        dataclasses.replace(f, context={**f.context, **extra}, decided_at=at or f.decided_at) for f in files
+    ]
+    incident = IncidentFacts(
+        f"manual:{','.join(map(str, sorted(set(evidence_ids))))}",
+        tuple(files),
+        given_urls=tuple(urls),
+        given_third_party=third_party_hosted,
+    )
+    reporter = dataclasses.replace(config.reporter, email=reporter_email or config.reporter.email)
+    try:
+        built = build(incident, target, reporter)
+    except (NotReportable, ReportInvalid) as exc:
+        raise CannotQueue(f"cannot build the report: {exc}") from None
+    report_id = queue_report(db, built.document, built.files, actor=actor, destination=destination)
+    return report_id, len(built.files)
