@@ -55,6 +55,8 @@ class ImportReport:
     """Variant entries stored (hashes of standard edits of items added from media)."""
     local_features: int = 0
     """Items whose local features (the second check's) were stored."""
+    video_frames: int = 0
+    """Frame hashes of videos stored (each pointing to its video's SHA-256 entry)."""
 
 
 def _user() -> str:
@@ -231,6 +233,7 @@ def add_outcomes(
     rows: list[dict[str, Any]] = []
     variants: list[tuple[str, dict[str, Any]]] = []  # (the item's own PDQ, the variant's row)
     features: dict[str, bytes] = {}  # the item's own PDQ -> its packed local features
+    frames: list[tuple[str, dict[str, Any]]] = []  # (the video's SHA-256, a frame's row)
     for outcome in outcomes:
         if outcome.result is None:
             report.skipped.append(RowError(0, f"{outcome.path}: {outcome.error}"))
@@ -243,7 +246,13 @@ def add_outcomes(
             (SignalType.SHA1, r.sha1, None),
             (SignalType.SHA256, r.sha256, None),
         ]
-        signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
+        if r.is_video:  # the video is the item (its SHA-256 entry); its frames point to it
+            for f in r.frames:
+                if f.pdq is not None:
+                    row = {**base, "signal_type": SignalType.PDQ, "signal": f.pdq, "quality": f.pdq_quality}
+                    frames.append((r.sha256, {**row, "variant": frame_variant(f.timestamp or 0.0)}))
+        else:
+            signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
         for kind, value, quality in signals:
             rows.append({**base, "signal_type": kind, "signal": value, "quality": quality})
         for f in r.frames:
@@ -260,11 +269,60 @@ def add_outcomes(
         _store_in(session, bank.id, revision, unique, report)
         report.already_present += len(rows) - len(unique)
         policy = Policy.of(bank.policy)
+        if frames:
+            _store_frames(session, bank.id, revision, frames, report)
         if variants and policy.bank_variants:
             _store_variants(session, bank.id, revision, variants, report)
         if features and policy.orb_check:
             _store_features(session, bank.id, features, report)
     return report
+
+
+FRAME_PREFIX = "frame@"
+
+
+def frame_variant(timestamp: float) -> str:
+    """How a video's frame entry is marked (``frame@12.000``: seconds from the start)."""
+    return f"{FRAME_PREFIX}{timestamp:.3f}"
+
+
+def frame_time(variant: str) -> float | None:
+    """The timestamp of a frame entry's mark; None for anything else."""
+    if not variant.startswith(FRAME_PREFIX):
+        return None
+    try:
+        return float(variant[len(FRAME_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def _store_frames(
+    session: Session,
+    bank_id: int,
+    revision: int,
+    frames: list[tuple[str, dict[str, Any]]],
+    report: ImportReport,
+) -> None:
+    """Frame entries of videos, each pointing to its video's SHA-256 entry.  A frame whose hash is in
+    the bank already (another item, or the same picture earlier in the video) is not stored again."""
+    wanted = sorted({sha for sha, _ in frames})
+    parents: dict[str, int] = {}
+    for i in range(0, len(wanted), 500):
+        parents.update(
+            (signal, entry_id)
+            for entry_id, signal in session.execute(
+                select(Entry.id, Entry.signal).where(
+                    Entry.bank_id == bank_id,
+                    Entry.signal_type == SignalType.SHA256,
+                    Entry.signal.in_(wanted[i : i + 500]),
+                )
+            )
+        )
+    rows = [{**row, "parent_id": parents[sha]} for sha, row in frames if sha in parents]
+    unique = list(_dedupe(rows, lambda r: ("pdq", r["signal"])))
+    counted = ImportReport()
+    _store_in(session, bank_id, revision, unique, counted)
+    report.video_frames += counted.added
 
 
 def _own_pdq_ids(session: Session, bank_id: int, signals: Iterable[str]) -> dict[str, int]:

@@ -44,6 +44,12 @@ class Policy:
     label_actions: dict[str, str] = field(default_factory=dict)
     """Actions by classification: a match of an entry labelled with a key (``{"A1": "block"}``) leads to
     at least that action (the strongest applies; ``action`` for entries without such a label)."""
+    video_query_share: int = 80
+    """A video matches a banked video when this percent of its own unique frame hashes match that
+    video's frames (101: never by this side)..."""
+    video_item_share: int = 80
+    """...or when this percent of the banked video's unique frame hashes are matched (a known clip
+    inside a longer video).  A frame matching a banked image is a match whatever these say."""
     flood_quarantine: bool = False
     """Dispute a flooding item at once (it stops matching until someone reviews it).  Off by default:
     whoever can upload copies of known material could otherwise switch its entry off."""
@@ -65,6 +71,8 @@ _RANGES = {
     "orb_agreement": (-100, 100),
     "flood_limit": (0, 10**9),
     "flood_factor": (1, 10**6),
+    "video_query_share": (1, 101),
+    "video_item_share": (1, 101),
 }
 
 

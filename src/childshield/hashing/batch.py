@@ -11,6 +11,7 @@ from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions, hash_bytes, read_file
 from childshield.media.errors import MediaError
 from childshield.media.formats import sniff
+from childshield.media.video import has_video_extension, is_video
 
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MEMORY_LIMIT = 4 << 30
@@ -36,9 +37,13 @@ def hash_candidate(candidate: Candidate, options: HashOptions | None = None) -> 
     if candidate.error is not None:
         return HashOutcome(candidate.path, error=candidate.error)
     try:
-        by_content = not candidate.explicit and not looks_like_image_name(candidate.path)
-        if by_content and sniff(read_file(candidate.path, head=32)) is None:
-            return Skipped(candidate.path)
+        by_content = not candidate.explicit and not (
+            looks_like_image_name(candidate.path) or has_video_extension(candidate.path)
+        )
+        if by_content:
+            head = read_file(candidate.path, head=512)
+            if sniff(head[:32]) is None and not is_video(head):
+                return Skipped(candidate.path)
         data = read_file(candidate.path, opts.max_bytes)
     except MediaError as exc:
         return HashOutcome(candidate.path, error=str(exc))

@@ -24,6 +24,8 @@ class FrameHash:
     """Bank-side variants (``signals.pdq_bank_variants``): crops and small rotations; when asked for."""
     local_features: bytes | None = None
     """Packed ORB features (``signals.orb``) to store with a known image; when asked for."""
+    timestamp: float | None = None
+    """For a video's frames: seconds from the start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,14 @@ class HashResult:
     """The first picture, then (when frames were asked for) every further frame."""
     frame_count: int = 1
     path: str | None = None
+    duration: float | None = None
+    """For a video: its length in seconds (None for images)."""
+    note: str = ""
+    """Something the caller should know (a video damaged part way: the frames before it were hashed)."""
+
+    @property
+    def is_video(self) -> bool:
+        return self.format.startswith("video/")
 
     @property
     def pdq(self) -> str | None:
@@ -90,6 +100,8 @@ def records(outcome: HashOutcome, *, frames: bool = False, dihedral: bool = Fals
         }
         if frames:
             row["frame"] = frame.index
+        if frame.timestamp is not None:
+            row["timestamp"] = round(frame.timestamp, 3)
         if dihedral:
             row["pdq_dihedral"] = dict(frame.pdq_dihedral) if frame.pdq_dihedral is not None else None
         if frame.pdq_variants is not None:

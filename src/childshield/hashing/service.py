@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from childshield.hashing.result import FrameHash, HashResult
@@ -20,8 +20,9 @@ from childshield.media.decode import (
     Picture,
     decode,
 )
-from childshield.media.errors import FileTooLarge, UnreadableFile
-from childshield.signals import orb
+from childshield.media.errors import CorruptImage, FileTooLarge, UnreadableFile
+from childshield.media.video import Sampling, VideoInfo, VideoLimits, is_video, sample_frames
+from childshield.signals import orb, vpdq
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
 from childshield.signals.pdq_bank_variants import bank_variants
@@ -48,6 +49,13 @@ class HashOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
     max_bytes: int = DEFAULT_MAX_BYTES
+    sampling: Sampling = field(default_factory=Sampling)
+    """Which frames of a video are hashed (rate, scene changes)."""
+    video_limits: VideoLimits = field(default_factory=VideoLimits)
+    video_min_quality: int = vpdq.DEFAULT_MIN_QUALITY
+    """A video's frames of lower PDQ quality are dropped (the best one is kept if all are lower)."""
+    dedupe_distance: int = vpdq.DEFAULT_DEDUPE_DISTANCE
+    """A video frame within this many bits of the frame kept before it is dropped (-1: keep all)."""
 
     @property
     def limits(self) -> DecodeLimits:
@@ -55,8 +63,11 @@ class HashOptions:
 
 
 def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | None = None) -> HashResult:
-    """All signals of an image given as bytes.  Raises ``MediaError`` when it cannot be hashed."""
+    """All signals of an image or a video given as bytes.  Raises ``MediaError`` when it cannot be
+    hashed."""
     options = options or HashOptions()
+    if is_video(data[:512]):
+        return hash_video(data, options, path=path)
     decoded = _decode(data, options, frames=options.frames)
     frames = []
     for picture in decoded.pictures:
@@ -91,6 +102,41 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
         frames=tuple(frames),
         frame_count=decoded.frame_count,
         path=path,
+    )
+
+
+def hash_video(data: bytes, options: HashOptions | None = None, *, path: str | None = None) -> HashResult:
+    """The digests of a video file and the PDQ of its sampled frames (with their timestamps), pruned as
+    vPDQ does (low quality and repeated frames dropped).  Raises ``MediaError``."""
+    options = options or HashOptions()
+    info = VideoInfo()
+    hashed = []
+    for vf in sample_frames(data, options.sampling, options.video_limits, info):
+        hex_value, quality, _ = hash_picture(vf.picture)
+        if hex_value is not None:
+            hashed.append(vpdq.FrameSignal(hex_value, quality, vf.timestamp, vf.number))
+    kept = vpdq.prune(hashed, min_quality=options.video_min_quality, dedupe_distance=options.dedupe_distance)
+    if not kept and hashed:  # a dark or flat video: its best frame stands for it (matching skips it)
+        kept = [max(hashed, key=lambda f: f.quality)]
+    if not kept:
+        raise CorruptImage("no frame of the video could be hashed")
+    d = digests(data)
+    return HashResult(
+        size_bytes=len(data),
+        md5=d.md5,
+        sha1=d.sha1,
+        sha256=d.sha256,
+        format=f"video/{info.codec}",
+        width=info.width,
+        height=info.height,
+        frames=tuple(
+            FrameHash(f.number, info.width, info.height, f.pdq, f.quality, timestamp=f.timestamp)
+            for f in kept
+        ),
+        frame_count=len(kept),
+        path=path,
+        duration=info.duration,
+        note=info.damaged,
     )
 
 

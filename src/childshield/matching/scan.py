@@ -9,6 +9,7 @@ from childshield.hashing.result import HashOutcome, HashResult
 from childshield.hashing.service import HashOptions, first_picture, hash_bytes, read_file
 from childshield.matching.matcher import Match, Matcher, MatchResult
 from childshield.matching.second_check import PictureSource, second_check
+from childshield.matching.video import VideoMatch, match_video
 from childshield.media.decode import Picture
 from childshield.media.errors import MediaError
 
@@ -20,6 +21,10 @@ class ScanResult:
     matches: tuple[Match, ...]
     suppressed: tuple[Match, ...] = ()
     error: str | None = None
+    video: tuple[VideoMatch, ...] = ()
+    """For a video: per match, what matched and when (frame times)."""
+    near: tuple[VideoMatch, ...] = ()
+    """For a video: banked videos with frames in common that reach neither share (not matches)."""
 
     @property
     def matched(self) -> bool:
@@ -89,14 +94,25 @@ def scan_outcome(matcher: Matcher, outcome: HashOutcome, options: HashOptions | 
         except (MediaError, OSError):  # changed or gone since it was hashed: no second check
             return None
 
+    if outcome.result.is_video:
+        return _video_scan(matcher, outcome.result, outcome.path)
     matched = match_hashes(matcher, outcome.result, picture)
     return ScanResult(outcome.path, outcome.result, matched.matches, matched.suppressed)
+
+
+def _video_scan(matcher: Matcher, result: HashResult, path: str | None) -> ScanResult:
+    found = match_video(matcher, result)
+    return ScanResult(
+        path, result, found.result.matches, found.result.suppressed, video=found.details, near=found.near
+    )
 
 
 def scan_bytes(matcher: Matcher, data: bytes, options: HashOptions | None = None) -> ScanResult:
     """Hash bytes and match them.  Raises ``MediaError`` when they cannot be hashed."""
     opts = options or HashOptions(variants=matcher.wants_query_variants)
     result = hash_bytes(data, opts)
+    if result.is_video:
+        return _video_scan(matcher, result, None)
     matched = match_hashes(matcher, result, lambda: first_picture(data, opts))
     return ScanResult(None, result, matched.matches, matched.suppressed)
 

@@ -1,0 +1,158 @@
+"""Matching a video: its file hashes, and each sampled frame's PDQ through the same index as images.
+
+* The file's MD5/SHA-1/SHA-256 matching a bank entry is a match (the same file).
+* A frame matching a banked **image** (or an image's variant) is a match: a known picture shown in a
+  video.  Every frame that matched is reported with its time.
+* Frames matching a banked **video**'s frames count towards vPDQ's shares: the percent of the query's
+  unique frame hashes that match that video, and the percent of that video's unique frame hashes that
+  were matched.  It is a match when either reaches the bank's ``video_query_share`` or
+  ``video_item_share`` (default 80 each): a copy, an excerpt of a known video, or a known clip inside a
+  longer one.  Videos that share a few frames but reach neither are reported as ``near`` (not matches).
+* A frame matching a negative bank clears the file, as for images.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from childshield.banks.entries import FRAME_PREFIX, frame_time
+from childshield.banks.policy import Policy
+from childshield.hashing.result import HashResult
+from childshield.matching.matcher import Match, Matcher, MatchResult
+from childshield.store.models import Entry, EntryState
+
+MAX_HITS = 50
+"""Frame hits reported per matched item (the earliest ones)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHit:
+    query_time: float
+    """Seconds into the scanned video."""
+    item_time: float | None
+    """Seconds into the banked video; None when the item is an image."""
+    distance: int
+
+
+@dataclass(frozen=True, slots=True)
+class VideoMatch:
+    match: Match
+    """The item's closest match."""
+    kind: str
+    """``video`` (frames of a banked video), ``image`` (a banked image in a frame), ``file`` (the file)."""
+    query_share: float | None = None
+    item_share: float | None = None
+    hits: tuple[FrameHit, ...] = ()
+
+    @property
+    def first_time(self) -> float | None:
+        return min((h.query_time for h in self.hits), default=None)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "bank": self.match.bank,
+            "item_id": self.match.item_id,
+            "kind": self.kind,
+            "query_share": None if self.query_share is None else round(self.query_share, 1),
+            "item_share": None if self.item_share is None else round(self.item_share, 1),
+            "first_time": self.first_time,
+            "hits": [
+                {"time": round(h.query_time, 3), "item_time": h.item_time, "distance": h.distance}
+                for h in self.hits
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VideoResult:
+    result: MatchResult
+    details: tuple[VideoMatch, ...] = ()
+    """One per match in ``result.matches``, in the same order."""
+    near: tuple[VideoMatch, ...] = ()
+    """Banked videos with frames in common that reach neither share."""
+
+
+def _frame_counts(matcher: Matcher, items: Iterable[int]) -> dict[int, int]:
+    """Unique frame hashes stored per banked video (active frame entries)."""
+    ids = sorted(set(items))
+    out: dict[int, int] = {}
+    with matcher.db.session() as session:
+        for i in range(0, len(ids), 500):
+            out.update(
+                (int(parent or 0), int(count))
+                for parent, count in session.execute(
+                    select(Entry.parent_id, func.count())
+                    .where(
+                        Entry.parent_id.in_(ids[i : i + 500]),
+                        Entry.variant.like(f"{FRAME_PREFIX}%"),
+                        Entry.state == EntryState.ACTIVE,
+                    )
+                    .group_by(Entry.parent_id)
+                )
+            )
+    return out
+
+
+def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
+    queries: list[tuple[str, str, int | None]] = [
+        ("md5", video.md5, None),
+        ("sha1", video.sha1, None),
+        ("sha256", video.sha256, None),
+    ]
+    frames = [f for f in video.frames if f.pdq is not None]
+    queries += [("pdq", f.pdq or "", f.pdq_quality) for f in frames]
+    results = matcher.match_many(queries)
+    if any(r.allowed_by for r in results):  # an allow-listed signal anywhere clears the file
+        cleared = tuple(m for r in results for m in (*r.matches, *r.suppressed))
+        allowed = tuple(m for r in results for m in r.allowed_by)
+        return VideoResult(MatchResult((), cleared, allowed))
+    best: dict[tuple[str, int], Match] = {}
+    kind: dict[tuple[str, int], str] = {}
+    hits: dict[tuple[str, int], list[FrameHit]] = defaultdict(list)
+    matched_query: dict[tuple[str, int], set[str]] = defaultdict(set)
+    matched_item: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for r in results[:3]:
+        for m in r.matches:
+            key = (m.bank, m.item_id)
+            best[key], kind[key] = m, "file"
+    considered = {f.pdq for f in frames if f.pdq_quality >= matcher.min_quality}
+    for f, r in zip(frames, results[3:], strict=True):
+        for m in r.matches:
+            key = (m.bank, m.item_id)
+            item_time = frame_time(m.variant)
+            if kind.get(key) != "file":
+                kind[key] = "video" if item_time is not None else "image"
+            if key not in best or m.distance < best[key].distance:
+                best[key] = m
+            hits[key].append(FrameHit(f.timestamp or 0.0, item_time, m.distance))
+            matched_query[key].add(f.pdq or "")
+            matched_item[key].add(m.entry_id)
+    counts = _frame_counts(matcher, [item for (_, item), k in kind.items() if k == "video"])
+    matches, details, near = [], [], []
+    for key, m in best.items():
+        found = tuple(sorted(hits[key], key=lambda h: h.query_time)[:MAX_HITS])
+        if kind[key] != "video":
+            matches.append(m)
+            details.append(VideoMatch(m, kind[key], hits=found))
+            continue
+        q_share = 100.0 * len(matched_query[key]) / max(1, len(considered))
+        i_share = 100.0 * len(matched_item[key]) / max(1, counts.get(m.item_id, 1))
+        policy = matcher.policies.get(m.bank_id, Policy())
+        one = VideoMatch(m, "video", q_share, min(100.0, i_share), found)
+        if q_share >= policy.video_query_share or i_share >= policy.video_item_share:
+            matches.append(m)
+            details.append(one)
+        else:
+            near.append(one)
+    order = sorted(
+        range(len(matches)), key=lambda i: (matches[i].distance, matches[i].bank, matches[i].item_id)
+    )
+    return VideoResult(
+        MatchResult(tuple(matches[i] for i in order)),
+        tuple(details[i] for i in order),
+        tuple(near),
+    )

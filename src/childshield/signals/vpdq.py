@@ -1,0 +1,104 @@
+"""Video signals compatible with vPDQ: a list of (frame PDQ, quality, timestamp), pruned and compared.
+
+* ``prune``: frames of quality under ``min_quality`` (default 50) are dropped, and so is a frame within
+  ``dedupe_distance`` bits of the frame kept before it (a still scene hashed again and again).
+* The vPDQ text format, one frame per line: ``frame number,quality,64 hex digits,seconds`` (three
+  decimals), as written and read by the reference tools.
+* ``compare``: the share of each side's unique frame hashes that have a match on the other side within
+  ``distance`` bits (vPDQ's brute-force comparison; the matcher does the same through the index).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+DEFAULT_MIN_QUALITY = 50
+DEFAULT_DEDUPE_DISTANCE = 4
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+class VpdqFormatError(ValueError):
+    """A vPDQ text that cannot be read: the message names the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSignal:
+    pdq: str
+    quality: int
+    timestamp: float
+    number: int = 0
+
+
+def _distance(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def prune(
+    frames: Iterable[FrameSignal],
+    *,
+    min_quality: int = DEFAULT_MIN_QUALITY,
+    dedupe_distance: int = DEFAULT_DEDUPE_DISTANCE,
+) -> list[FrameSignal]:
+    out: list[FrameSignal] = []
+    for f in frames:
+        if f.quality < min_quality:
+            continue
+        if out and dedupe_distance >= 0 and _distance(out[-1].pdq, f.pdq) <= dedupe_distance:
+            continue
+        out.append(f)
+    return out
+
+
+def to_text(frames: Iterable[FrameSignal]) -> str:
+    return "".join(f"{f.number},{f.quality},{f.pdq},{f.timestamp:.3f}\n" for f in frames)
+
+
+def from_text(text: str, *, max_frames: int = 1_000_000) -> list[FrameSignal]:
+    """Read vPDQ text (blank lines and ``#`` comments skipped)."""
+    out: list[FrameSignal] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4:
+            raise VpdqFormatError(f"line {n}: expected 4 comma-separated fields, got {len(parts)}")
+        number, quality, pdq, seconds = parts
+        pdq = pdq.lower()
+        if not _HEX.fullmatch(pdq):
+            raise VpdqFormatError(f"line {n}: the PDQ hash must be 64 hex digits")
+        try:
+            frame, q, t = int(number), int(quality), float(seconds)
+        except ValueError:
+            raise VpdqFormatError(f"line {n}: frame number, quality and seconds must be numbers") from None
+        if frame < 0 or not 0 <= q <= 100 or not math.isfinite(t) or t < 0:
+            raise VpdqFormatError(f"line {n}: out of range (frame >= 0, quality 0..100, seconds >= 0)")
+        out.append(FrameSignal(pdq, q, t, frame))
+        if len(out) > max_frames:
+            raise VpdqFormatError(f"more than {max_frames} frames")
+    if not out:
+        raise VpdqFormatError("no frames")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    query_share: float
+    """Percent of the query's unique frame hashes with a match in the other video."""
+    item_share: float
+    """Percent of the other video's unique frame hashes with a match in the query."""
+
+
+def compare(query: Sequence[FrameSignal], item: Sequence[FrameSignal], distance: int = 31) -> Comparison:
+    q = sorted({f.pdq for f in query})
+    c = sorted({f.pdq for f in item})
+    if not q or not c:
+        return Comparison(0.0, 0.0)
+    qi = [int(h, 16) for h in q]
+    ci = [int(h, 16) for h in c]
+    q_hit = sum(any((a ^ b).bit_count() <= distance for b in ci) for a in qi)
+    c_hit = sum(any((a ^ b).bit_count() <= distance for a in qi) for b in ci)
+    return Comparison(100.0 * q_hit / len(qi), 100.0 * c_hit / len(ci))
