@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from childshield.reporting.client import CyberTipClient
 from childshield.reporting.cybertip import Incident, Person, ReporterInfo, report_xml
-from childshield.reporting.outbox import Stop, queue_report, send_due
+from childshield.reporting.outbox import LEASE, Stop, queue_report, send_due
 from childshield.review.keys import Keyring
 from childshield.store.db import Database, open_database
 from childshield.store.models import Evidence, Report
@@ -144,8 +144,8 @@ def crash_and_resume(
         with pytest.raises(Crash):
             send_due(db, dying, keyring, now=LATER)
         client = CyberTipClient(fake.base, "esp", "secret")
-        for _ in range(3):  # resume (as often as it takes)
-            send_due(db, client, keyring, now=LATER)
+        for n in range(1, 4):  # resume once the dead sender's lease is over (as often as it takes)
+            send_due(db, client, keyring, now=LATER + n * LEASE)
         filed = fake.filed()
         assert len(filed) == 1, (at, when, [r.state for r in fake.reports.values()])
         assert sorted(filed[0].files.values()) == sorted(uploads)  # each file once, none lost

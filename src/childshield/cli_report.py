@@ -134,6 +134,7 @@ def report_show(report_id: int, db: DbOption = None) -> None:
     from childshield.reporting import letter
     from childshield.reporting.mailer import reference
     from childshield.store.models import Report
+    from childshield.takedown.settings import notice_settings
 
     config = _config()
     with _database(db) as database, database.session() as session:
@@ -143,6 +144,7 @@ def report_show(report_id: int, db: DbOption = None) -> None:
             raise typer.Exit(1)
         destination = config.destinations.get(report.destination)
         if destination is not None and destination.kind == "email":
-            sys.stdout.write(letter.text(report.document.encode(), reference(report)))
+            ref = reference(report, notice_settings().reference_prefix)
+            sys.stdout.write(letter.text(report.document.encode(), ref))
         else:
             sys.stdout.write(report.document)

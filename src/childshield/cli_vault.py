@@ -133,6 +133,7 @@ def vault_export(
     """A signed bundle (manifest of hashes and metadata, the media, the reports, the signature) for law
     enforcement."""
     from childshield.reporting.attachments import NoSuchReport, for_bundle
+    from childshield.reporting.config import ConfigError, load_config
     from childshield.takedown.settings import notice_settings
     from childshield.vault.bundle import export_bundle
     from childshield.vault.store import VaultError
@@ -143,8 +144,15 @@ def vault_export(
     with _database(db) as database:
         try:
             ids, reports = list(evidence_ids or ()), []
+            config = load_config()
             for report_id in report or ():
-                covered, bundled = for_bundle(database, report_id, prefix=notice_settings().reference_prefix)
+                destination = config.destinations.get(_destination_of(database, report_id) or "")
+                covered, bundled = for_bundle(
+                    database,
+                    report_id,
+                    prefix=notice_settings().reference_prefix,
+                    hash_sharing_mou=destination is not None and destination.hash_sharing_mou,
+                )
                 ids += covered
                 reports.append(bundled)
             digest = export_bundle(
@@ -158,10 +166,20 @@ def vault_export(
                 recipient=recipient,
                 reports=reports,
             )
-        except (VaultError, FileExistsError, NoSuchReport) as exc:
+        except (VaultError, FileExistsError, NoSuchReport, ConfigError) as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
     err.print(f"wrote {out} (manifest SHA-256 {digest})")
+
+
+def _destination_of(db: object, report_id: int) -> str | None:
+    from childshield.store.db import Database
+    from childshield.store.models import Report
+
+    assert isinstance(db, Database)
+    with db.session() as session:
+        report = session.get(Report, report_id)
+        return report.destination if report is not None else None
 
 
 @vault_app.command("verify")

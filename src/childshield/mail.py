@@ -37,10 +37,10 @@ class Outcome:
 
 async def send(msg: EmailMessage, smtp: SmtpSettings, context: ssl.SSLContext | None = None) -> Outcome:
     """Hand ``msg`` to the SMTP server; never raises for SMTP or network trouble."""
-    if context is None and smtp.starttls:
-        context = ssl.create_default_context(cafile=smtp.ca_file or None)
     try:
-        await aiosmtplib.send(
+        if context is None and smtp.starttls:
+            context = ssl.create_default_context(cafile=smtp.ca_file or None)
+        refused, _ = await aiosmtplib.send(
             msg,
             hostname=smtp.host,
             port=smtp.port,
@@ -54,6 +54,10 @@ async def send(msg: EmailMessage, smtp: SmtpSettings, context: ssl.SSLContext | 
         codes = [r.code for r in getattr(exc, "recipients", [])] or [getattr(exc, "code", 0)]
         permanent = all(500 <= code < 600 for code in codes)
         return Outcome("refused", f"recipient refused: {exc}"[:500], permanent)
-    except (aiosmtplib.SMTPException, OSError) as exc:
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
         return Outcome("error", f"{type(exc).__name__}: {exc}"[:500])
+    if refused:  # some recipients took it, some did not: not delivered as asked
+        permanent = all(500 <= r.code < 600 for r in refused.values())
+        who = ", ".join(sorted(refused))
+        return Outcome("refused", f"recipients refused: {who}"[:500], permanent)
     return Outcome("sent")

@@ -20,8 +20,11 @@ class NoSuchReport(LookupError):
     pass
 
 
-def for_bundle(db: Database, report_id: int, *, prefix: str = "CS") -> tuple[list[int], BundledReport]:
-    """The evidence ids of a report and the report itself, ready for ``export_bundle``."""
+def for_bundle(
+    db: Database, report_id: int, *, prefix: str = "CS", hash_sharing_mou: bool = False
+) -> tuple[list[int], BundledReport]:
+    """The evidence ids of a report and the report itself, ready for ``export_bundle``
+    (``hash_sharing_mou``: as the destination sends fileDetails, so they are the ones sent)."""
     with db.session() as session:
         report = session.get(Report, report_id)
         if report is None:
@@ -36,7 +39,9 @@ def for_bundle(db: Database, report_id: int, *, prefix: str = "CS") -> tuple[lis
             for f in files:
                 if f.remote_file_id and report.remote_id:
                     details = ReportedFile(**f.details)
-                    xml = file_details_xml(report.remote_id, f.remote_file_id, details)
+                    xml = file_details_xml(
+                        report.remote_id, f.remote_file_id, details, hash_sharing_mou=hash_sharing_mou
+                    )
                     out[f"fileDetails-{f.evidence_id}.xml"] = xml
         else:
             ref = reference(report, prefix)

@@ -13,10 +13,11 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
 
 from childshield.reporting.config import ReportingConfig
 from childshield.reporting.cybertip import ReportInvalid
-from childshield.reporting.documents import NotReportable, build
+from childshield.reporting.documents import Built, NotReportable, build
 from childshield.reporting.incident import EvidenceFacts, facts, incidents
 from childshield.reporting.outbox import add_report
 from childshield.store.db import Database, one_at_a_time
@@ -40,18 +41,14 @@ def queue_confirmed(
 ) -> Queued:
     now = aware(now or utcnow())
     out = Queued()
-    with db.session() as session:
-        one_at_a_time(session, "childshield.reporting.auto", "reports")
-        done = {
-            (evidence_id, destination)
-            for evidence_id, destination in session.execute(
-                select(ReportFile.evidence_id, Report.destination).join(
-                    Report, Report.id == ReportFile.report_id
-                )
-            )
-        }
+    built_reports: list[tuple[str, Built]] = []
+    with db.session() as session:  # read and build without holding any lock
+        done = _reported(session)
         live = session.scalars(
-            select(Evidence).where(Evidence.deleted_at.is_(None)).order_by(Evidence.id)
+            select(Evidence)
+            .options(defer(Evidence.sealed))
+            .where(Evidence.deleted_at.is_(None))
+            .order_by(Evidence.id)
         ).all()
         pending: dict[str, list[EvidenceFacts]] = {}
         for f in facts(session, live):
@@ -62,20 +59,32 @@ def queue_confirmed(
                 if destination.needs_media and not f.has_media:
                     continue
                 pending.setdefault(name, []).append(f)
-        for name, files in pending.items():
-            destination = config.destinations[name]
-            for incident in incidents(files):
-                if max(f.preserved_at for f in incident.files) > now - config.settle:
-                    out.waiting += 1
-                    continue
-                try:
-                    built = build(incident, destination, config.reporter, now=now)
-                except (NotReportable, ReportInvalid) as exc:
-                    out.problems.append(f"{name}, incident {incident.key}: {exc}")
-                    continue
+    for name, files in pending.items():
+        destination = config.destinations[name]
+        for incident in incidents(files):
+            if max(f.preserved_at for f in incident.files) > now - config.settle:
+                out.waiting += 1
+                continue
+            try:
+                built_reports.append((name, build(incident, destination, config.reporter, now=now)))
+            except (NotReportable, ReportInvalid, ValueError) as exc:  # ValueError: text XML cannot hold
+                out.problems.append(f"{name}, incident {incident.key}: {exc}")
+    if built_reports:
+        with db.session() as session:  # check again and queue, one queuer at a time
+            one_at_a_time(session, "childshield.reporting.auto", "reports")
+            done = _reported(session)
+            for name, built in built_reports:
+                if any((evidence_id, name) in done for evidence_id, _, _ in built.files):
+                    continue  # another queuer was first
                 out.reports.append(
                     add_report(session, built.document, built.files, actor=actor, destination=name)
                 )
     for problem in out.problems:
         log.warning("cannot queue a report: %s", problem)
     return out
+
+
+def _reported(session: Session) -> set[tuple[int, str]]:
+    """(evidence id, destination) of every file in any report."""
+    query = select(ReportFile.evidence_id, Report.destination).join(Report, Report.id == ReportFile.report_id)
+    return {(evidence_id, destination) for evidence_id, destination in session.execute(query)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from childshield.reporting.client import TEST
 
 KINDS = ("cybertipline", "email")
 """Destination kinds this version can deliver to (``reporting.deliver`` dispatches on them)."""
+
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_EMAIL = re.compile(r"[^@\s,<>\"'()\[\];:\\]{1,64}@[A-Za-z0-9.-]{1,253}")
+_LOOPBACK = re.compile(r"http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
 
 
 class ConfigError(ValueError):
@@ -157,6 +163,8 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
     fields = set(Reporter.__dataclass_fields__)
     _keys(reporter_table, fields, f"{where} [reporter]")
     reporter = Reporter(**{k: _string(reporter_table, k, "reporter") for k in reporter_table})
+    if reporter.email and not _EMAIL.fullmatch(reporter.email):
+        raise ConfigError(f"{where} [reporter].email: {reporter.email[:80]!r} is not a plain e-mail address")
 
     destinations: dict[str, Destination] = {}
     tables = data.get("destination", [])
@@ -172,8 +180,8 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
             label,
         )
         name, kind = _string(table, "name", label), _string(table, "kind", label)
-        if not name:
-            raise ConfigError(f"{label} needs a name")
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"{label}: a name is 1 to 32 letters, digits, '.', '_' or '-'")
         if name in destinations:
             raise ConfigError(f"{label}: the name {name!r} is used twice")
         if kind not in KINDS:
@@ -184,11 +192,11 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
         to = tuple(sorted(_strings(table["to"], f"{label}.to"))) if "to" in table else ()
         if kind == "email" and not to:
             raise ConfigError(f"{label}: an email destination needs 'to' (its recipients)")
-        if any("@" not in a or any(c in a for c in "\r\n ,<>") for a in to):
+        if any(not _EMAIL.fullmatch(a) for a in to):
             raise ConfigError(f"{label}.to: {', '.join(to)} are not plain e-mail addresses")
         url = _string(table, "url", label, TEST)
-        if kind == "cybertipline" and not url.startswith(("https://", "http://")):
-            raise ConfigError(f"{label}.url must be an http(s) URL")
+        if kind == "cybertipline" and not (url.startswith("https://") or _LOOPBACK.match(url)):
+            raise ConfigError(f"{label}.url must be an https URL (plain http only to this machine)")
         destinations[name] = Destination(
             name,
             kind,

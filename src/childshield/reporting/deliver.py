@@ -57,4 +57,7 @@ async def deliver_due(
         except (outbox.Stop, ApiError) as exc:
             out.stopped[name] = str(exc)
             log.error("reports to %s stopped: %s", name, exc)
+        except Exception as exc:  # one destination's trouble never keeps the others waiting
+            out.stopped[name] = f"{type(exc).__name__}: {exc}"[:500]
+            log.exception("reports to %s failed", name)
     return out

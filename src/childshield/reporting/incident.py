@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from childshield.store.models import Evidence, Reveal
 from childshield.timefmt import aware
@@ -35,14 +35,16 @@ class EvidenceFacts:
     viewed: bool
     """A reviewer revealed the whole file (a person at our end saw it)."""
     has_media: bool
+    submitted_by: str = ""
+    """The API client that scanned it: incidents of two platforms never merge."""
 
     @property
     def incident_key(self) -> str:
-        c = self.context
+        c, who = self.context, self.submitted_by
         if c.get("incident"):
-            return f"incident:{c['incident']}"
+            return f"{who}/incident:{c['incident']}"
         if c.get("user_id"):
-            return f"user:{c['user_id']}"
+            return f"{who}/user:{c['user_id']}"
         if c.get("page_url"):
             return f"page:{c['page_url']}"
         return f"evidence:{self.evidence_id}"
@@ -64,10 +66,12 @@ class IncidentFacts:
     given_urls: Sequence[str] = ()
     """URLs a person gave for the incident (instead of what the evidence knows)."""
     given_third_party: bool | None = None
+    given_at: dt.datetime | None = None
+    """The incident's time as a person gave it (the files keep their own times)."""
 
     @property
     def at(self) -> dt.datetime:
-        return min(f.decided_at for f in self.files)
+        return self.given_at or min(f.decided_at for f in self.files)
 
     @property
     def urls(self) -> list[str]:
@@ -105,18 +109,27 @@ def _context(details: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in context.items() if isinstance(v, str | int) and str(v)}
 
 
+def _in_chunks(session: Session, query: Any, column: Any, ids: list[int]) -> set[int]:
+    found: set[int] = set()
+    for i in range(0, len(ids), 500):
+        found.update(session.scalars(query.where(column.in_(ids[i : i + 500]))))
+    return found
+
+
 def facts(session: Session, rows: Iterable[Evidence]) -> list[EvidenceFacts]:
-    """The facts of live evidence (deleted evidence has none left to report)."""
+    """The facts of live evidence (deleted evidence has none left to report).  Rows may come with
+    their media deferred (``live_evidence``): it is never read here."""
+    live = [row for row in rows if row.deleted_at is None]
+    with_media = _in_chunks(
+        session, select(Evidence.id).where(Evidence.sealed.is_not(None)), Evidence.id, [r.id for r in live]
+    )
+    items = [r.item_id for r in live if r.item_id is not None]
+    revealed = _in_chunks(session, select(Reveal.item_id).distinct(), Reveal.item_id, items)
     out = []
-    for row in rows:
-        if row.deleted_at is not None:
-            continue
+    for row in live:
         details = row.details or {}
         matches = details.get("matches") or []
-        viewed = (
-            row.item_id is not None
-            and session.scalar(select(Reveal.id).where(Reveal.item_id == row.item_id).limit(1)) is not None
-        )
+        viewed = row.item_id is not None and row.item_id in revealed
         decided = details.get("decided_at")
         out.append(
             EvidenceFacts(
@@ -133,14 +146,15 @@ def facts(session: Session, rows: Iterable[Evidence]) -> list[EvidenceFacts]:
                 preserved_at=aware(row.preserved_at),
                 context=_context(details),
                 viewed=viewed,
-                has_media=row.sealed is not None,
+                has_media=row.id in with_media,
+                submitted_by=str(details.get("submitted_by") or ""),
             )
         )
     return out
 
 
 def evidence_facts(session: Session, ids: Sequence[int] | None = None) -> list[EvidenceFacts]:
-    query = select(Evidence).order_by(Evidence.id)
+    query = select(Evidence).options(defer(Evidence.sealed)).order_by(Evidence.id)
     if ids is not None:
         query = query.where(Evidence.id.in_(ids))
     return facts(session, session.scalars(query).all())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 
 from sqlalchemy import and_, or_, select, update
 
@@ -20,7 +20,7 @@ from childshield.audit.log import record
 from childshield.mail import SmtpSettings
 from childshield.reporting import letter
 from childshield.reporting.config import Destination, Reporter
-from childshield.store.db import Database
+from childshield.store.db import Database, lock_for_writing
 from childshield.store.models import Report, utcnow
 from childshield.timefmt import aware
 
@@ -37,7 +37,7 @@ def message(report: Report, destination: Destination, reporter: Reporter, prefix
     domain = reporter.email.rpartition("@")[2] or "childshield.invalid"
     msg = EmailMessage()
     sender = reporter.organisation or "childshield"
-    msg["From"] = f"{sender} <{reporter.email}>"
+    msg["From"] = formataddr((sender, reporter.email))
     msg["To"] = ", ".join(destination.to)
     msg["Subject"] = f"[{ref}] {letter.TITLE}"
     msg["Message-ID"] = f"<report-{report.id}.{int(created.timestamp())}@{domain}>"
@@ -54,6 +54,7 @@ def message(report: Report, destination: Destination, reporter: Reporter, prefix
 
 def _claim(db: Database, destination: str, now: dt.datetime) -> Report | None:
     with db.session() as session:
+        lock_for_writing(session, "reports")  # SQLite: no second sender between our read and write
         ready = and_(
             Report.destination == destination,
             or_(Report.state == "queued", Report.state == "sending"),  # sending: a sender died holding it

@@ -44,19 +44,18 @@ def queue_incident(
     if missing:
         raise CannotQueue(f"no live evidence {', '.join(map(str, sorted(missing)))}")
     extra = {"user_id": user_id} if user_id else {}
-    files = [
-        dataclasses.replace(f, context={**f.context, **extra}, decided_at=at or f.decided_at) for f in files
-    ]
+    files = [dataclasses.replace(f, context={**f.context, **extra}) for f in files]
     incident = IncidentFacts(
         f"manual:{','.join(map(str, sorted(set(evidence_ids))))}",
         tuple(files),
         given_urls=tuple(urls),
         given_third_party=third_party_hosted,
+        given_at=at,
     )
     reporter = dataclasses.replace(config.reporter, email=reporter_email or config.reporter.email)
     try:
         built = build(incident, target, reporter)
-    except (NotReportable, ReportInvalid) as exc:
+    except (NotReportable, ReportInvalid, ValueError) as exc:  # ValueError: text XML cannot hold
         raise CannotQueue(f"cannot build the report: {exc}") from None
     report_id = queue_report(db, built.document, built.files, actor=actor, destination=destination)
     return report_id, len(built.files)

@@ -39,12 +39,16 @@ from childshield.reporting.client import (
     Response,
 )
 from childshield.reporting.cybertip import ReportedFile, file_details_xml
-from childshield.review.keys import Keyring
+from childshield.review.keys import KeyFileError, Keyring
 from childshield.store.db import Database
 from childshield.store.models import Report, ReportFile, utcnow
-from childshield.vault.store import open_evidence
+from childshield.vault.store import VaultError, open_evidence
 
 log = logging.getLogger("childshield.reporting")
+LEASE = dt.timedelta(minutes=15)
+"""How long a sender holds a report it works on: another sender (a second worker, a cron job) leaves it
+alone meanwhile, and takes it over after a crash once the lease has run out."""
+WORKING = ("queued", "open", "finishing")
 
 
 class Stop(Exception):
@@ -122,6 +126,8 @@ def send_due(
         ).all()
     filed = 0
     for report_id in due:
+        if not _claim(db, report_id, now, destination):
+            continue  # another sender has it
         try:
             filed += _send(db, client, keyring, report_id, hash_sharing_mou, step or (lambda _: None))
         except ApiError as exc:
@@ -129,6 +135,22 @@ def send_due(
             if not exc.retry:
                 raise Stop(str(exc)) from None
     return filed
+
+
+def _claim(db: Database, report_id: int, now: dt.datetime, destination: str) -> bool:
+    """Take the report for ``LEASE`` by a conditional UPDATE: of two senders, one gets it."""
+    with db.session() as session:
+        taken = session.execute(
+            update(Report)
+            .where(
+                Report.id == report_id,
+                Report.destination == destination,
+                Report.state.in_(WORKING),
+                Report.next_at <= now,
+            )
+            .values(next_at=now + LEASE)
+        )
+        return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 def _later(db: Database, report_id: int, error: str, now: dt.datetime) -> None:
@@ -190,9 +212,13 @@ def _send(
             continue
         file_id = f.remote_file_id
         if f.state == "pending":
-            data = open_evidence(
-                db, keyring, f.evidence_id, actor="reporting", purpose=f"report {report_id}"
-            ).data
+            try:
+                data = open_evidence(
+                    db, keyring, f.evidence_id, actor="reporting", purpose=f"report {report_id}"
+                ).data
+            except (VaultError, KeyFileError) as exc:  # deleted, no media, key gone: it cannot be sent
+                _fail(db, report, f"evidence {f.evidence_id}: {exc}", client, remote, step)
+                return 0
             _set_file(db, f.id, state="uploading")
             step("upload")
             answer = client.upload(remote, f.file_name, data)

@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ def _write(
 
 def message(notice: Notice, settings: NoticeSettings) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"] = f"{settings.sender} <{settings.from_addr}>"
+    msg["From"] = formataddr((settings.sender, settings.from_addr))
     msg["To"] = notice.to_addr
     if settings.reply_to:
         msg["Reply-To"] = settings.reply_to

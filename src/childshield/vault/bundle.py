@@ -92,21 +92,29 @@ def export_bundle(
     files: dict[str, bytes] = {}
     for evidence_id in sorted(set(evidence_ids)):
         opened = open_evidence(
-            db, keyring, evidence_id, actor=actor, purpose=f"export to {recipient}: {purpose}"
+            db,
+            keyring,
+            evidence_id,
+            actor=actor,
+            purpose=f"export to {recipient}: {purpose}",
+            media_required=False,
         )
-        name = f"media/{evidence_id}"
-        files[name] = opened.data
-        entries.append(
-            {
-                "evidence_id": evidence_id,
-                "content_id": opened.content_id,
-                "file": name,
-                "file_sha256": hashlib.sha256(opened.data).hexdigest(),
-                "file_md5": hashlib.md5(opened.data).hexdigest(),
-                "size": len(opened.data),
-                "details": opened.details,
-            }
-        )
+        entry: dict[str, Any] = {
+            "evidence_id": evidence_id,
+            "content_id": opened.content_id,
+            "file": None,  # no media was kept: the hashes and metadata only
+            "details": opened.details,
+        }
+        if opened.data:
+            name = f"media/{evidence_id}"
+            files[name] = opened.data
+            entry.update(
+                file=name,
+                file_sha256=hashlib.sha256(opened.data).hexdigest(),
+                file_md5=hashlib.md5(opened.data).hexdigest(),
+                size=len(opened.data),
+            )
+        entries.append(entry)
     manifest: dict[str, Any] = {
         "format": "childshield-evidence-bundle/1",
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -165,7 +173,10 @@ def verify_bundle(path: Path, public_key: bytes | None = None, *, max_bytes: int
     except (OSError, zipfile.BadZipFile) as exc:
         raise BundleError(f"not a readable bundle: {exc}") from None
     with bundle:
-        names = set(bundle.namelist())
+        listing = bundle.namelist()
+        names = set(listing)
+        if len(names) != len(listing):
+            raise BundleError("a file name appears twice in the bundle (a forged copy may hide behind it)")
         for needed in (MANIFEST, SIGNATURE, SIGNER):
             if needed not in names:
                 raise BundleError(f"{needed} is missing")
@@ -184,6 +195,8 @@ def verify_bundle(path: Path, public_key: bytes | None = None, *, max_bytes: int
         report_files = [f for r in manifest.get("reports", []) for f in r.get("files", [])]
         for entry in [*manifest.get("evidence", []), *report_files]:
             name = entry["file"]
+            if name is None:  # evidence listed without media
+                continue
             listed.add(name)
             if name not in names:
                 raise BundleError(f"{name} is missing")

@@ -125,8 +125,17 @@ def preserve_confirmed(
     return done
 
 
-def open_evidence(db: Database, keyring: Keyring, evidence_id: int, *, actor: str, purpose: str) -> Opened:
-    """The media and metadata of one piece of evidence; the access is recorded before it is returned."""
+def open_evidence(
+    db: Database,
+    keyring: Keyring,
+    evidence_id: int,
+    *,
+    actor: str,
+    purpose: str,
+    media_required: bool = True,
+) -> Opened:
+    """The media and metadata of one piece of evidence; the access is recorded before it is returned.
+    Without ``media_required``, evidence whose media was not kept opens with empty ``data``."""
     if not purpose.strip():
         raise VaultError("say why the evidence is opened (it is recorded)")
     with db.session() as session:
@@ -136,8 +145,11 @@ def open_evidence(db: Database, keyring: Keyring, evidence_id: int, *, actor: st
         if row.deleted_at is not None:
             raise VaultError(f"evidence {evidence_id} was deleted ({row.deleted_reason})")
         if row.sealed is None or row.nonce is None or row.key_id is None:
-            raise VaultError(f"no media was kept for evidence {evidence_id}")
-        data = keyring.open(row.key_id, row.nonce, row.sealed, _aad(row.content_id))
+            if media_required:
+                raise VaultError(f"no media was kept for evidence {evidence_id}")
+            data = b""
+        else:
+            data = keyring.open(row.key_id, row.nonce, row.sealed, _aad(row.content_id))
         record(session, actor, "evidence.access", f"evidence:{evidence_id}", {"purpose": purpose[:500]})
         return Opened(row.id, row.content_id, data, dict(row.details or {}))
 

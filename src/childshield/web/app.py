@@ -40,6 +40,7 @@ the banks.  Authenticate with an API key: `Authorization: Bearer cs_...` (create
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     conf = settings or ServiceSettings()
 
+    _quiet_access_log()
     db = open_database(conf.database_url)
     reporting = load_config(conf.reporting_file) if conf.reporting_file else None  # bad file: fail now
 
@@ -204,6 +205,23 @@ async def _deliver_forever(db: Database, config: WebhookConfig, every: float) ->
             except Exception:  # the database away for a moment: try again on the next round
                 log.exception("webhook delivery round failed")
             await asyncio.sleep(every)
+
+
+class _NoQueryStrings(logging.Filter):
+    """Access log lines without query strings: a scan's context (an uploader's IP, account, where it was
+    posted) travels in them and has no place in web server logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def _quiet_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
+        access.addFilter(_NoQueryStrings())
 
 
 def app_factory() -> FastAPI:

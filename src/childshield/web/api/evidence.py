@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
@@ -18,7 +19,7 @@ from childshield.reporting.outbox import listing as listing_reports
 from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.vault.store import VaultError, hold, listing, release
-from childshield.web.api.schemas import ROW_ID_MAX, RowId
+from childshield.web.api.schemas import ROW_ID_MAX, RowId, printable
 from childshield.web.deps import allow, database
 
 router = APIRouter(prefix="/v1", tags=["evidence"])
@@ -37,6 +38,20 @@ class ReportIn(BaseModel):
     user_id: str = Field("", max_length=200)
     incident_time: dt.datetime | None = None
     third_party_hosted: bool | None = None
+
+    @field_validator("destination", "user_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        return printable(value) or ""
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            printable(url)
+            if len(url) > 2000 or urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError("urls must be http(s) URLs of at most 2000 characters")
+        return value
 
 
 class ReportQueued(BaseModel):

@@ -12,6 +12,14 @@ from pydantic import BaseModel, Field, field_validator
 from childshield.hashing.result import HashResult
 from childshield.matching.matcher import Match
 
+
+def printable(value: str | None) -> str | None:
+    """Text that goes into reports and XML: control characters are refused (a 422 saying so)."""
+    if value is not None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
 ROW_ID_MAX = 2**63 - 1
 RowId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX, description="A row id")]
 """A row id in a path (bounded by what the databases can store)."""
@@ -94,6 +102,11 @@ class ScanContext(BaseModel):
     location: str | None = Field(
         None, max_length=2000, description="The http(s) URL where the content was (or would have been) posted"
     )
+
+    @field_validator("incident", "user_id", "screen_name", "location")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return printable(value)
 
     @field_validator("ip")
     @classmethod
