@@ -158,7 +158,7 @@ def test_config_file_errors_name_the_setting() -> None:
         ("[reporter]\nemail='a@b.test'\ncolour='red'", "unknown setting(s) colour"),
         ("[auto]\nenabled=true", "need [reporter].email"),
         ("[auto]\nsettle_minutes=-1", "settle_minutes"),
-        ("[[destination]]\nname='x'\nkind='cybertipline'\nurl='ftp://x'", "http(s) URL"),
+        ("[[destination]]\nname='x'\nkind='cybertipline'\nurl='http://example.org/'", "must be an https URL"),
         ("[[destination]]\nname='x'\nkind='email'\nto=['a@b.test']\n[[destination]]\nname='x'\n"
          "kind='email'\nto=['a@b.test']", "used twice"),
         ("not toml [", "not valid TOML"),
@@ -519,3 +519,119 @@ def test_report_and_vault_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     refused = cli_for(db, "report")("auto")
     assert refused.returncode == 1 and "no destination named 'nowhere'" in refused.stderr
     db.close()
+
+
+def test_two_senders_at_once_file_each_report_once(db: Database, tmp_path: Path) -> None:
+    """Two workers (or serve and a cron job) sending at the same moment: each report is claimed by one."""
+    keyring = uploads_with_context(db, tmp_path, [(ALICE, "A2"), (BOB, "A2"), ({"user_id": "u-3"}, "A2")])
+    with FakeCyberTip() as fake:
+        config = parse_config(CONFIG.format(cybertip=fake.base))
+        assert len(queue_confirmed(db, config, now=SETTLED).reports) == 3
+        rounds: list[object] = []
+
+        def send() -> None:
+            rounds.append(asyncio.run(deliver_due(db, config, keyring, SmtpSettings(port=1, timeout=1))))
+
+        threads = [threading.Thread(target=send) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(fake.filed()) == 3 and len(fake.reports) == 3  # nothing submitted twice
+    with db.session() as session:
+        assert [r.state for r in session.scalars(select(Report)).all()] == ["done"] * 3
+
+
+def test_evidence_gone_before_sending_fails_that_report_only(db: Database, tmp_path: Path) -> None:
+    keyring = uploads_with_context(db, tmp_path, [(ALICE, "A1"), (BOB, "A2")])
+    with FakeCyberTip() as fake, SmtpServer(tmp_path) as smtp:
+        config = parse_config(CONFIG.format(cybertip=fake.base))
+        queue_confirmed(db, config, now=SETTLED)
+        with db.session() as session:
+            first = session.scalars(select(Evidence).order_by(Evidence.id)).first()
+            assert first is not None
+            first.sealed = first.nonce = first.key_id = None  # its media went (deleted, expired)
+        smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
+        delivered = asyncio.run(deliver_due(db, config, keyring, smtp_settings))
+        assert delivered.filed == {"ncmec": 1, "hotline": 1} and not delivered.stopped
+        assert len(fake.filed()) == 1
+    with db.session() as session:
+        states = sorted((r.destination, r.state) for r in session.scalars(select(Report)).all())
+    assert states == [("hotline", "done"), ("ncmec", "done"), ("ncmec", "failed")]
+
+
+def test_odd_names_and_partial_refusals_in_mail(db: Database, tmp_path: Path) -> None:
+    uploads_with_context(db, tmp_path, [(ALICE, "A1")])
+    text = CONFIG.format(cybertip="https://exttest.cybertip.org/ispws")
+    text = text.replace('organisation = "Platform Trust & Safety"', 'organisation = "Platform, Inc. <T&S>"')
+    text = text.replace('to = ["reports@hotline.test"]', 'to = ["reports@hotline.test", "gone@police.test"]')
+    config = parse_config(text)
+    queue_confirmed(db, config, now=SETTLED)
+    hotline, reporter = config.destinations["hotline"], config.reporter
+    with SmtpServer(tmp_path) as smtp:
+        smtp.mailbox.refuse_rcpt.add("gone@police.test")
+        smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        assert asyncio.run(mailer.send_due(db, hotline, reporter, smtp_settings, now=later)) == 0
+        msg = smtp.mailbox.messages[0]  # one recipient took it
+    from email.utils import getaddresses
+
+    assert getaddresses([msg["From"]]) == [("Platform, Inc. <T&S>", "safety@platform.test")]
+    with db.session() as session:
+        report = session.scalars(select(Report).where(Report.destination == "hotline")).one()
+    assert report.state == "failed" and "gone@police.test" in report.last_error  # not reported as done
+    with pytest.raises(ConfigError, match="not a plain e-mail"):
+        parse_config("[reporter]\nemail = 'a@b.test, c@d.test'\n")
+    with pytest.raises(ConfigError, match="1 to 32 letters"):
+        parse_config("[[destination]]\nname = '" + "x" * 33 + "'\nkind = 'email'\nto = ['a@b.test']\n")
+
+
+def test_control_characters_in_the_context_are_refused(db: Database, tmp_path: Path) -> None:
+    keys = people(db)
+    app = create_app(ServiceSettings(database_url=db.url, refresh_seconds=0, consensus=1))
+    known = generated_photo(4245, 200, 150)
+    bank_with(browser(app), keys["admin"], known)
+    r = browser(app).post("/v1/scan", params={"screen_name": "al\x01ice"}, content=png(known),
+                          headers=auth(keys["service"]))  # fmt: skip
+    assert r.status_code == 422 and "control characters" in r.text
+
+
+def test_letters_of_evidence_without_media_export_as_bundles(db: Database, tmp_path: Path) -> None:
+    keyring = uploads_with_context(db, tmp_path, [(ALICE, "A1")])
+    with db.session() as session:
+        row = session.scalars(select(Evidence)).one()
+        row.sealed = row.nonce = row.key_id = None
+    config = parse_config(CONFIG.format(cybertip="https://exttest.cybertip.org/ispws"))
+    queue_confirmed(db, config, now=SETTLED)
+    with db.session() as session:
+        letter_id = session.scalars(select(Report.id).where(Report.destination == "hotline")).one()
+    generate_keys(tmp_path / "k", tmp_path / "k.pub")
+    ids, bundled = for_bundle(db, letter_id)
+    out = tmp_path / "letter.zip"
+    export_bundle(db, keyring, ids, out, tmp_path / "k", actor="keeper", purpose="request", reports=[bundled])
+    verified = verify_bundle(out, (tmp_path / "k.pub").read_bytes())
+    assert verified.evidence == 1 and verified.reports == 1
+    with zipfile.ZipFile(out) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        assert manifest["evidence"][0]["file"] is None and not any(
+            n.startswith("media/") for n in z.namelist()
+        )
+        parts = {n: z.read(n) for n in z.namelist()}
+    doubled = tmp_path / "doubled.zip"
+    with zipfile.ZipFile(doubled, "w") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        for name, data in parts.items():
+            z.writestr(name, data)
+        z.writestr("manifest.sig", parts["manifest.sig"])
+    with pytest.raises(BundleError, match="appears twice"):
+        verify_bundle(doubled, (tmp_path / "k.pub").read_bytes())
+
+
+def test_access_logs_carry_no_query_strings() -> None:
+    import logging
+
+    from childshield.web.app import _NoQueryStrings
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', (
+        "127.0.0.1:5000", "POST", "/v1/scan?user_id=u-17&ip=203.0.113.9", "1.1", 200), None)  # fmt: skip
+    assert _NoQueryStrings().filter(record)
+    assert "u-17" not in record.getMessage() and "/v1/scan" in record.getMessage()
