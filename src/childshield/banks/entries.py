@@ -248,9 +248,15 @@ def add_outcomes(
         ]
         if r.is_video:  # the video is the item (its SHA-256 entry); its frames point to it
             for f in r.frames:
-                if f.pdq is not None:
-                    row = {**base, "signal_type": SignalType.PDQ, "signal": f.pdq, "quality": f.pdq_quality}
-                    frames.append((r.sha256, {**row, "variant": frame_variant(f.timestamp or 0.0)}))
+                if f.pdq is None:
+                    continue
+                row = {**base, "signal_type": SignalType.PDQ, "signal": f.pdq, "quality": f.pdq_quality}
+                mark = frame_variant(f.timestamp or 0.0)
+                frames.append((r.sha256, {**row, "variant": mark}))
+                for variant, value in (f.pdq_bank_variants or {}).items():  # the frame's crops, turns
+                    frames.append(
+                        (r.sha256, {**row, "signal": value, "variant": f"{mark}{EDIT_MARK}{variant}"})
+                    )
         else:
             signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
         for kind, value, quality in signals:
@@ -279,6 +285,8 @@ def add_outcomes(
 
 
 FRAME_PREFIX = "frame@"
+EDIT_MARK = "|"
+"""Between a frame's mark and the name of an edit of it: ``frame@12.000|crop6@0,0.5``."""
 
 
 def frame_variant(timestamp: float) -> str:
@@ -287,11 +295,11 @@ def frame_variant(timestamp: float) -> str:
 
 
 def frame_time(variant: str) -> float | None:
-    """The timestamp of a frame entry's mark; None for anything else."""
+    """The timestamp of a frame entry's mark (or of an edit of that frame); None for anything else."""
     if not variant.startswith(FRAME_PREFIX):
         return None
     try:
-        return float(variant[len(FRAME_PREFIX) :])
+        return float(variant[len(FRAME_PREFIX) :].split(EDIT_MARK, 1)[0])
     except ValueError:
         return None
 

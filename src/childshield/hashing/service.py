@@ -25,7 +25,7 @@ from childshield.media.video import Sampling, VideoInfo, VideoLimits, is_video, 
 from childshield.signals import orb, vpdq
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
-from childshield.signals.pdq_bank_variants import bank_variants
+from childshield.signals.pdq_bank_variants import bank_variants, centred_crops
 from childshield.signals.pdq_picture import hash_picture, max_reduction
 from childshield.signals.pdq_variants import query_variants
 
@@ -107,17 +107,26 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
 
 def hash_video(data: bytes, options: HashOptions | None = None, *, path: str | None = None) -> HashResult:
     """The digests of a video file and the PDQ of its sampled frames (with their timestamps), pruned as
-    vPDQ does (low quality and repeated frames dropped).  Raises ``MediaError``."""
+    vPDQ does (low quality and repeated frames dropped) as they come.  The frames kept get query-side
+    variants (``variants``: turned back, borders trimmed, e.g. a letterboxed copy) and bank-side ones
+    (``bank_variants``: crops, small rotations) when asked for.  Raises ``MediaError``."""
     options = options or HashOptions()
     info = VideoInfo()
-    hashed = []
+    pruner = vpdq.Pruner(min_quality=options.video_min_quality, dedupe_distance=options.dedupe_distance)
+    kept: list[FrameHash] = []
+    best: tuple[int, Picture, float] | None = None  # the best frame under the quality bar, in case
     for vf in sample_frames(data, options.sampling, options.video_limits, info):
         hex_value, quality, _ = hash_picture(vf.picture)
-        if hex_value is not None:
-            hashed.append(vpdq.FrameSignal(hex_value, quality, vf.timestamp, vf.number))
-    kept = vpdq.prune(hashed, min_quality=options.video_min_quality, dedupe_distance=options.dedupe_distance)
-    if not kept and hashed:  # a dark or flat video: its best frame stands for it (matching skips it)
-        kept = [max(hashed, key=lambda f: f.quality)]
+        if hex_value is None:
+            continue
+        if pruner.accept(vpdq.FrameSignal(hex_value, quality, vf.timestamp, vf.number)):
+            kept.append(_video_frame(vf.picture, hex_value, quality, vf.timestamp, options))
+        elif not kept and (best is None or quality > best[0]):
+            best = (quality, vf.picture, vf.timestamp)
+    if not kept and best is not None:  # a dark or flat video: its best frame stands for it
+        quality, picture, timestamp = best
+        hex_value, quality, _ = hash_picture(picture)
+        kept.append(_video_frame(picture, hex_value or "0" * 64, quality, timestamp, options))
     if not kept:
         raise CorruptImage("no frame of the video could be hashed")
     d = digests(data)
@@ -129,14 +138,32 @@ def hash_video(data: bytes, options: HashOptions | None = None, *, path: str | N
         format=f"video/{info.codec}",
         width=info.width,
         height=info.height,
-        frames=tuple(
-            FrameHash(f.number, info.width, info.height, f.pdq, f.quality, timestamp=f.timestamp)
-            for f in kept
-        ),
+        frames=tuple(kept),
         frame_count=len(kept),
         path=path,
         duration=info.duration,
         note=info.damaged,
+    )
+
+
+def _video_frame(
+    picture: Picture, pdq: str, quality: int, timestamp: float, options: HashOptions
+) -> FrameHash:
+    variants = None
+    if options.variants:
+        variants = {name: h for name, (h, _) in query_variants(picture).items()}
+    stored = None
+    if options.bank_variants:  # centred crops only: the edits videos get (zoom, a screen's shape)
+        stored = centred_crops(picture)
+    return FrameHash(
+        picture.index,
+        picture.width,
+        picture.height,
+        pdq,
+        quality,
+        pdq_variants=variants,
+        pdq_bank_variants=stored,
+        timestamp=timestamp,
     )
 
 

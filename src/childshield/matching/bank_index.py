@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from childshield.index.pdq_flat import pack_hex
@@ -322,7 +322,9 @@ def _read_entries(
     revision: (hashes, entry ids, bank ids, variant flags, active flags)."""
     # Variants (hashes of edits) match within the variant threshold; a video's frames are its own
     # hashes, so they match within the bank's threshold like any item's.
-    is_variant = and_(Entry.parent_id.is_not(None), Entry.variant.not_like("frame@%"))
+    is_variant = and_(
+        Entry.parent_id.is_not(None), or_(Entry.variant.not_like("frame@%"), Entry.variant.like("%|%"))
+    )
     stmt = select(Entry.id, Entry.bank_id, Entry.signal, Entry.state, is_variant, Entry.signal_type)
     # Every row in id order, PDQ kept below: a scan in the table's own order, with no index lookups
     # and no sort (filtering on the signal type here made SQLite sort 10 million rows first).  Catching

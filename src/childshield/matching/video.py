@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from childshield.banks.entries import FRAME_PREFIX, frame_time
+from childshield.banks.entries import EDIT_MARK, FRAME_PREFIX, frame_time
 from childshield.banks.policy import Policy
 from childshield.hashing.result import HashResult
 from childshield.matching.matcher import Match, Matcher, MatchResult
@@ -89,6 +89,7 @@ def _frame_counts(matcher: Matcher, items: Iterable[int]) -> dict[int, int]:
                     .where(
                         Entry.parent_id.in_(ids[i : i + 500]),
                         Entry.variant.like(f"{FRAME_PREFIX}%"),
+                        Entry.variant.not_like(f"%{EDIT_MARK}%"),  # frames, not their edits
                         Entry.state == EntryState.ACTIVE,
                     )
                     .group_by(Entry.parent_id)
@@ -104,8 +105,14 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
         ("sha256", video.sha256, None),
     ]
     frames = [f for f in video.frames if f.pdq is not None]
-    queries += [("pdq", f.pdq or "", f.pdq_quality) for f in frames]
-    results = matcher.match_many(queries)
+    names = ["", "", ""]
+    owner: list[int] = []  # the frame each PDQ query is of
+    for n, f in enumerate(frames):
+        for name, value in (("", f.pdq or ""), *(f.pdq_variants or {}).items()):
+            queries.append(("pdq", value, f.pdq_quality))
+            names.append(name)
+            owner.append(n)
+    results = matcher.match_many(queries, query_variants=names)
     if any(r.allowed_by for r in results):  # an allow-listed signal anywhere clears the file
         cleared = tuple(m for r in results for m in (*r.matches, *r.suppressed))
         allowed = tuple(m for r in results for m in r.allowed_by)
@@ -114,13 +121,15 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
     kind: dict[tuple[str, int], str] = {}
     hits: dict[tuple[str, int], list[FrameHit]] = defaultdict(list)
     matched_query: dict[tuple[str, int], set[str]] = defaultdict(set)
-    matched_item: dict[tuple[str, int], set[int]] = defaultdict(set)
+    matched_item: dict[tuple[str, int], set[float]] = defaultdict(set)
+    per_frame: dict[tuple[str, int, int], FrameHit] = {}
     for r in results[:3]:
         for m in r.matches:
             key = (m.bank, m.item_id)
             best[key], kind[key] = m, "file"
     considered = {f.pdq for f in frames if f.pdq_quality >= matcher.min_quality}
-    for f, r in zip(frames, results[3:], strict=True):
+    for n, r in zip(owner, results[3:], strict=True):
+        f = frames[n]
         for m in r.matches:
             key = (m.bank, m.item_id)
             item_time = frame_time(m.variant)
@@ -128,9 +137,15 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
                 kind[key] = "video" if item_time is not None else "image"
             if key not in best or m.distance < best[key].distance:
                 best[key] = m
-            hits[key].append(FrameHit(f.timestamp or 0.0, item_time, m.distance))
+            hit = FrameHit(f.timestamp or 0.0, item_time, m.distance)
+            seen = per_frame.get((*key, n))
+            if seen is None or hit.distance < seen.distance:  # each query frame once, at its best
+                per_frame[(*key, n)] = hit
             matched_query[key].add(f.pdq or "")
-            matched_item[key].add(m.entry_id)
+            if item_time is not None:
+                matched_item[key].add(item_time)
+    for (bank, item, _), hit in per_frame.items():
+        hits[(bank, item)].append(hit)
     counts = _frame_counts(matcher, [item for (_, item), k in kind.items() if k == "video"])
     matches, details, near = [], [], []
     for key, m in best.items():

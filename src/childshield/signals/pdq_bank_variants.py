@@ -151,3 +151,18 @@ def bank_variants(picture: Picture) -> dict[str, str]:
             if hashed is not None:
                 out[name] = hashed[0]
     return out
+
+
+def centred_crops(picture: Picture) -> dict[str, str]:
+    """{variant name: PDQ hex} of the centred crops only (``crop6@0.5,0.5`` ...), each hashed by
+    ``hash_plane`` (the same hashes ``bank_variants`` gives them): the edits a video's frames get."""
+    if picture.width < pdq.MIN_DIMENSION or picture.height < pdq.MIN_DIMENSION:
+        return {}
+    plane, factor = variant_plane(picture)
+    out: dict[str, str] = {}
+    for name, window in crops(plane).items():
+        if name.endswith("@0.5,0.5"):
+            hashed = hash_plane(window, factor)
+            if hashed is not None:
+                out[name] = hashed[0]
+    return out

@@ -36,20 +36,36 @@ def _distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+class Pruner:
+    """``prune`` one frame at a time (so a frame's picture can be dropped, or used, at once)."""
+
+    def __init__(
+        self, *, min_quality: int = DEFAULT_MIN_QUALITY, dedupe_distance: int = DEFAULT_DEDUPE_DISTANCE
+    ) -> None:
+        self.min_quality, self.dedupe_distance = min_quality, dedupe_distance
+        self.last: FrameSignal | None = None
+
+    def accept(self, frame: FrameSignal) -> bool:
+        if frame.quality < self.min_quality:
+            return False
+        if (
+            self.last is not None
+            and self.dedupe_distance >= 0
+            and _distance(self.last.pdq, frame.pdq) <= self.dedupe_distance
+        ):
+            return False
+        self.last = frame
+        return True
+
+
 def prune(
     frames: Iterable[FrameSignal],
     *,
     min_quality: int = DEFAULT_MIN_QUALITY,
     dedupe_distance: int = DEFAULT_DEDUPE_DISTANCE,
 ) -> list[FrameSignal]:
-    out: list[FrameSignal] = []
-    for f in frames:
-        if f.quality < min_quality:
-            continue
-        if out and dedupe_distance >= 0 and _distance(out[-1].pdq, f.pdq) <= dedupe_distance:
-            continue
-        out.append(f)
-    return out
+    pruner = Pruner(min_quality=min_quality, dedupe_distance=dedupe_distance)
+    return [f for f in frames if pruner.accept(f)]
 
 
 def to_text(frames: Iterable[FrameSignal]) -> str:
