@@ -19,6 +19,7 @@ from childshield.hashing.output import OutputFormat, make_writer
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions
 from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
+from childshield.media.video import Sampling
 
 app = typer.Typer(
     help="childshield: find known abuse material by hash, report it, and get it removed.",
@@ -67,7 +68,8 @@ def _size_option(value: str | None, name: str) -> int | None:
 @app.command("hash")
 def hash_command(
     paths: Annotated[
-        list[str], typer.Argument(help="Image files and folders (folders are searched recursively).")
+        list[str],
+        typer.Argument(help="Image and video files, and folders (searched recursively)."),
     ],
     output_format: Annotated[
         OutputFormat | None,
@@ -106,8 +108,15 @@ def hash_command(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar. Default: on a terminal.")
     ] = None,
+    fps: Annotated[
+        float, typer.Option(min=0, max=60, help="Video frames hashed per second (plus scene changes).")
+    ] = 1.0,
+    scene_threshold: Annotated[
+        float, typer.Option(min=0, help="Thumbnail change (0..1) taken as a scene change; above 1: none.")
+    ] = 0.25,
 ) -> None:
-    """Hash image files: MD5, SHA-1, SHA-256 and PDQ (with quality).
+    """Hash image and video files: MD5, SHA-1, SHA-256 and PDQ (with quality); for videos the PDQ of
+    each sampled frame with its time (``--frames`` lists them; ``--format vpdq`` writes vPDQ text).
 
     Exit status: 0 when every file was hashed, 1 when some could not be (the rest are still hashed and
     printed, failures carry an "error"), 2 on bad usage.
@@ -123,6 +132,7 @@ def hash_command(
         max_pixels=max_pixels,
         max_frames=max_frames,
         max_bytes=max_bytes_value,
+        sampling=Sampling(rate=fps, scene_threshold=scene_threshold),
     )
     # File names that are not valid in the locale's encoding are written back as the bytes they are.
     for stream in (sys.stdout, sys.stderr):

@@ -293,6 +293,7 @@ def _report(report: ImportReport, what: str) -> None:
         err.print(f"[yellow]... and {len(report.skipped) - 20} more skipped[/]")
     extra = [f"{report.variants} variants" if report.variants else ""]
     extra.append(f"local features of {report.local_features}" if report.local_features else "")
+    extra.append(f"{report.video_frames} video frames" if report.video_frames else "")
     variants = f" (with {', '.join(e for e in extra if e)})" if any(extra) else ""
     err.print(
         f"{what}: {report.added} added{variants}, {report.already_present} already present,"
@@ -306,7 +307,9 @@ def _report(report: ImportReport, what: str) -> None:
 @bank_app.command("add")
 def add(
     bank: str,
-    paths: Annotated[list[str], typer.Argument(help="Image files and folders to hash into the bank.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Image and video files, and folders, to hash into the bank.")
+    ],
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="Label for every entry (repeatable).")
     ] = None,
@@ -332,6 +335,54 @@ def add(
         assert all(isinstance(o, HashOutcome) for o in outcomes)
         report = add_outcomes(database, bank, outcomes, labels=label or [])
     _report(report, f"bank {bank!r}")
+
+
+@bank_app.command("import-vpdq")
+def import_vpdq(
+    bank: str,
+    files: Annotated[list[str], typer.Argument(help="vPDQ text files, one video each.")],
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Label for every entry (repeatable).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Add videos known by their vPDQ signal (``frame,quality,pdq,seconds`` per line)."""
+    from childshield.banks.entries import add_video_signal
+    from childshield.signals.vpdq import VpdqFormatError, from_text
+
+    err = Console(stderr=True)
+    signals = []
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as f:
+                signals.append((name, from_text(f.read(50_000_000))))
+        except (OSError, UnicodeDecodeError, VpdqFormatError) as exc:
+            err.print(f"[red]{name}: {exc}[/]", highlight=False)
+            raise typer.Exit(1) from None
+    with _database(db) as database:
+        for name, frames in signals:
+            report = add_video_signal(
+                database, bank, frames, source_name=name.rsplit("/", 1)[-1], labels=label or []
+            )
+            _report(report, name)
+
+
+@bank_app.command("export-vpdq")
+def export_vpdq(
+    bank: str,
+    item_id: Annotated[int, typer.Argument(help="The video's item id (as matches report it).")],
+    db: DbOption = None,
+) -> None:
+    """Write a banked video's frames as vPDQ text."""
+    from childshield.banks.entries import video_signal
+    from childshield.signals.vpdq import to_text
+
+    with _database(db) as database:
+        frames = video_signal(database, bank, item_id)
+    if not frames:
+        Console(stderr=True).print(f"[red]item {item_id} of {bank!r} is not a video[/]")
+        raise typer.Exit(1)
+    sys.stdout.write(to_text(frames))
 
 
 @bank_app.command("import")

@@ -25,12 +25,14 @@ from childshield.matching import Matcher
 from childshield.matching.flood import Flood, FloodGuard
 from childshield.matching.matcher import DEFAULT_MIN_QUALITY
 from childshield.matching.scan import ScanResult, scan_outcome
+from childshield.matching.video import VideoMatch
 
 
 def _rows(result: ScanResult) -> list[dict[str, Any]]:
     if result.error is not None:
         return [{"path": result.path, "error": result.error}]
     assert result.hashes is not None
+    video = {(v.match.bank, v.match.item_id): v for v in result.video}
     return [
         {
             "path": result.path,
@@ -47,9 +49,29 @@ def _rows(result: ScanResult) -> list[dict[str, Any]]:
             "inliers": m.inliers if m.check == "orb" else None,
             "external_id": m.external_id,
             "source_name": m.source_name,
+            **_video_fields(video.get((m.bank, m.item_id))),
         }
         for m in result.matches
     ]
+
+
+def _video_fields(v: VideoMatch | None) -> dict[str, Any]:
+    """For a video: what kind of item matched, from when, and vPDQ's shares."""
+    if v is None:
+        return {}
+    return {
+        "kind": v.kind,
+        "time": v.first_time,
+        "query_share": None if v.query_share is None else round(v.query_share, 1),
+        "item_share": None if v.item_share is None else round(v.item_share, 1),
+    }
+
+
+def _at(row: dict[str, Any]) -> str:
+    if row.get("time") is None:
+        return ""
+    shares = f" ({row['query_share']}% / {row['item_share']}%)" if row.get("query_share") is not None else ""
+    return f"{row['kind']} at {row['time']:.1f} s{shares}"
 
 
 def _second(row: dict[str, Any]) -> str:
@@ -122,6 +144,10 @@ def _scan(
             "inliers",
             "external_id",
             "source_name",
+            "kind",
+            "time",
+            "query_share",
+            "item_share",
             "error",
         ],
         lineterminator="\n",
@@ -169,7 +195,7 @@ def _scan(
                 r.get("bank", ""),
                 r.get("signal_type", ""),
                 str(r.get("distance", "")),
-                " / ".join(v for v in (r.get("query_variant"), r.get("variant"), _second(r)) if v),
+                " / ".join(v for v in (r.get("query_variant"), r.get("variant"), _second(r), _at(r)) if v),
                 r.get("external_id") or "",
                 r.get("error") or r.get("source_name", ""),
             )

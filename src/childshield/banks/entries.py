@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.signals import orb
+from childshield.signals.vpdq import FrameSignal, to_text
 from childshield.store.db import Database
 from childshield.store.models import (
     DEFAULT_THRESHOLDS,
@@ -302,6 +304,54 @@ def frame_time(variant: str) -> float | None:
         return float(variant[len(FRAME_PREFIX) :].split(EDIT_MARK, 1)[0])
     except ValueError:
         return None
+
+
+def add_video_signal(
+    db: Database,
+    bank_name: str,
+    frames: Sequence[FrameSignal],
+    *,
+    source_name: str,
+    labels: Sequence[str] = (),
+    external_id: str | None = None,
+) -> ImportReport:
+    """Store a video known only by its vPDQ signal (imported from another organisation's list): the
+    item is a SHA-256 entry of the signal's canonical vPDQ text, its frames point to it."""
+    text = to_text(frames)
+    video = hashlib.sha256(text.encode()).hexdigest()
+    base = {"source": "vpdq", "source_name": source_name, "labels": list(labels)}
+    report = ImportReport()
+    rows = [{**base, "signal_type": SignalType.SHA256, "signal": video, "external_id": external_id}]
+    frame_rows = [
+        (video, {**base, "signal_type": SignalType.PDQ, "signal": f.pdq, "quality": f.quality,
+                 "variant": frame_variant(f.timestamp)})
+        for f in frames
+    ]  # fmt: skip
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        revision = bump(session)
+        _store_in(session, bank.id, revision, rows, report)
+        _store_frames(session, bank.id, revision, frame_rows, report)
+    return report
+
+
+def video_signal(db: Database, bank_name: str, item_id: int) -> list[FrameSignal]:
+    """The frames of a banked video (for vPDQ export), in time order; empty if it is not a video."""
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        rows = session.execute(
+            select(Entry.signal, Entry.quality, Entry.variant).where(
+                Entry.bank_id == bank.id,
+                Entry.parent_id == item_id,
+                Entry.variant.like(f"{FRAME_PREFIX}%"),
+                Entry.variant.not_like(f"%{EDIT_MARK}%"),
+            )
+        ).all()
+    frames = [
+        FrameSignal(signal, quality or 0, frame_time(variant) or 0.0) for signal, quality, variant in rows
+    ]
+    frames.sort(key=lambda f: f.timestamp)
+    return [FrameSignal(f.pdq, f.quality, f.timestamp, n) for n, f in enumerate(frames)]
 
 
 def _store_frames(

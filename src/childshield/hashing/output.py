@@ -14,6 +14,7 @@ from rich.text import Text
 
 from childshield.hashing.result import HashOutcome, records
 from childshield.signals.pdq import Dihedral
+from childshield.signals.vpdq import FrameSignal, to_text
 
 BASE_FIELDS = (
     "path",
@@ -33,6 +34,8 @@ class OutputFormat(enum.StrEnum):
     TABLE = "table"
     JSONL = "jsonl"
     CSV = "csv"
+    VPDQ = "vpdq"
+    """vPDQ text of videos (``frame,quality,pdq,seconds`` per frame), each after a ``# path`` line."""
 
 
 class Writer(Protocol):
@@ -56,7 +59,8 @@ class JsonlWriter:
 def csv_fields(*, frames: bool, dihedral: bool) -> list[str]:
     fields = list(BASE_FIELDS)
     if frames:
-        fields.append("frame")
+        fields += ["frame", "timestamp"]
+    fields += ["frame_count", "duration"]
     if dihedral:
         fields += [f"pdq_{d.value}" for d in Dihedral if d is not Dihedral.ORIGINAL]
     fields.append("error")
@@ -137,6 +141,28 @@ class TableWriter:
         self.console.print(table)
 
 
+class VpdqWriter:
+    """Videos as vPDQ text (images: their one picture at 0 s); failures as ``# path: error`` lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, outcome: HashOutcome) -> None:
+        if outcome.result is None:
+            self.stream.write(f"# {outcome.path}: error: {outcome.error}\n")
+            return
+        frames = [
+            FrameSignal(f.pdq, f.pdq_quality, f.timestamp or 0.0, f.index)
+            for f in outcome.result.frames
+            if f.pdq is not None
+        ]
+        self.stream.write(f"# {outcome.path}\n{to_text(frames)}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
 def make_writer(
     fmt: OutputFormat, stream: TextIO, console: Console, *, frames: bool, dihedral: bool
 ) -> Writer:
@@ -144,4 +170,6 @@ def make_writer(
         return JsonlWriter(stream, frames=frames, dihedral=dihedral)
     if fmt is OutputFormat.CSV:
         return CsvWriter(stream, frames=frames, dihedral=dihedral)
+    if fmt is OutputFormat.VPDQ:
+        return VpdqWriter(stream)
     return TableWriter(console, frames=frames, dihedral=dihedral)

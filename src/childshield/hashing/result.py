@@ -102,6 +102,11 @@ def records(outcome: HashOutcome, *, frames: bool = False, dihedral: bool = Fals
             row["frame"] = frame.index
         if frame.timestamp is not None:
             row["timestamp"] = round(frame.timestamp, 3)
+        if r.is_video:
+            row["frame_count"] = r.frame_count
+            row["duration"] = None if r.duration is None else round(r.duration, 3)
+            if r.note:
+                row["note"] = r.note
         if dihedral:
             row["pdq_dihedral"] = dict(frame.pdq_dihedral) if frame.pdq_dihedral is not None else None
         if frame.pdq_variants is not None:

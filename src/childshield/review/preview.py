@@ -13,16 +13,25 @@ from PIL import Image, ImageFilter, ImageOps
 
 from childshield.media.decode import DecodeLimits, open_checked
 from childshield.media.errors import CorruptImage, MediaError
+from childshield.media.video import Sampling, VideoLimits, is_video, sample_frames
 
 MAX_SIDE = 768
 BLUR_REFERENCE = 512
 """The blur radius is given for a picture this wide, and scaled with the picture's size."""
 
 
+def _video_still(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """A video's first frame (videos never play in the review UI)."""
+    sampling = Sampling(rate=0, scene_threshold=2.0, max_side=MAX_SIDE)
+    for frame in sample_frames(data, sampling, VideoLimits(max_pixels=limits.max_pixels)):
+        return Image.fromarray(frame.picture.pixels)
+    raise CorruptImage("the video has no frame to show")  # pragma: no cover - sample_frames raises first
+
+
 def render(data: bytes, *, blur: int, reveal: bool, limits: DecodeLimits | None = None) -> bytes:
     """A JPEG to show: blurred by ``blur`` (at 512 pixels wide) and gray, or, revealed, as it is."""
     limits = limits or DecodeLimits()
-    image = open_checked(data, limits)
+    image = _video_still(data, limits) if is_video(data[:512]) else open_checked(data, limits)
     try:
         if image.format == "JPEG":
             image.draft("RGB", (MAX_SIDE, MAX_SIDE))

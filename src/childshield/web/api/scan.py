@@ -30,6 +30,7 @@ from childshield.web.api.schemas import (
     ScanOut,
     Signals,
     UrlIn,
+    VideoOut,
 )
 from childshield.web.deps import Scanner, database, matchers, metrics, settings
 from childshield.web.matcher_holder import MatcherHolder
@@ -189,6 +190,17 @@ async def _scan_and_record(
         suppressed=[MatchOut.of(x) for x in result.suppressed],
         decision=action,  # type: ignore[arg-type]
         url=None,
+        video=VideoOut.model_validate(
+            {
+                "duration": h.duration,
+                "frames": h.frame_count,
+                "matches": [v.as_dict() for v in result.video],
+                "near": [v.as_dict() for v in result.near],
+                "note": h.note,
+            }
+        )
+        if h.is_video
+        else None,
     )
     stats.scans.labels("matched" if result.matched else "clean").inc()
     for x in result.matches:

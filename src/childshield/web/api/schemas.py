@@ -77,6 +77,32 @@ class Signals(BaseModel):
 Decision = Literal["allow", "review", "quarantine", "block"]
 
 
+class FrameHitOut(BaseModel):
+    time: float = Field(description="Seconds into the scanned video")
+    item_time: float | None = Field(description="Seconds into the banked video (None: a banked image)")
+    distance: int
+
+
+class VideoMatchOut(BaseModel):
+    bank: str
+    item_id: int
+    kind: Literal["video", "image", "file"] = Field(
+        description="video: frames of a banked video; image: a banked image in a frame; file: the same file"
+    )
+    query_share: float | None = Field(description="Percent of this video's unique frames matching the item")
+    item_share: float | None = Field(description="Percent of the banked video's unique frames matched")
+    first_time: float | None = Field(description="Seconds into this video of the first matching frame")
+    hits: list[FrameHitOut]
+
+
+class VideoOut(BaseModel):
+    duration: float | None
+    frames: int = Field(description="Frames hashed (sampled, low-quality and repeated ones dropped)")
+    matches: list[VideoMatchOut] = Field(description="For each match: what matched, and when")
+    near: list[VideoMatchOut] = Field(description="Banked videos sharing frames below both shares")
+    note: str = ""
+
+
 class ScanOut(BaseModel):
     content_id: str = Field(description="Refer to this scan in follow-up calls")
     signals: Signals
@@ -85,6 +111,7 @@ class ScanOut(BaseModel):
     suppressed: list[MatchOut] = Field(description="Matches cleared by a negative bank (allow-list)")
     decision: Decision = Field(description="The strongest action of the banks matched ('allow' if none)")
     url: str | None = Field(None, description="For /v1/scan/url: the URL fetched, after redirects")
+    video: VideoOut | None = Field(None, description="For videos: frame times of the matches")
 
 
 class ScanContext(BaseModel):
