@@ -113,7 +113,7 @@ def hash_command(
     ] = 1.0,
     scene_threshold: Annotated[
         float, typer.Option(min=0, help="Thumbnail change (0..1) taken as a scene change; above 1: none.")
-    ] = 0.25,
+    ] = 0.12,
 ) -> None:
     """Hash image and video files: MD5, SHA-1, SHA-256 and PDQ (with quality); for videos the PDQ of
     each sampled frame with its time (``--frames`` lists them; ``--format vpdq`` writes vPDQ text).

@@ -54,7 +54,7 @@ class VideoLimits:
 class Sampling:
     rate: float = 1.0
     """Frames per second of video taken at regular steps (0: only the first frame and scene changes)."""
-    scene_threshold: float = 0.25
+    scene_threshold: float = 0.12
     """Mean absolute difference of consecutive 32x32 gray thumbnails (0..1) counted as a scene change
     (above 1: none)."""
     scene_gap: float = 0.25

@@ -66,6 +66,12 @@ def clip(scenes: Sequence[Frame], seconds_each: float, fps: int = 10) -> list[Fr
     return out
 
 
+def retimed(frames: Sequence[Frame], fps: int, new_fps: int) -> list[Frame]:
+    """The same motion at another frame rate (frames repeated or dropped)."""
+    count = round(len(frames) * new_fps / fps)
+    return [frames[min(len(frames) - 1, i * fps // new_fps)] for i in range(count)]
+
+
 def letterbox(frames: Iterable[Frame], bar: int) -> list[Frame]:
     """Black bars above and below (a copy fitted to a wider screen)."""
     return [np.pad(f, ((bar, bar), (0, 0), (0, 0))) for f in frames]
