@@ -203,6 +203,10 @@ def _register_subcommands() -> None:
 
     app.command("scan")(scan_command)
 
+    from childshield.cli_watch import watch_command
+
+    app.command("watch")(watch_command)
+
     from childshield.cli_service import account_app, audit_app, serve_command
 
     app.command("serve")(serve_command)

@@ -115,6 +115,7 @@ def payload(row: Decision) -> dict[str, Any]:
         "sha256": row.sha256,
         "pdq": row.pdq,
         "matches": row.matches,
+        **({"context": row.context} if row.context else {}),
     }
 
 

@@ -123,13 +123,45 @@ def _open(source: bytes | str | os.PathLike[str]):  # type: ignore[no-untyped-de
         raise CorruptImage(f"cannot open the video: {exc}") from None
 
 
+class FramePicker:
+    """Which decoded frames to hash: the first, then one at each step of ``1 / rate`` seconds, and scene
+    changes in between (files and live streams alike)."""
+
+    def __init__(self, sampling: Sampling) -> None:
+        self.sampling = sampling
+        self.step = 1.0 / sampling.rate if sampling.rate > 0 else None
+        self.next_at = 0.0
+        self.last_taken: float | None = None
+        self.previous: npt.NDArray[np.float32] | None = None
+
+    def pick(self, frame, t: float) -> bool | None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+        """None to skip the frame; else whether it is taken as a scene change (not at a regular step)."""
+        sampling = self.sampling
+        thumb = _thumb(frame) if sampling.scene_threshold <= 1 else None
+        scene = (
+            self.previous is not None
+            and thumb is not None
+            and float(np.abs(thumb - self.previous).mean()) / 255.0 > sampling.scene_threshold
+            and (self.last_taken is None or t - self.last_taken >= sampling.scene_gap)
+        )
+        self.previous = thumb
+        regular = self.last_taken is None or (self.step is not None and t + 1e-6 >= self.next_at)
+        if not (regular or scene):
+            return None
+        if regular and self.step is not None:
+            while self.next_at <= t + 1e-6:
+                self.next_at += self.step
+        self.last_taken = t
+        return bool(scene and not regular)
+
+
 def _thumb(frame) -> npt.NDArray[np.float32]:  # type: ignore[no-untyped-def]  # noqa: ANN001
     small = frame.reformat(width=32, height=32, format="gray", interpolation="FAST_BILINEAR")
     out: npt.NDArray[np.float32] = np.asarray(small.to_ndarray(), dtype=np.float32)
     return out
 
 
-def _picture(frame, max_side: int, number: int) -> Picture:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def frame_picture(frame, max_side: int, number: int) -> Picture:  # type: ignore[no-untyped-def]  # noqa: ANN001
     width, height = frame.width, frame.height
     scale = min(1.0, max_side / max(width, height))
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
@@ -168,10 +200,7 @@ def sample_frames(
         info = info if info is not None else VideoInfo()
         info.container, info.codec, info.width, info.height = container.format.name, ctx.name, width, height
         info.duration, info.fps = duration, rate
-        step = 1.0 / sampling.rate if sampling.rate > 0 else None
-        next_at = 0.0
-        last_taken = -1e9
-        previous: npt.NDArray[np.float32] | None = None
+        picker = FramePicker(sampling)
         taken = decoded = 0
         start_time: float | None = None
         try:
@@ -192,27 +221,13 @@ def sample_frames(
                 t = max(0.0, t - start_time)
                 if t > limits.max_seconds:
                     raise VideoTooLong(f"the video runs past {limits.max_seconds:.0f} s")
-                thumb = _thumb(frame) if sampling.scene_threshold <= 1 else None
-                scene = (
-                    previous is not None
-                    and thumb is not None
-                    and float(np.abs(thumb - previous).mean()) / 255.0 > sampling.scene_threshold
-                    and t - last_taken >= sampling.scene_gap
-                )
-                previous = thumb
-                regular = taken == 0 or (step is not None and t + 1e-6 >= next_at)
-                if not (regular or scene):
+                picked = picker.pick(frame, t)
+                if picked is None:
                     continue
-                if regular and step is not None:
-                    while next_at <= t + 1e-6:
-                        next_at += step
                 taken += 1
                 if taken > limits.max_samples:
                     raise VideoTooLong(f"more than {limits.max_samples} frames to hash")
-                last_taken = t
-                yield VideoFrame(
-                    t, decoded - 1, _picture(frame, sampling.max_side, decoded - 1), scene and not regular
-                )
+                yield VideoFrame(t, decoded - 1, frame_picture(frame, sampling.max_side, decoded - 1), picked)
         except av.error.FFmpegError as exc:
             if taken == 0:
                 raise CorruptImage(f"the video cannot be decoded: {exc}") from None

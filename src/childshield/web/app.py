@@ -22,7 +22,8 @@ from childshield.review.keys import Keyring
 from childshield.review.media import purge_expired
 from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
-from childshield.web.api import banks, evidence, hotline, scan, system
+from childshield.stream.manager import Watches
+from childshield.web.api import banks, evidence, hotline, scan, system, watches
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
@@ -62,6 +63,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await run_in_threadpool(app.state.watches.close)
             db.close()
 
     app = FastAPI(
@@ -77,6 +79,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = conf
     app.state.metrics = Metrics()
     app.state.matchers = MatcherHolder(db, conf.refresh_seconds)
+    app.state.watches = Watches(db, app.state.matchers, webhook_url=conf.webhook_url)
     app.state.scan_limiter = RateLimiter(conf.scan_rate, conf.scan_burst)
     app.state.login_limiter = RateLimiter(
         conf.login_attempts_per_minute / 60, max(1.0, conf.login_attempts_per_minute)
@@ -93,6 +96,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(banks.router)
     app.include_router(hotline.router)
     app.include_router(evidence.router)
+    app.include_router(watches.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_exception_handler(NeedsSignIn, _to_sign_in)  # type: ignore[arg-type]

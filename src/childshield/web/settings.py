@@ -77,6 +77,8 @@ class ServiceSettings:
     """Destinations and routes of reports (docs/reporting.md); with ``[auto] enabled`` the service
     queues and sends reports of confirmed evidence by itself."""
     report_every_seconds: float = 60.0
+    watch_local: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_WATCH_LOCAL", False))
+    """Let ``/v1/watches`` open local files and capture devices (network streams only otherwise)."""
     # The web UI
     cookie_secure: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_COOKIE_SECURE", True))
     """Session cookies only over HTTPS (turn off only for plain-HTTP development on localhost)."""

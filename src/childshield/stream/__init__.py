@@ -1,0 +1,1 @@
+"""Live streams: watching them for known material (see ``watch``, ``manager``)."""

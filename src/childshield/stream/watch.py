@@ -1,0 +1,244 @@
+"""Watching a live stream: frames sampled continuously, hashed and matched, an alert for each match.
+
+A ``Watch`` reads one source with PyAV (FFmpeg): RTMP, HLS (m3u8), RTSP, SRT, MPEG-TS over TCP/UDP, a
+local file (played in real time with ``realtime``, else as fast as it decodes) or a capture device
+(``format="v4l2"``).  It takes a frame once a second (``Sampling.rate``) and at every scene change, so a
+known picture that appears is usually caught at its first frame; each taken frame is hashed (PDQ, plus
+the query-side variants the banks want: mirrored, letterboxed) and matched through the same index as
+uploads.  A match raises an ``Alert`` (stream id, the stream's time, the matches), at most once per item
+per ``realert_after`` seconds.
+
+A stream that drops is reconnected (backoff up to ``max_backoff``); one that sends nothing for
+``read_timeout`` seconds is reported ``stalled`` and reconnected: FFmpeg's reads are interrupted by the
+timeout, so a worker never hangs.  ``stop()`` ends a watch within about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from childshield.matching.matcher import Match, MatchResult
+from childshield.media.video import FramePicker, Sampling, frame_picture
+from childshield.signals.pdq_picture import hash_picture
+from childshield.signals.pdq_variants import query_variants
+
+log = logging.getLogger("childshield.stream")
+
+Queries = Sequence[tuple[str, str, int | None]]
+MatchMany = Callable[[Queries, Sequence[str]], list[MatchResult]]
+"""(queries, their variant names) -> results: the matcher, however the caller shares it."""
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    sampling: Sampling = field(default_factory=Sampling)
+    variants: bool = True
+    """Also match each frame's query-side variants (mirrored, borders trimmed)."""
+    realtime: bool = False
+    """Pace a file by its timestamps, as if it were broadcast (streams pace themselves)."""
+    open_timeout: float = 15.0
+    read_timeout: float = 10.0
+    """No data for this long: the stream is stalled, and reconnected."""
+    max_backoff: float = 30.0
+    max_reconnects: int | None = None
+    """None: forever (live sources come back); a number: give up after that many in a row."""
+    realert_after: float = 60.0
+    format: str | None = None
+    """FFmpeg's input format when it cannot be told from the source (``v4l2``, ``mpegts``)."""
+    options: dict[str, str] = field(default_factory=dict)
+    """FFmpeg options for the input (e.g. ``{"protocol_whitelist": "tcp,http,hls"}``)."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    stream_id: str
+    source: str
+    stream_time: float
+    """Seconds from the start of the stream (of this connection) of the frame that matched."""
+    wall_time: float
+    """``time.time()`` when the match was found."""
+    matches: tuple[Match, ...]
+    pdq: str
+    quality: int
+
+
+@dataclass
+class WatchStatus:
+    stream_id: str
+    source: str
+    state: str = "starting"
+    """starting, connecting, running, stalled, reconnecting, ended, failed, stopped."""
+    connects: int = 0
+    frames_decoded: int = 0
+    frames_hashed: int = 0
+    alerts: int = 0
+    last_frame_at: float | None = None
+    """``time.time()`` of the last frame decoded."""
+    error: str = ""
+    started_at: float = field(default_factory=time.time)
+    cpu_seconds: float = 0.0
+    """CPU time of the watch's thread."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Watch:
+    def __init__(
+        self,
+        stream_id: str,
+        source: str,
+        match: MatchMany,
+        on_alert: Callable[[Alert], None],
+        config: WatchConfig | None = None,
+        *,
+        on_status: Callable[[WatchStatus], None] | None = None,
+    ) -> None:
+        self.stream_id, self.source = stream_id, source
+        self.match, self.on_alert = match, on_alert
+        self.config = config or WatchConfig()
+        self.on_status = on_status
+        self.status = WatchStatus(stream_id, source)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._alerted: dict[tuple[str, int], float] = {}
+
+    # -- running ------------------------------------------------------------------------------
+    def start(self) -> Watch:
+        self._thread = threading.Thread(target=self.run, name=f"watch-{self.stream_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, wait: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(wait)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _set(self, state: str, error: str = "") -> None:
+        self.status.state, self.status.error = state, error[:500]
+        if self.on_status is not None:
+            try:
+                self.on_status(self.status)
+            except Exception:  # a status listener's trouble never stops the watch
+                log.exception("status callback failed")
+
+    def run(self) -> None:
+        """Watch until stopped, the source ends (a file), or reconnects run out."""
+        import av
+
+        backoff, failures = 1.0, 0
+        cpu_start = time.thread_time()
+        try:
+            while not self._stop.is_set():
+                self._set("connecting" if self.status.connects == 0 else "reconnecting", self.status.error)
+                try:
+                    ended = self._read_once()
+                except av.error.FFmpegError as exc:
+                    stalled = isinstance(exc, (av.error.ExitError, TimeoutError)) or "timed out" in str(exc)
+                    self._set("stalled" if stalled else "reconnecting", f"{type(exc).__name__}: {exc}")
+                    ended = False
+                except OSError as exc:
+                    self._set("reconnecting", f"{type(exc).__name__}: {exc}")
+                    ended = False
+                if self._stop.is_set():
+                    break
+                if ended and not self._is_live():
+                    self._set("ended")
+                    return
+                failures = 0 if self.status.frames_decoded and ended else failures + 1
+                limit = self.config.max_reconnects
+                if limit is not None and failures > limit:
+                    self._set("failed", self.status.error or "the stream did not come back")
+                    return
+                self._stop.wait(backoff)
+                backoff = min(self.config.max_backoff, backoff * 2) if failures else 1.0
+            self._set("stopped")
+        finally:
+            self.status.cpu_seconds = time.thread_time() - cpu_start
+
+    def _is_live(self) -> bool:
+        """Network sources are live: their end is a drop, to be reconnected."""
+        return "://" in self.source and not self.source.startswith("file:")
+
+    def _read_once(self) -> bool:
+        """One connection: True when the source ended normally."""
+        import av
+
+        cfg = self.config
+        container = av.open(
+            self.source,
+            format=cfg.format,
+            options=dict(cfg.options),
+            timeout=(cfg.open_timeout, cfg.read_timeout),
+            metadata_errors="ignore",
+        )
+        with container:
+            if not container.streams.video:
+                raise av.error.InvalidDataError(0, "the source has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            self.status.connects += 1
+            self._set("running")
+            picker = FramePicker(cfg.sampling)
+            first: float | None = None
+            started = time.monotonic()
+            for frame in container.decode(stream):
+                if self._stop.is_set():
+                    return False
+                now = time.time()
+                self.status.frames_decoded += 1
+                self.status.last_frame_at = now
+                t = frame.time if frame.time is not None else self.status.frames_decoded / 25.0
+                if first is None:
+                    first = t
+                t -= first
+                if cfg.realtime:  # a file played as if broadcast: wait for the frame's moment
+                    ahead = t - (time.monotonic() - started)
+                    if ahead > 0 and self._stop.wait(ahead):
+                        return False
+                if picker.pick(frame, t) is None:
+                    continue
+                self._hash_and_match(frame_picture(frame, cfg.sampling.max_side, 0), t)
+            return True
+
+    def _hash_and_match(self, picture, t: float) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+        pdq, quality, _ = hash_picture(picture)
+        if pdq is None:
+            return
+        self.status.frames_hashed += 1
+        queries: list[tuple[str, str, int | None]] = [("pdq", pdq, quality)]
+        names = [""]
+        if self.config.variants:
+            for name, (value, _) in query_variants(picture).items():
+                queries.append(("pdq", value, quality))
+                names.append(name)
+        found: dict[tuple[str, int], Match] = {}
+        for result in self.match(queries, names):
+            for m in result.matches:
+                key = (m.bank, m.item_id)
+                if key not in found or m.distance < found[key].distance:
+                    found[key] = m
+        if not found:
+            return
+        now = time.time()
+        fresh = tuple(
+            m for key, m in found.items() if now - self._alerted.get(key, -1e18) >= self.config.realert_after
+        )
+        if not fresh:
+            return
+        for m in fresh:
+            self._alerted[(m.bank, m.item_id)] = now
+        self.status.alerts += 1
+        alert = Alert(self.stream_id, self.source, t, now, fresh, pdq, quality)
+        try:
+            self.on_alert(alert)
+        except Exception:  # the alert path's trouble is logged; watching goes on
+            log.exception("alert callback failed for stream %s", self.stream_id)
