@@ -106,6 +106,7 @@ class Watch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._alerted: dict[tuple[str, int], float] = {}
+        self._cpu_start = 0.0
 
     # -- running ------------------------------------------------------------------------------
     def start(self) -> Watch:
@@ -135,7 +136,7 @@ class Watch:
         import av
 
         backoff, failures = 1.0, 0
-        cpu_start = time.thread_time()
+        self._cpu_start = time.thread_time()
         try:
             while not self._stop.is_set():
                 self._set("connecting" if self.status.connects == 0 else "reconnecting", self.status.error)
@@ -162,7 +163,7 @@ class Watch:
                 backoff = min(self.config.max_backoff, backoff * 2) if failures else 1.0
             self._set("stopped")
         finally:
-            self.status.cpu_seconds = time.thread_time() - cpu_start
+            self.status.cpu_seconds = time.thread_time() - self._cpu_start
 
     def _is_live(self) -> bool:
         """Network sources are live: their end is a drop, to be reconnected."""
@@ -206,6 +207,7 @@ class Watch:
                         return False
                 if picker.pick(frame, t) is None:
                     continue
+                self.status.cpu_seconds = time.thread_time() - self._cpu_start
                 self._hash_and_match(frame_picture(frame, cfg.sampling.max_side, 0), t)
             return True
 

@@ -71,7 +71,7 @@ def _send(video: bytes, port: int, times: int, realtime: bool, stall: float | No
 
     for _ in range(times):
         try:
-            with av.open(io.BytesIO(video)) as source:
+            with av.open(io.BytesIO(video), "r") as source:
                 stream = source.streams.video[0]
                 target = f"tcp://127.0.0.1:{port}?listen=1&listen_timeout=30000"
                 with av.open(target, "w", format="mpegts") as out:
@@ -103,7 +103,7 @@ class HlsServer:
         import av
 
         folder.mkdir(parents=True, exist_ok=True)
-        with av.open(io.BytesIO(video)) as source:
+        with av.open(io.BytesIO(video), "r") as source:
             stream = source.streams.video[0]
             options = {"hls_time": str(segment_seconds), "hls_playlist_type": "vod"}
             with av.open(str(folder / "live.m3u8"), "w", format="hls", options=options) as out:

@@ -1,0 +1,194 @@
+"""Live streams: a known picture shown in a stream is alerted with the stream's time, over MPEG-TS on TCP
+(a local FFmpeg-based sender, paced like a live encoder), HLS from a local HTTP server, and a file; drops
+are reconnected, stalls reported without hanging, many streams watched at once; the API and the command.
+All streams are made of generated pictures and stay on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from childshield.banks.entries import add_outcomes
+from childshield.banks.service import create_bank
+from childshield.hashing.result import HashOutcome
+from childshield.hashing.service import HashOptions, hash_bytes
+from childshield.media.video import Sampling
+from childshield.store.db import Database
+from childshield.store.models import Decision, WebhookDelivery
+from childshield.stream.manager import WatchError, Watches
+from childshield.stream.watch import Alert, WatchConfig
+from childshield.testing.corpus import encode
+from childshield.testing.streams import HlsServer, TcpSender
+from childshield.testing.video import clip, encode_video, scene
+from childshield.web.matcher_holder import MatcherHolder
+
+PHOTO = scene(99, 320, 240)
+OTHER = [scene(s, 320, 240) for s in range(50, 60)]
+SHOWN_AT = 74 / 30  # the known picture's first frame: after 74 frames at 30 fps
+
+
+@pytest.fixture(scope="module")
+def stream_video() -> bytes:
+    """2.47 s of other scenes, the known picture for 2 s, then other scenes (30 fps, a key frame a second)."""
+    frames = clip(OTHER[:1], 74 / 30, fps=30) + clip([PHOTO], 2.0, fps=30) + clip(OTHER[1:4], 1.5, fps=30)
+    return encode_video(frames, fps=30, options={"g": "30"})
+
+
+def holder_with_known(db: Database) -> MatcherHolder:
+    create_bank(db, "known")
+    photo = hash_bytes(encode(PHOTO, "PNG"), HashOptions(bank_variants=True))
+    add_outcomes(db, "known", [HashOutcome("known.png", result=photo)])
+    holder = MatcherHolder(db)
+    holder.run(lambda m: None)
+    return holder
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_known_picture_in_a_live_tcp_stream_is_alerted_with_its_time(
+    db: Database, stream_video: bytes
+) -> None:
+    holder = holder_with_known(db)
+    alerts: list[tuple[Alert, int, float]] = []
+    watches = Watches(db, holder, webhook_url="http://127.0.0.1:9/hook",
+                      on_alert=lambda a, d: alerts.append((a, d, time.time())))  # fmt: skip
+    with TcpSender(stream_video) as sender:
+        watches.start(sender.url, "cam-1", WatchConfig(read_timeout=5, max_reconnects=20))
+        assert wait_for(lambda: bool(alerts))
+        alert, decision_id, found_at = alerts[0]
+        sent = min(wall for t, wall in sender.sent_at.items() if t >= SHOWN_AT - 1e-3)
+        status = watches.statuses()[0]
+    watches.close()
+    assert alert.stream_id == "cam-1" and alert.stream_time == pytest.approx(SHOWN_AT, abs=0.04)
+    assert [m.bank for m in alert.matches] == ["known"]
+    assert found_at - sent < 10  # recorded for the benchmark's figures; here only that it was this frame
+    assert status.connects == 1 and status.alerts == 1 and status.frames_hashed >= 3
+    with db.session() as session:
+        decision = session.get_one(Decision, decision_id)
+        assert decision.source == "watch" and decision.decision == "review"
+        assert decision.context == {"stream_id": "cam-1", "stream_time": f"{alert.stream_time:.3f}",
+                                    "source": sender.url}  # fmt: skip
+        payload = session.scalars(select(WebhookDelivery.payload)).one()
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    assert payload["context"]["stream_id"] == "cam-1" and payload["matches"][0]["bank"] == "known"
+
+
+def test_hls_from_a_local_http_server(db: Database, stream_video: bytes, tmp_path: Path) -> None:
+    holder = holder_with_known(db)
+    alerts: list[Alert] = []
+    watches = Watches(db, holder, on_alert=lambda a, d: alerts.append(a))
+    with HlsServer(stream_video, tmp_path / "hls", segment_seconds=1.0) as hls:
+        watches.start(hls.url, "hls-1", WatchConfig(realtime=True, read_timeout=5))
+        assert wait_for(lambda: bool(alerts))
+    watches.close()
+    assert alerts[0].stream_time == pytest.approx(SHOWN_AT, abs=0.04)
+
+
+def test_drops_are_reconnected_and_stalls_reported_without_hanging(db: Database, stream_video: bytes) -> None:
+    holder = holder_with_known(db)
+    alerts: list[Alert] = []
+    watches = Watches(db, holder, on_alert=lambda a, d: alerts.append(a))
+    config = WatchConfig(read_timeout=2, realert_after=0, max_reconnects=50)
+    with TcpSender(stream_video, times=2, realtime=False) as sender:  # drops after each round
+        watches.start(sender.url, "drops", config)
+
+        def at_start() -> int:  # alerts of the known picture's first frame: one per connection
+            return sum(a.stream_time == pytest.approx(SHOWN_AT, abs=0.04) for a in alerts)
+
+        assert wait_for(lambda: at_start() >= 2 and watches.statuses()[0].connects >= 2, 60)
+    with TcpSender(stream_video, stall_after=1.0) as silent:  # connected, then nothing
+        watches.start(silent.url, "stalls", config)
+        assert wait_for(
+            lambda: any(s.stream_id == "stalls" and s.state == "stalled" for s in watches.statuses())
+        )
+        started = time.monotonic()
+        stopped = watches.stop("stalls")
+        assert time.monotonic() - started < 5 and stopped.state in ("stopped", "stalled", "reconnecting")
+    watches.close()
+
+
+def test_many_streams_in_one_process(db: Database, stream_video: bytes, tmp_path: Path) -> None:
+    holder = holder_with_known(db)
+    alerts: list[Alert] = []
+    watches = Watches(db, holder, on_alert=lambda a, d: alerts.append(a),
+                      config=WatchConfig(sampling=Sampling(rate=1.0)))  # fmt: skip
+    paths = []
+    for n in range(4):
+        path = tmp_path / f"s{n}.mp4"
+        path.write_bytes(stream_video)
+        paths.append(path)
+        watches.start(str(path), f"file-{n}")
+    assert wait_for(lambda: all(s.state == "ended" for s in watches.statuses()))
+    assert sorted(a.stream_id for a in alerts) == [f"file-{n}" for n in range(4)]
+    with pytest.raises(WatchError, match="stream id"):
+        watches.start(str(paths[0]), "bad id!")
+    watches.close()
+
+
+def test_watches_over_the_api(db: Database, stream_video: bytes, tmp_path: Path) -> None:
+    from childshield.web.app import create_app
+    from childshield.web.settings import ServiceSettings
+    from review_helpers import auth, browser, people
+
+    keys = people(db)
+    holder_with_known(db)
+    (tmp_path / "s.mp4").write_bytes(stream_video)
+    guarded = browser(create_app(ServiceSettings(database_url=db.url, refresh_seconds=0)))
+    refused = guarded.post("/v1/watches", json={"source": "tcp://127.0.0.1:9"}, headers=auth(keys["admin"]))
+    assert refused.status_code == 422 and "loopback" in refused.text
+    local = guarded.post("/v1/watches", json={"source": str(tmp_path / "s.mp4")}, headers=auth(keys["admin"]))
+    assert local.status_code == 422 and "CHILDSHIELD_WATCH_LOCAL" in local.text
+    assert (
+        guarded.post(
+            "/v1/watches", json={"source": "file:///etc/passwd"}, headers=auth(keys["admin"])
+        ).status_code
+        == 422
+    )
+    assert guarded.get("/v1/watches", headers=auth(keys["service"])).status_code == 403
+
+    app = create_app(ServiceSettings(database_url=db.url, refresh_seconds=0, fetch_allow="127.0.0.0/8"))
+    client = browser(app)
+    with TcpSender(stream_video) as sender:
+        r = client.post(
+            "/v1/watches", json={"source": sender.url, "stream_id": "cam-9"}, headers=auth(keys["admin"])
+        )
+        assert r.status_code == 201, r.text
+        assert client.post("/v1/watches", json={"source": sender.url, "stream_id": "cam-9"},
+                           headers=auth(keys["admin"])).status_code == 422  # fmt: skip
+        assert wait_for(
+            lambda: client.get("/v1/watches", headers=auth(keys["admin"])).json()[0]["alerts"] >= 1
+        )
+        stopped = client.delete("/v1/watches/cam-9", headers=auth(keys["admin"]))
+        assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+    assert client.delete("/v1/watches/nope", headers=auth(keys["admin"])).status_code == 404
+    app.state.watches.close()
+    with db.session() as session:
+        contexts = [d.context for d in session.scalars(select(Decision).where(Decision.source == "watch"))]
+    assert contexts and contexts[0]["stream_id"] == "cam-9"
+
+
+def test_the_watch_command(tmp_path: Path, stream_video: bytes) -> None:
+    from childshield.store.db import open_database
+    from cli_runner import cli_for
+
+    db = open_database(f"sqlite:///{tmp_path / 'w.db'}")
+    holder_with_known(db)
+    (tmp_path / "s.mkv").write_bytes(stream_video)
+    run = cli_for(db, "watch")(str(tmp_path / "s.mkv"), "--stream-id", "recording-1")
+    assert run.returncode == 3, run.stderr
+    (row,) = [json.loads(line) for line in run.stdout.splitlines()]
+    assert row["stream_id"] == "recording-1" and row["stream_time"] == pytest.approx(SHOWN_AT, abs=0.04)
+    assert "recording-1: ended" in run.stderr
+    db.close()
