@@ -359,11 +359,17 @@ def import_vpdq(
         except (OSError, UnicodeDecodeError, VpdqFormatError) as exc:
             err.print(f"[red]{name}: {exc}[/]", highlight=False)
             raise typer.Exit(1) from None
+    from childshield.banks.errors import BankError
+
     with _database(db) as database:
         for name, frames in signals:
-            report = add_video_signal(
-                database, bank, frames, source_name=name.rsplit("/", 1)[-1], labels=label or []
-            )
+            try:
+                report = add_video_signal(
+                    database, bank, frames, source_name=name.rsplit("/", 1)[-1], labels=label or []
+                )
+            except BankError as exc:
+                err.print(f"[red]{name}: {exc}[/]", highlight=False)
+                raise typer.Exit(1) from None
             _report(report, name)
 
 

@@ -20,7 +20,7 @@ from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.signals import orb
-from childshield.signals.vpdq import FrameSignal, to_text
+from childshield.signals.vpdq import DEFAULT_MIN_QUALITY, FrameSignal, to_text
 from childshield.store.db import Database
 from childshield.store.models import (
     DEFAULT_THRESHOLDS,
@@ -316,7 +316,11 @@ def add_video_signal(
     external_id: str | None = None,
 ) -> ImportReport:
     """Store a video known only by its vPDQ signal (imported from another organisation's list): the
-    item is a SHA-256 entry of the signal's canonical vPDQ text, its frames point to it."""
+    item is a SHA-256 entry of the signal's canonical vPDQ text, its frames point to it.  Frames of
+    quality under 50 are left out, as vPDQ's matching leaves them out."""
+    frames = [f for f in frames if f.quality >= DEFAULT_MIN_QUALITY]
+    if not frames:
+        raise BankError("the video signal has no frame of quality 50 or more")
     text = to_text(frames)
     video = hashlib.sha256(text.encode()).hexdigest()
     base = {"source": "vpdq", "source_name": source_name, "labels": list(labels)}
@@ -363,19 +367,7 @@ def _store_frames(
 ) -> None:
     """Frame entries of videos, each pointing to its video's SHA-256 entry.  A frame whose hash is in
     the bank already (another item, or the same picture earlier in the video) is not stored again."""
-    wanted = sorted({sha for sha, _ in frames})
-    parents: dict[str, int] = {}
-    for i in range(0, len(wanted), 500):
-        parents.update(
-            (signal, entry_id)
-            for entry_id, signal in session.execute(
-                select(Entry.id, Entry.signal).where(
-                    Entry.bank_id == bank_id,
-                    Entry.signal_type == SignalType.SHA256,
-                    Entry.signal.in_(wanted[i : i + 500]),
-                )
-            )
-        )
+    parents = _ids_by_signal(session, bank_id, SignalType.SHA256, (sha for sha, _ in frames))
     rows = [{**row, "parent_id": parents[sha]} for sha, row in frames if sha in parents]
     unique = list(_dedupe(rows, lambda r: ("pdq", r["signal"])))
     counted = ImportReport()
@@ -385,6 +377,13 @@ def _store_frames(
 
 def _own_pdq_ids(session: Session, bank_id: int, signals: Iterable[str]) -> dict[str, int]:
     """Entry ids of items' own PDQ entries (not variants) in a bank, by signal."""
+    return _ids_by_signal(session, bank_id, SignalType.PDQ, signals)
+
+
+def _ids_by_signal(
+    session: Session, bank_id: int, kind: SignalType, signals: Iterable[str]
+) -> dict[str, int]:
+    """Entry ids of items' own entries (no variants, no frames) of one signal type in a bank, by signal."""
     out: dict[str, int] = {}
     wanted = sorted(set(signals))
     for i in range(0, len(wanted), 500):
@@ -393,7 +392,7 @@ def _own_pdq_ids(session: Session, bank_id: int, signals: Iterable[str]) -> dict
             for entry_id, signal in session.execute(
                 select(Entry.id, Entry.signal).where(
                     Entry.bank_id == bank_id,
-                    Entry.signal_type == SignalType.PDQ,
+                    Entry.signal_type == kind,
                     Entry.parent_id.is_(None),
                     Entry.signal.in_(wanted[i : i + 500]),
                 )

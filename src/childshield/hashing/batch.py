@@ -41,7 +41,7 @@ def hash_candidate(candidate: Candidate, options: HashOptions | None = None) -> 
             looks_like_image_name(candidate.path) or has_video_extension(candidate.path)
         )
         if by_content:
-            head = read_file(candidate.path, head=512)
+            head = read_file(candidate.path, head=1024)
             if sniff(head[:32]) is None and not is_video(head):
                 return Skipped(candidate.path)
         data = read_file(candidate.path, opts.max_bytes)

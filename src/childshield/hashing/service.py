@@ -66,7 +66,7 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
     """All signals of an image or a video given as bytes.  Raises ``MediaError`` when it cannot be
     hashed."""
     options = options or HashOptions()
-    if is_video(data[:512]):
+    if is_video(data[:1024]):
         return hash_video(data, options, path=path)
     decoded = _decode(data, options, frames=options.frames)
     frames = []
@@ -142,7 +142,7 @@ def hash_video(data: bytes, options: HashOptions | None = None, *, path: str | N
         frame_count=len(kept),
         path=path,
         duration=info.duration,
-        note=info.damaged,
+        note=info.note,
     )
 
 

@@ -110,7 +110,12 @@ def _video_scan(matcher: Matcher, result: HashResult, path: str | None) -> ScanR
 def scan_bytes(matcher: Matcher, data: bytes, options: HashOptions | None = None) -> ScanResult:
     """Hash bytes and match them.  Raises ``MediaError`` when they cannot be hashed."""
     opts = options or HashOptions(variants=matcher.wants_query_variants)
-    result = hash_bytes(data, opts)
+    return scan_hashed(matcher, hash_bytes(data, opts), data, opts)
+
+
+def scan_hashed(matcher: Matcher, result: HashResult, data: bytes, opts: HashOptions) -> ScanResult:
+    """Match what ``hash_bytes`` made of ``data`` (which the second check may decode again): hashing can
+    then happen outside whatever guards the matcher (a long video must not hold it)."""
     if result.is_video:
         return _video_scan(matcher, result, None)
     matched = match_hashes(matcher, result, lambda: first_picture(data, opts))

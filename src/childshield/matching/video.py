@@ -8,7 +8,7 @@
   were matched.  It is a match when either reaches the bank's ``video_query_share`` or
   ``video_item_share`` (default 80 each): a copy, an excerpt of a known video, or a known clip inside a
   longer one.  Videos that share a few frames but reach neither are reported as ``near`` (not matches).
-* A frame matching a negative bank clears the file, as for images.
+* The file's hashes matching a negative bank clear the file; a frame matching one clears that frame.
 """
 
 from __future__ import annotations
@@ -113,10 +113,17 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             names.append(name)
             owner.append(n)
     results = matcher.match_many(queries, query_variants=names)
-    if any(r.allowed_by for r in results):  # an allow-listed signal anywhere clears the file
+    if any(r.allowed_by for r in results[:3]):  # the file itself is allow-listed: cleared
         cleared = tuple(m for r in results for m in (*r.matches, *r.suppressed))
         allowed = tuple(m for r in results for m in r.allowed_by)
         return VideoResult(MatchResult((), cleared, allowed))
+    # A frame whose picture is allow-listed (any of its queries) is cleared, not the whole video: its
+    # frames are different pictures, and a known one beside an allow-listed title card still counts.
+    cleared_frames = {n for n, r in zip(owner, results[3:], strict=True) if r.allowed_by}
+    suppressed = [
+        m for n, r in zip(owner, results[3:], strict=True) if n in cleared_frames for m in r.matches
+    ]
+    allowed_by = [m for r in results[3:] for m in r.allowed_by]
     best: dict[tuple[str, int], Match] = {}
     kind: dict[tuple[str, int], str] = {}
     hits: dict[tuple[str, int], list[FrameHit]] = defaultdict(list)
@@ -129,6 +136,8 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             best[key], kind[key] = m, "file"
     considered = {f.pdq for f in frames if f.pdq_quality >= matcher.min_quality}
     for n, r in zip(owner, results[3:], strict=True):
+        if n in cleared_frames:
+            continue
         f = frames[n]
         for m in r.matches:
             key = (m.bank, m.item_id)
@@ -167,7 +176,7 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
         range(len(matches)), key=lambda i: (matches[i].distance, matches[i].bank, matches[i].item_id)
     )
     return VideoResult(
-        MatchResult(tuple(matches[i] for i in order)),
+        MatchResult(tuple(matches[i] for i in order), tuple(suppressed), tuple(allowed_by)),
         tuple(details[i] for i in order),
         tuple(near),
     )

@@ -14,17 +14,20 @@ error, never half-hashed in silence.
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from childshield.media.decode import Picture
-from childshield.media.errors import CorruptImage, ImageTooLarge, MediaError, NotAnImage
+from childshield.media.errors import CorruptImage, ImageTooLarge, NotAnImage
+from childshield.media.formats import sniff
 
 IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif",
                           b"avis", b"avio", b"jpeg", b"jpgs"})  # fmt: skip
@@ -34,10 +37,6 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".3gp", ".3g2", ".ts", ".m2ts", ".mts",
      ".flv", ".mpg", ".mpeg", ".wmv", ".asf", ".ogv"}
 )  # fmt: skip
-
-
-class VideoTooLong(MediaError):
-    """Longer, or with more frames, than the configured limits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +82,18 @@ class VideoInfo:
     duration: float | None = None
     fps: float | None = None
     decoded: int = 0
-    damaged: str = ""
-    """Why decoding stopped early (a damaged or truncated file); the frames before it were kept."""
+    errors: int = 0
+    """Packets that would not decode (skipped, as players do)."""
+    note: str = ""
+    """Why not all of the video was hashed (damage, a limit); the frames before it were kept."""
 
 
 def is_video(head: bytes) -> bool:
     """Whether the first bytes look like a video container (MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS,
-    FLV, MPEG-PS, ASF/WMV, Ogg)."""
+    FLV, MPEG-PS, ASF/WMV, Ogg).  Anything with an image format's signature is an image, whatever
+    bytes follow it (a GIF's palette can look like MPEG-TS sync bytes)."""
+    if sniff(head[:32]) is not None:
+        return False
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return head[8:12] not in IMAGE_BRANDS
     if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):  # old QuickTime
@@ -104,7 +108,7 @@ def is_video(head: bytes) -> bool:
         return b"theora" in head[:200]  # Ogg video, not Ogg audio
     if head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"):  # ASF
         return True
-    return len(head) >= 377 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47  # MPEG-TS
+    return len(head) > 4 * 188 and all(head[188 * k] == 0x47 for k in range(5))  # MPEG-TS: 5 sync bytes
 
 
 def has_video_extension(path: str | os.PathLike[str]) -> bool:
@@ -148,11 +152,62 @@ class FramePicker:
         regular = self.last_taken is None or (self.step is not None and t + 1e-6 >= self.next_at)
         if not (regular or scene):
             return None
-        if regular and self.step is not None:
-            while self.next_at <= t + 1e-6:
-                self.next_at += self.step
+        if regular and self.step is not None:  # the next whole step after t (no loop: t may be huge)
+            self.next_at = (math.floor((t + 1e-6) / self.step) + 1) * self.step
         self.last_taken = t
         return bool(scene and not regular)
+
+
+class StreamClock:
+    """Seconds from the start of a video or a connection, always rising.  A jump back (files joined
+    together, an encoder restart, an HLS discontinuity) or forward by more than ``max_gap`` seconds
+    continues from the last frame's time: sampling never stalls waiting for time to catch up."""
+
+    def __init__(self, fps: float | None, max_gap: float = 10.0) -> None:
+        self.frame = 1.0 / fps if fps and fps > 0 else 1 / 25
+        self.max_gap = max_gap
+        self.offset: float | None = None
+        self.last: float | None = None
+
+    def __call__(self, raw: float | None) -> float:
+        if raw is None or not math.isfinite(raw):
+            t = 0.0 if self.last is None else self.last + self.frame
+            self.last = t
+            return t
+        if self.offset is None:
+            self.offset = -raw
+        t = raw + self.offset
+        if self.last is not None and (t < self.last - 1e-6 or t > self.last + self.max_gap):
+            self.offset += self.last + self.frame - t
+            t = self.last + self.frame
+        self.last = t
+        return t
+
+
+class PacketFrames:
+    """The video frames of a container, packet by packet: a packet that will not decode is skipped and
+    counted (as players do) until ``max_errors``; ``stop`` is asked between packets of any stream, so a
+    source sending only other streams' packets can still be stopped or found stalled."""
+
+    def __init__(self, container, stream, info: VideoInfo, *, max_errors: int = 200) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+        self.container, self.stream, self.info, self.max_errors = container, stream, info, max_errors
+
+    def __call__(self, stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+        import av
+
+        for packet in self.container.demux():
+            if stop is not None and stop():
+                return
+            if packet.stream.index != self.stream.index:
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.info.errors += 1
+                if self.info.errors > self.max_errors:
+                    raise CorruptImage(f"more than {self.max_errors} damaged packets (last: {exc})") from None
+                continue
+            yield from frames
 
 
 def _thumb(frame) -> npt.NDArray[np.float32]:  # type: ignore[no-untyped-def]  # noqa: ANN001
@@ -167,6 +222,18 @@ def frame_picture(frame, max_side: int, number: int) -> Picture:  # type: ignore
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
     return Picture(np.ascontiguousarray(rgb), w, h, 1, number)
+
+
+def _over_limit(limits: VideoLimits, t: float, decoded: int, taken: int, wall: float) -> str:
+    if t > limits.max_seconds:
+        return f"the limit of {limits.max_seconds:.0f} s of video"
+    if decoded > limits.max_decoded_frames:
+        return f"the limit of {limits.max_decoded_frames} decoded frames"
+    if taken >= limits.max_samples:
+        return f"the limit of {limits.max_samples} frames hashed"
+    if wall > limits.max_wall_seconds:
+        return f"the limit of {limits.max_wall_seconds:.0f} s of decoding"
+    return ""
 
 
 def sample_frames(
@@ -194,43 +261,35 @@ def sample_frames(
                 f"video frames of {width}x{height} exceed the limit of {limits.max_pixels} pixels"
             )
         duration = float(container.duration) / av.time_base if container.duration else None
-        if duration is not None and duration > limits.max_seconds:
-            raise VideoTooLong(f"the video is {duration:.0f} s long; the limit is {limits.max_seconds:.0f} s")
         rate = float(stream.average_rate) if stream.average_rate else None
         info = info if info is not None else VideoInfo()
         info.container, info.codec, info.width, info.height = container.format.name, ctx.name, width, height
         info.duration, info.fps = duration, rate
         picker = FramePicker(sampling)
+        clock = StreamClock(rate)
         taken = decoded = 0
-        start_time: float | None = None
+        frames = PacketFrames(container, stream, info)
         try:
-            for frame in container.decode(stream):
+            for frame in frames():
                 decoded += 1
                 info.decoded = decoded
-                if decoded > limits.max_decoded_frames:
-                    raise VideoTooLong(f"more than {limits.max_decoded_frames} frames")
-                if decoded % 64 == 0 and time.monotonic() - started > limits.max_wall_seconds:
-                    raise VideoTooLong(f"decoding took longer than {limits.max_wall_seconds:.0f} s")
                 if frame.width * frame.height > limits.max_pixels:
                     raise ImageTooLarge(f"a frame of {frame.width}x{frame.height} exceeds the limit")
-                t = frame.time
-                if t is None:
-                    t = (decoded - 1) / (rate or 25.0)
-                if start_time is None:
-                    start_time = t
-                t = max(0.0, t - start_time)
-                if t > limits.max_seconds:
-                    raise VideoTooLong(f"the video runs past {limits.max_seconds:.0f} s")
+                t = clock(frame.time)
+                stop = _over_limit(limits, t, decoded, taken, time.monotonic() - started)
+                if stop:  # what was hashed so far stands: a limit never hides what came before it
+                    info.note = f"stopped at {t:.1f} s: {stop}"
+                    break
                 picked = picker.pick(frame, t)
                 if picked is None:
                     continue
                 taken += 1
-                if taken > limits.max_samples:
-                    raise VideoTooLong(f"more than {limits.max_samples} frames to hash")
                 yield VideoFrame(t, decoded - 1, frame_picture(frame, sampling.max_side, decoded - 1), picked)
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, CorruptImage) as exc:
             if taken == 0:
                 raise CorruptImage(f"the video cannot be decoded: {exc}") from None
-            info.damaged = f"decoding stopped after {decoded} frames: {exc}"
+            info.note = f"decoding stopped after {decoded} frames: {exc}"
+        if info.errors and not info.note:
+            info.note = f"{info.errors} damaged packets skipped"
         if taken == 0:
             raise CorruptImage("the video has no decodable frame")

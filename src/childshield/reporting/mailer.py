@@ -13,14 +13,15 @@ import datetime as dt
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, update
 
 from childshield import mail
 from childshield.audit.log import record
 from childshield.mail import SmtpSettings
 from childshield.reporting import letter
 from childshield.reporting.config import Destination, Reporter
-from childshield.store.db import Database, lock_for_writing
+from childshield.store.claims import claim_next
+from childshield.store.db import Database
 from childshield.store.models import Report, utcnow
 from childshield.timefmt import aware
 
@@ -53,27 +54,12 @@ def message(report: Report, destination: Destination, reporter: Reporter, prefix
 
 
 def _claim(db: Database, destination: str, now: dt.datetime) -> Report | None:
-    with db.session() as session:
-        lock_for_writing(session, "reports")  # SQLite: no second sender between our read and write
-        ready = and_(
-            Report.destination == destination,
-            or_(Report.state == "queued", Report.state == "sending"),  # sending: a sender died holding it
-            Report.next_at <= now,
-        )
-        report_id = session.scalar(select(Report.id).where(ready).order_by(Report.id).limit(1))
-        if report_id is None:
-            return None
-        taken = session.execute(
-            update(Report)
-            .where(Report.id == report_id, ready)
-            .values(state="sending", attempts=Report.attempts + 1, next_at=now + LEASE)
-        )
-        if not taken.rowcount:  # type: ignore[attr-defined]
-            return None
-        report = session.get_one(Report, report_id)
-        session.refresh(report)
-        session.expunge(report)
-        return report
+    ready = and_(
+        Report.destination == destination,
+        or_(Report.state == "queued", Report.state == "sending"),  # sending: a sender died holding it
+        Report.next_at <= now,
+    )
+    return claim_next(db, Report, ready, state="sending", attempts=Report.attempts + 1, next_at=now + LEASE)
 
 
 def _done(db: Database, report: Report, msg: EmailMessage, now: dt.datetime) -> None:

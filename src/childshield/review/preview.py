@@ -31,7 +31,7 @@ def _video_still(data: bytes, limits: DecodeLimits) -> Image.Image:
 def render(data: bytes, *, blur: int, reveal: bool, limits: DecodeLimits | None = None) -> bytes:
     """A JPEG to show: blurred by ``blur`` (at 512 pixels wide) and gray, or, revealed, as it is."""
     limits = limits or DecodeLimits()
-    image = _video_still(data, limits) if is_video(data[:512]) else open_checked(data, limits)
+    image = _video_still(data, limits) if is_video(data[:1024]) else open_checked(data, limits)
     try:
         if image.format == "JPEG":
             image.draft("RGB", (MAX_SIDE, MAX_SIDE))

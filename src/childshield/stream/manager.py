@@ -84,7 +84,7 @@ class Watches:
                 raise WatchError(f"at most {MAX_WATCHES} streams are watched at once")
             watch = Watch(stream_id, source, self._match, self._alert, config or self.config)
             self._watches = {**live, stream_id: watch}
-        watch.start()
+            watch.start()  # inside the lock: a second start with this id sees it alive
         return watch.status
 
     def stop(self, stream_id: str) -> WatchStatus:

@@ -40,6 +40,8 @@ def network_options(source: str, policy: AddressPolicy) -> dict[str, str]:
         raise SourceRefused(f"sources are {', '.join(sorted(PROTOCOLS))} URLs, not {scheme or 'a path'!r}")
     if not parts.hostname:
         raise SourceRefused("the source has no host")
+    if parts.query and scheme in ("tcp", "udp", "srt", "rtmp", "rtmps"):
+        raise SourceRefused("options in the URL are not taken for this kind of source (FFmpeg reads them)")
     try:
         port = parts.port or DEFAULT_PORTS.get(scheme, 0)
     except ValueError:

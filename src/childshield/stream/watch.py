@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from childshield.matching.matcher import Match, MatchResult
-from childshield.media.video import FramePicker, Sampling, frame_picture
+from childshield.media.video import FramePicker, PacketFrames, Sampling, StreamClock, VideoInfo, frame_picture
 from childshield.signals.pdq_picture import hash_picture
 from childshield.signals.pdq_variants import query_variants
 
@@ -87,6 +87,10 @@ class WatchStatus:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+class Stalled(Exception):
+    """A source that sends no video frame for ``read_timeout`` seconds."""
+
+
 class Watch:
     def __init__(
         self,
@@ -132,7 +136,8 @@ class Watch:
                 log.exception("status callback failed")
 
     def run(self) -> None:
-        """Watch until stopped, the source ends (a file), or reconnects run out."""
+        """Watch until stopped, the source ends (a file), or reconnects run out.  Nothing ends the
+        thread without a final state: an unexpected error is recorded and the source tried again."""
         import av
 
         backoff, failures = 1.0, 0
@@ -140,13 +145,18 @@ class Watch:
         try:
             while not self._stop.is_set():
                 self._set("connecting" if self.status.connects == 0 else "reconnecting", self.status.error)
+                frames = 0
                 try:
-                    ended = self._read_once()
+                    ended, frames = self._read_once()
+                except Stalled as exc:
+                    self._set("stalled", str(exc))
+                    ended = False
                 except av.error.FFmpegError as exc:
                     stalled = isinstance(exc, (av.error.ExitError, TimeoutError)) or "timed out" in str(exc)
                     self._set("stalled" if stalled else "reconnecting", f"{type(exc).__name__}: {exc}")
                     ended = False
-                except OSError as exc:
+                except Exception as exc:  # the decoder, the matcher, the database: recorded, tried again
+                    log.exception("watch %s failed", self.stream_id)
                     self._set("reconnecting", f"{type(exc).__name__}: {exc}")
                     ended = False
                 if self._stop.is_set():
@@ -154,7 +164,7 @@ class Watch:
                 if ended and not self._is_live():
                     self._set("ended")
                     return
-                failures = 0 if self.status.frames_decoded and ended else failures + 1
+                failures = 0 if frames else failures + 1  # a connection that brought frames was good
                 limit = self.config.max_reconnects
                 if limit is not None and failures > limit:
                     self._set("failed", self.status.error or "the stream did not come back")
@@ -162,6 +172,9 @@ class Watch:
                 self._stop.wait(backoff)
                 backoff = min(self.config.max_backoff, backoff * 2) if failures else 1.0
             self._set("stopped")
+        except BaseException as exc:  # pragma: no cover - never leave a watch looking alive
+            self._set("failed", f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             self.status.cpu_seconds = time.thread_time() - self._cpu_start
 
@@ -169,8 +182,8 @@ class Watch:
         """Network sources are live: their end is a drop, to be reconnected."""
         return "://" in self.source and not self.source.startswith("file:")
 
-    def _read_once(self) -> bool:
-        """One connection: True when the source ended normally."""
+    def _read_once(self) -> tuple[bool, int]:
+        """One connection: (whether the source ended normally, frames decoded)."""
         import av
 
         cfg = self.config
@@ -181,6 +194,7 @@ class Watch:
             timeout=(cfg.open_timeout, cfg.read_timeout),
             metadata_errors="ignore",
         )
+        frames = 0
         with container:
             if not container.streams.video:
                 raise av.error.InvalidDataError(0, "the source has no video stream")
@@ -189,27 +203,33 @@ class Watch:
             self.status.connects += 1
             self._set("running")
             picker = FramePicker(cfg.sampling)
-            first: float | None = None
-            started = time.monotonic()
-            for frame in container.decode(stream):
+            rate = float(stream.average_rate) if stream.average_rate else None
+            clock = StreamClock(rate)
+            started = last_frame = time.monotonic()
+
+            def stop() -> bool:  # asked between packets of any stream
                 if self._stop.is_set():
-                    return False
-                now = time.time()
+                    return True
+                if time.monotonic() - last_frame > cfg.read_timeout:
+                    raise Stalled(f"no video frame for {cfg.read_timeout:g} s")
+                return False
+
+            for frame in PacketFrames(container, stream, VideoInfo())(stop):
+                last_frame = time.monotonic()
+                frames += 1
                 self.status.frames_decoded += 1
-                self.status.last_frame_at = now
-                t = frame.time if frame.time is not None else self.status.frames_decoded / 25.0
-                if first is None:
-                    first = t
-                t -= first
+                self.status.last_frame_at = time.time()
+                t = clock(frame.time)
                 if cfg.realtime:  # a file played as if broadcast: wait for the frame's moment
                     ahead = t - (time.monotonic() - started)
                     if ahead > 0 and self._stop.wait(ahead):
-                        return False
+                        return False, frames
+                    last_frame = time.monotonic()
                 if picker.pick(frame, t) is None:
                     continue
                 self.status.cpu_seconds = time.thread_time() - self._cpu_start
                 self._hash_and_match(frame_picture(frame, cfg.sampling.max_side, 0), t)
-            return True
+            return not self._stop.is_set(), frames
 
     def _hash_and_match(self, picture, t: float) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
         pdq, quality, _ = hash_picture(picture)
@@ -223,7 +243,10 @@ class Watch:
                 queries.append(("pdq", value, quality))
                 names.append(name)
         found: dict[tuple[str, int], Match] = {}
-        for result in self.match(queries, names):
+        results = self.match(queries, names)
+        if any(r.allowed_by for r in results):  # this picture is allow-listed (a negative bank)
+            return
+        for result in results:
             for m in result.matches:
                 key = (m.bank, m.item_id)
                 if key not in found or m.distance < found[key].distance:

@@ -32,6 +32,7 @@ from sqlalchemy import and_, func, or_, select, update
 from childshield import mail
 from childshield.audit.log import record
 from childshield.mail import SmtpSettings
+from childshield.store.claims import claim_next
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
 from childshield.timefmt import aware, utc
@@ -197,25 +198,11 @@ def message(notice: Notice, settings: NoticeSettings) -> EmailMessage:
 
 def _claim(db: Database, now: dt.datetime) -> Notice | None:
     """The next notice to send, marked ``sending`` (committed before any byte goes to SMTP)."""
-    with db.session() as session:
-        ready = or_(
-            and_(Notice.state == "queued", Notice.next_at <= now),
-            and_(Notice.state == "sending", Notice.next_at <= now),  # a sender died holding it
-        )
-        notice_id = session.scalar(select(Notice.id).where(ready).order_by(Notice.id).limit(1))
-        if notice_id is None:
-            return None
-        taken = session.execute(
-            update(Notice)
-            .where(Notice.id == notice_id, ready)
-            .values(state="sending", attempts=Notice.attempts + 1, next_at=now + LEASE)
-        )
-        if not taken.rowcount:  # type: ignore[attr-defined]
-            return None
-        notice = session.get_one(Notice, notice_id)
-        session.refresh(notice)
-        session.expunge(notice)
-        return notice
+    ready = and_(
+        or_(Notice.state == "queued", Notice.state == "sending"),  # sending: a sender died holding it
+        Notice.next_at <= now,
+    )
+    return claim_next(db, Notice, ready, state="sending", attempts=Notice.attempts + 1, next_at=now + LEASE)
 
 
 async def send_due(

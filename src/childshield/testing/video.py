@@ -46,7 +46,7 @@ def encode_video(
         stream = out.add_stream(codec, rate=fps, options=options or {})
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = out_w - out_w % 2, out_h - out_h % 2
-        stream.pix_fmt = "yuv420p" if codec != "gif" else "pal8"
+        stream.pix_fmt = {"gif": "pal8", "mjpeg": "yuvj420p"}.get(codec, "yuv420p")
         for pixels in (first, *frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
             if (out_w, out_h) != (width, height) or stream.pix_fmt != "rgb24":

@@ -140,13 +140,12 @@ async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
     leases its own URLs, so several can run)."""
     from childshield.crawl.crawler import CrawlConfig, Crawler
     from childshield.crawl.guard import AddressPolicy
-    from childshield.matching.scan import scan_bytes
 
     holder: MatcherHolder = app.state.matchers
     config = CrawlConfig(policy=AddressPolicy.from_text(conf.fetch_allow), timeout=conf.fetch_timeout)
     while True:
         try:
-            crawler = Crawler(app.state.db, lambda data: holder.run(lambda m: scan_bytes(m, data)), config)
+            crawler = Crawler(app.state.db, holder.scan, config)
             try:
                 await crawler.run(idle_exit=False)
             finally:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from childshield.matching.matcher import Matcher
+from childshield.matching.scan import ScanResult
 from childshield.store.db import Database
 
 T = TypeVar("T")
@@ -94,3 +95,13 @@ class MatcherHolder:
     @property
     def loaded(self) -> bool:
         return self._matcher is not None
+
+    def scan(self, data: bytes) -> ScanResult:
+        """Hash ``data`` outside the lock (a long video must not hold up the other threads), then match
+        it with a current matcher."""
+        from childshield.hashing.service import HashOptions, hash_bytes
+        from childshield.matching.scan import scan_hashed
+
+        options = self.run(lambda m: HashOptions(variants=m.wants_query_variants))
+        hashed = hash_bytes(data, options)
+        return self.run(lambda m: scan_hashed(m, hashed, data, options))

@@ -14,8 +14,9 @@ from childshield.actions.decisions import PolicySnapshot, decide, record_decisio
 from childshield.banks.formats import normalize_signal
 from childshield.crawl.fetch import FetchError, fetch
 from childshield.crawl.guard import AddressPolicy
+from childshield.hashing.service import HashOptions, hash_bytes
 from childshield.matching.matcher import Matcher
-from childshield.matching.scan import ScanResult, scan_bytes
+from childshield.matching.scan import ScanResult, scan_hashed
 from childshield.media.errors import MediaError
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
@@ -68,9 +69,16 @@ async def _body(request: Request, limit: int) -> bytes:
     return data
 
 
-def _scan(m: Matcher, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
-    result = scan_bytes(m, data)
-    return result, decide(result.matches, m), snapshot(m) if result.matches else None
+def _scan(holder: MatcherHolder, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
+    """Hash outside the matcher's lock (a long video must not hold up other scans), match inside."""
+    options = holder.run(lambda m: HashOptions(variants=m.wants_query_variants))
+    hashed = hash_bytes(data, options)
+
+    def match(m: Matcher) -> tuple[ScanResult, str, PolicySnapshot | None]:
+        result = scan_hashed(m, hashed, data, options)
+        return result, decide(result.matches, m), snapshot(m) if result.matches else None
+
+    return holder.run(match)
 
 
 @router.post(
@@ -158,7 +166,7 @@ async def _scan_and_record(
     context: dict[str, str] | None = None,
 ) -> ScanOut:
     try:
-        result, action, policy = await run_in_threadpool(holder.run, lambda m: _scan(m, data))
+        result, action, policy = await run_in_threadpool(_scan, holder, data)
     except MediaError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
