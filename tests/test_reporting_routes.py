@@ -517,7 +517,8 @@ def test_report_and_vault_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     bad.write_text("[[route]]\ndestination = 'nowhere'\n")
     monkeypatch.setenv("CHILDSHIELD_REPORTING_FILE", str(bad))
     refused = cli_for(db, "report")("auto")
-    assert refused.returncode == 1 and "no destination named 'nowhere'" in refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 1 and "[[route]] #1: no destination named 'nowhere'" in said
     db.close()
 
 

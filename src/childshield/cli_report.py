@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from childshield.cli_bank import DbOption, _database
 from childshield.cli_review import KeyFileOption
@@ -29,7 +30,7 @@ def _config() -> ReportingConfig:
     try:
         return load_config()
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)  # the file's [tables] are not markup
         raise typer.Exit(1) from None
 
 
@@ -73,7 +74,7 @@ def report_queue(
                 reporter_email=reporter_email,
             )
         except CannotQueue as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     err.print(f"queued report {report_id} to {destination} with {files} files")
 

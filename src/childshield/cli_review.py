@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from childshield.cli_bank import DbOption, _database
 
@@ -77,7 +78,7 @@ def media_rotate_key(key_file: KeyFileOption = None) -> None:
     try:
         key_id = rotate(key_file)
     except KeyFileError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     err.print(f"new current key {key_id}; restart the service so every worker seals with it")
 
@@ -93,6 +94,6 @@ def media_reseal(key_file: KeyFileOption = None, db: DbOption = None) -> None:
         with _database(db) as database:
             count = reseal(database, keyring, actor="cli")
     except KeyFileError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     err.print(f"re-sealed {count} media with key {keyring.current}")

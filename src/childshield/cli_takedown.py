@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from childshield.cli_bank import DbOption, _database
@@ -160,7 +161,7 @@ def takedown_contact(
         try:
             set_contact(database, key, email)
         except LookupError as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     err.print(f"notices to {key} go to {email or 'its RDAP abuse contact'}")
 

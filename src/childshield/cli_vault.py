@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from childshield.cli_bank import DbOption, _database
 from childshield.cli_review import KeyFileOption
@@ -27,7 +28,7 @@ def _keyring(key_file: Path | None) -> Keyring:
     try:
         return Keyring.load(key_file, create=False)
     except KeyFileError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
 
 
@@ -88,7 +89,7 @@ def vault_hold(
         try:
             hold(database, evidence_id, reason, actor=actor)
         except VaultError as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
 
 
@@ -101,7 +102,7 @@ def vault_release(evidence_id: int, actor: Actor, db: DbOption = None) -> None:
         try:
             release(database, evidence_id, actor=actor)
         except VaultError as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
 
 
@@ -167,7 +168,7 @@ def vault_export(
                 reports=reports,
             )
         except (VaultError, FileExistsError, NoSuchReport, ConfigError) as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     err.print(f"wrote {out} (manifest SHA-256 {digest})")
 
