@@ -358,3 +358,20 @@ def test_an_allow_listed_frame_clears_itself_not_the_video(db: Database, known_v
     both = encode_video(clip(OTHER[:1], 2.0) + clip([PHOTO], 1.0))  # an allow-listed card, then a known photo
     result = scan(matcher, both)
     assert [v.kind for v in result.video] == ["image"] and result.matched
+
+
+def test_the_api_matches_every_frame_of_an_animation(db: Database, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from childshield.web.app import create_app
+    from childshield.web.settings import ServiceSettings
+    from review_helpers import auth, bank_with, browser, people
+
+    keys = people(db)
+    app = create_app(ServiceSettings(database_url=db.url, refresh_seconds=0))
+    bank_with(browser(app), keys["admin"], PHOTO)
+    frames = [Image.fromarray(f) for f in (OTHER[0], OTHER[1], PHOTO, OTHER[2])]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=500, loop=0)
+    r = browser(app).post("/v1/scan", content=gif.getvalue(), headers=auth(keys["service"]))
+    assert r.status_code == 200 and r.json()["matched"]  # the known picture is the third frame

@@ -102,6 +102,6 @@ class MatcherHolder:
         from childshield.hashing.service import HashOptions, hash_bytes
         from childshield.matching.scan import scan_hashed
 
-        options = self.run(lambda m: HashOptions(variants=m.wants_query_variants))
+        options = self.run(lambda m: HashOptions(variants=m.wants_query_variants, frames=True))
         hashed = hash_bytes(data, options)
         return self.run(lambda m: scan_hashed(m, hashed, data, options))

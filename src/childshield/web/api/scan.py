@@ -71,7 +71,8 @@ async def _body(request: Request, limit: int) -> bytes:
 
 def _scan(holder: MatcherHolder, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
     """Hash outside the matcher's lock (a long video must not hold up other scans), match inside."""
-    options = holder.run(lambda m: HashOptions(variants=m.wants_query_variants))
+    # Every frame of an animation (GIF, WebP, APNG: up to 1000) is matched, not only the first.
+    options = holder.run(lambda m: HashOptions(variants=m.wants_query_variants, frames=True))
     hashed = hash_bytes(data, options)
 
     def match(m: Matcher) -> tuple[ScanResult, str, PolicySnapshot | None]:
