@@ -29,6 +29,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from benchlib import kept_database, random_pdq
 from childshield.banks import create_bank
 from childshield.banks.entries import add_outcomes, add_video_signal
 from childshield.hashing.result import HashOutcome
@@ -65,23 +66,15 @@ def make_video(path: Path, minutes: float, height: int) -> None:
 
 
 def make_bank(folder: Path, frames: int, known: bytes) -> str:
-    url = f"sqlite:///{folder / 'video.db'}"
-    marker = folder / f"bank-{frames}.json"
-    if marker.is_file():
+    url, db = kept_database(folder, "video", f"bank-{frames}.json")
+    if db is None:
         return url
-    for stale in folder.glob("video.db*"):
-        stale.unlink()
-    db = open_database(url)
     create_bank(db, "videos")
     rng = np.random.default_rng(7)
     started = time.perf_counter()
     per_video = 600
     for v in range(frames // per_video):
-        words = rng.integers(0, 2**63, size=(per_video, 4), dtype=np.uint64)
-        signal = [
-            FrameSignal("".join(f"{int(w):016x}" for w in row), 90, float(k), k)
-            for k, row in enumerate(words)
-        ]
+        signal = [FrameSignal(h, 90, float(k), k) for k, h in enumerate(random_pdq(rng, per_video))]
         add_video_signal(db, "videos", signal, source_name=f"random-{v}")
         if v % 200 == 0:
             print(f"  {v * per_video:,} frames banked", file=sys.stderr)
@@ -90,7 +83,7 @@ def make_bank(folder: Path, frames: int, known: bytes) -> str:
     print(f"  bank ready in {time.perf_counter() - started:.0f} s; building the index", file=sys.stderr)
     Matcher.load(db)
     db.close()
-    marker.write_text(json.dumps({"frames": frames}))
+    (folder / f"bank-{frames}.json").write_text(json.dumps({"frames": frames}))
     return url
 
 

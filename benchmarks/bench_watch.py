@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchlib import kept_database, random_pdq
 from childshield.banks import create_bank
 from childshield.banks.entries import add_outcomes, import_rows
 from childshield.banks.formats import Parsed, SignalRow
@@ -72,28 +73,21 @@ def make_stream(path: Path, seconds: int, shows: int, known: np.ndarray) -> list
 
 
 def make_bank(folder: Path, hashes: int, known: np.ndarray) -> str:
-    url = f"sqlite:///{folder / 'watch.db'}"
-    marker = folder / f"bank-{hashes}.json"
-    if marker.is_file():
+    url, db = kept_database(folder, "watch", f"bank-{hashes}.json")
+    if db is None:
         return url
-    for stale in folder.glob("watch.db*"):
-        stale.unlink()
-    db = open_database(url)
     create_bank(db, "shared")
     rng = np.random.default_rng(5)
     for first in range(0, hashes, 200_000):
-        words = rng.integers(0, 2**63, size=(min(200_000, hashes - first), 4), dtype=np.uint64)
-        rows = [
-            SignalRow(first + k + 1, SignalType.PDQ, "".join(f"{int(w):016x}" for w in row))
-            for k, row in enumerate(words)
-        ]
+        hexes = random_pdq(rng, min(200_000, hashes - first))
+        rows = [SignalRow(first + k + 1, SignalType.PDQ, h) for k, h in enumerate(hexes)]
         import_rows(db, "shared", Parsed(rows=rows), source_name="random")
         print(f"  {first + len(rows):,} hashes", file=sys.stderr)
     create_bank(db, "known")
     photo = hash_bytes(encode(known, "PNG"), HashOptions(bank_variants=True))
     add_outcomes(db, "known", [HashOutcome("known.png", result=photo)])
     db.close()
-    marker.write_text("{}")
+    (folder / f"bank-{hashes}.json").write_text("{}")
     return url
 
 
