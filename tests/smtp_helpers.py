@@ -92,15 +92,26 @@ class SmtpServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert, key)
         self.mailbox = Mailbox(delay)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.controller = Controller(
-            self.mailbox, hostname="127.0.0.1", port=self.port, tls_context=context, require_starttls=True
-        )
+        self.context = context
+        self.port = 0
 
     def __enter__(self) -> SmtpServer:
-        self.controller.start()
+        # A free port is picked and then bound: another test process may take it in between, so a
+        # failed start is tried again on another port.
+        for attempt in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            self.controller = Controller(
+                self.mailbox, hostname="127.0.0.1", port=self.port, tls_context=self.context,
+                require_starttls=True,
+            )  # fmt: skip
+            try:
+                self.controller.start()
+                return self
+            except (OSError, RuntimeError):
+                if attempt == 4:
+                    raise
         return self
 
     def __exit__(self, *_: object) -> None:
