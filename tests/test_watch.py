@@ -9,8 +9,11 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from childshield.banks.entries import add_outcomes
@@ -160,6 +163,10 @@ def test_watches_over_the_api(db: Database, stream_video: bytes, tmp_path: Path)
 
     app = create_app(ServiceSettings(database_url=db.url, refresh_seconds=0, fetch_allow="127.0.0.0/8"))
     client = browser(app)
+    plain_http = client.post(
+        "/v1/watches", json={"source": "http://127.0.0.1:9/v.mp4"}, headers=auth(keys["admin"])
+    )
+    assert plain_http.status_code == 422 and "HLS playlists" in plain_http.text
     with TcpSender(stream_video) as sender:
         r = client.post(
             "/v1/watches", json={"source": sender.url, "stream_id": "cam-9"}, headers=auth(keys["admin"])
@@ -192,3 +199,73 @@ def test_the_watch_command(tmp_path: Path, stream_video: bytes) -> None:
     assert row["stream_id"] == "recording-1" and row["stream_time"] == pytest.approx(SHOWN_AT, abs=0.04)
     assert "recording-1: ended" in run.stderr
     db.close()
+
+
+def test_hls_over_the_api_is_read_through_the_guard(
+    db: Database, stream_video: bytes, tmp_path: Path
+) -> None:
+    """A playlist on an allowed host that names segments elsewhere: those requests are refused by the
+    address guard before they are made (FFmpeg's own HLS reader would have fetched them)."""
+    import functools
+    import http.server
+    import threading
+
+    from childshield.crawl.guard import AddressPolicy
+
+    holder = holder_with_known(db)
+    alerts: list[Alert] = []
+    watches = Watches(db, holder, on_alert=lambda a, d: alerts.append(a))
+    allowed = AddressPolicy.from_text("127.0.0.1/32")
+    with HlsServer(stream_video, tmp_path / "hls", segment_seconds=1.0) as hls:
+        watches.start(hls.url, "guarded", WatchConfig(guard=allowed, read_timeout=5, max_reconnects=1))
+        assert wait_for(lambda: bool(alerts))  # same host: read, matched
+        assert alerts[0].stream_time == pytest.approx(SHOWN_AT, abs=0.04)
+
+        elsewhere: list[str] = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                elsewhere.append(self.path)
+
+        other = http.server.ThreadingHTTPServer(
+            ("127.0.0.3", 0), functools.partial(Handler, directory=str(tmp_path / "hls"))
+        )
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        playlist = (tmp_path / "hls" / "live.m3u8").read_text()
+        moved = "\n".join(
+            f"http://127.0.0.3:{other.server_address[1]}/{line}" if line.endswith(".ts") else line
+            for line in playlist.splitlines()
+        )
+        (tmp_path / "hls" / "moved.m3u8").write_text(moved + "\n")
+        watches.start(
+            hls.url.replace("live.m3u8", "moved.m3u8"),
+            "moved",
+            WatchConfig(guard=allowed, read_timeout=5, max_reconnects=1),
+        )
+        assert wait_for(
+            lambda: any(s.stream_id == "moved" and s.state == "failed" for s in watches.statuses())
+        )
+        status = next(s for s in watches.statuses() if s.stream_id == "moved")
+        other.shutdown()
+    watches.close()
+    assert "loopback" in status.error and not elsewhere  # refused before any request was made
+
+
+PLAYLIST_LINES = [
+    "#EXTM3U", "#EXT-X-TARGETDURATION:2", "#EXT-X-TARGETDURATION:x", "#EXT-X-MEDIA-SEQUENCE:7",
+    "#EXT-X-ENDLIST", '#EXT-X-MAP:URI="i.mp4"', "#EXT-X-MAP:", "#EXT-X-STREAM-INF:BANDWIDTH=1",
+    "#EXT-X-KEY:METHOD=AES-128", "seg.ts", "../a b.ts", "http://x/y.ts", "",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(PLAYLIST_LINES), st.text(max_size=20)), max_size=12))
+def test_any_playlist_is_read_or_refused_clearly(lines: list[str]) -> None:
+    from childshield.stream.hls import HlsError, parse
+
+    try:
+        playlist = parse("\n".join(lines), "http://127.0.0.1/live/index.m3u8")
+    except HlsError:
+        return
+    assert all(urlsplit(url).scheme for _, url in playlist.segments)  # absolute (the guard checks the rest)
+    assert [n for n, _ in playlist.segments] == sorted(n for n, _ in playlist.segments)

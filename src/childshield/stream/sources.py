@@ -13,6 +13,7 @@ import socket
 from urllib.parse import urlsplit
 
 from childshield.crawl.guard import AddressPolicy, BlockedAddress, check_ip
+from childshield.stream.hls import is_hls
 
 PROTOCOLS: dict[str, str] = {
     "http": "http,https,tcp,tls,crypto,hls",
@@ -60,8 +61,11 @@ def network_options(source: str, policy: AddressPolicy) -> dict[str, str]:
 
 def service_options(source: str, policy: AddressPolicy, *, allow_local: bool) -> dict[str, str]:
     """What ``serve`` opens: network URLs through ``network_options``; files and devices only when
-    allowed (then as ``file`` only)."""
+    allowed (then as ``file`` only).  Over http(s) only HLS playlists, which the watch reads itself with
+    the guard on every request (``stream.hls``), never FFmpeg's HTTP client."""
     if "://" in source:
+        if urlsplit(source).scheme.lower() in ("http", "https") and not is_hls(source):
+            raise SourceRefused("http(s) sources are HLS playlists (.m3u8)")
         return network_options(source, policy)
     if not allow_local:
         raise SourceRefused("local files and devices are watched only with CHILDSHIELD_WATCH_LOCAL=1")

@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from childshield.crawl.guard import AddressPolicy
 from childshield.matching.matcher import Match, MatchResult
 from childshield.media.video import FramePicker, PacketFrames, Sampling, StreamClock, VideoInfo, frame_picture
 from childshield.signals.pdq_picture import hash_picture
 from childshield.signals.pdq_variants import query_variants
+from childshield.stream.hls import HlsError, HlsReader, is_hls
 
 log = logging.getLogger("childshield.stream")
 
@@ -51,6 +53,8 @@ class WatchConfig:
     """FFmpeg's input format when it cannot be told from the source (``v4l2``, ``mpegts``)."""
     options: dict[str, str] = field(default_factory=dict)
     """FFmpeg options for the input (e.g. ``{"protocol_whitelist": "tcp,http,hls"}``)."""
+    guard: AddressPolicy | None = None
+    """Read HLS through ``stream.hls`` with this address guard on every request, not FFmpeg's reader."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,9 @@ class Watch:
                 except Stalled as exc:
                     self._set("stalled", str(exc))
                     ended = False
+                except HlsError as exc:  # refused by the guard, or not a playlist we read
+                    self._set("reconnecting", str(exc))
+                    ended = False
                 except av.error.FFmpegError as exc:
                     stalled = isinstance(exc, (av.error.ExitError, TimeoutError)) or "timed out" in str(exc)
                     self._set("stalled" if stalled else "reconnecting", f"{type(exc).__name__}: {exc}")
@@ -187,13 +194,17 @@ class Watch:
         import av
 
         cfg = self.config
-        container = av.open(
-            self.source,
-            format=cfg.format,
-            options=dict(cfg.options),
-            timeout=(cfg.open_timeout, cfg.read_timeout),
-            metadata_errors="ignore",
-        )
+        if cfg.guard is not None and is_hls(self.source):
+            reader = HlsReader(self.source, cfg.guard, stop=self._stop, timeout=cfg.read_timeout)
+            container = av.open(reader, format=cfg.format, metadata_errors="ignore")
+        else:
+            container = av.open(
+                self.source,
+                format=cfg.format,
+                options=dict(cfg.options),
+                timeout=(cfg.open_timeout, cfg.read_timeout),
+                metadata_errors="ignore",
+            )
         frames = 0
         with container:
             if not container.streams.video:

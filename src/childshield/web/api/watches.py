@@ -39,15 +39,15 @@ def _watches(request: Request) -> Watches:
 def start(body: WatchIn, request: Request, who: Admin) -> dict[str, Any]:
     """Start watching a stream."""
     conf = request.app.state.settings
+    policy = AddressPolicy.from_text(conf.fetch_allow)
     try:
-        options = service_options(
-            body.source, AddressPolicy.from_text(conf.fetch_allow), allow_local=conf.watch_local
-        )
+        options = service_options(body.source, policy, allow_local=conf.watch_local)
         base = _watches(request).config
         config = WatchConfig(
             sampling=type(base.sampling)(rate=body.fps, scene_threshold=base.sampling.scene_threshold),
             options=options,
             read_timeout=base.read_timeout,
+            guard=policy,  # HLS read by the watch itself: every playlist and segment request guarded
         )
         started = _watches(request).start(body.source, body.stream_id, config)
     except (SourceRefused, WatchError) as exc:
