@@ -161,9 +161,10 @@ class FramePicker:
 class StreamClock:
     """Seconds from the start of a video or a connection, always rising.  A jump back (files joined
     together, an encoder restart, an HLS discontinuity) or forward by more than ``max_gap`` seconds
-    continues from the last frame's time: sampling never stalls waiting for time to catch up."""
+    continues from the last frame's time: sampling never stalls waiting for time to catch up (a
+    slideshow's long pauses, under two minutes, are kept)."""
 
-    def __init__(self, fps: float | None, max_gap: float = 10.0) -> None:
+    def __init__(self, fps: float | None, max_gap: float = 120.0) -> None:
         self.frame = 1.0 / fps if fps and fps > 0 else 1 / 25
         self.max_gap = max_gap
         self.offset: float | None = None
