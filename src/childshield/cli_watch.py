@@ -33,7 +33,7 @@ def watch_command(
         bool, typer.Option("--realtime", help="Play files at their own speed, as if broadcast.")
     ] = False,
     input_format: Annotated[
-        str | None, typer.Option("--input-format", help="FFmpeg input format (v4l2 for a camera, mpegts…).")
+        str | None, typer.Option("--input-format", help="FFmpeg input format (x11grab, mpegts…).")
     ] = None,
     read_timeout: Annotated[float, typer.Option(min=0.5, help="Seconds without data: stalled.")] = 10.0,
     max_reconnects: Annotated[
