@@ -114,7 +114,7 @@ def hash_video(data: bytes, options: HashOptions | None = None, *, path: str | N
     info = VideoInfo()
     pruner = vpdq.Pruner(min_quality=options.video_min_quality, dedupe_distance=options.dedupe_distance)
     kept: list[FrameHash] = []
-    best: tuple[int, Picture, float] | None = None  # the best frame under the quality bar, in case
+    best: tuple[int, str, Picture, float] | None = None  # the best frame under the quality bar, in case
     for vf in sample_frames(data, options.sampling, options.video_limits, info):
         hex_value, quality, _ = hash_picture(vf.picture)
         if hex_value is None:
@@ -122,11 +122,10 @@ def hash_video(data: bytes, options: HashOptions | None = None, *, path: str | N
         if pruner.accept(vpdq.FrameSignal(hex_value, quality, vf.timestamp, vf.number)):
             kept.append(_video_frame(vf.picture, hex_value, quality, vf.timestamp, options))
         elif not kept and (best is None or quality > best[0]):
-            best = (quality, vf.picture, vf.timestamp)
+            best = (quality, hex_value, vf.picture, vf.timestamp)
     if not kept and best is not None:  # a dark or flat video: its best frame stands for it
-        quality, picture, timestamp = best
-        hex_value, quality, _ = hash_picture(picture)
-        kept.append(_video_frame(picture, hex_value or "0" * 64, quality, timestamp, options))
+        quality, hex_value, picture, timestamp = best
+        kept.append(_video_frame(picture, hex_value, quality, timestamp, options))
     if not kept:
         raise CorruptImage("no frame of the video could be hashed")
     d = digests(data)

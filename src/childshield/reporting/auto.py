@@ -13,15 +13,15 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from childshield.reporting.config import ReportingConfig
 from childshield.reporting.cybertip import ReportInvalid
 from childshield.reporting.documents import Built, NotReportable, build
-from childshield.reporting.incident import EvidenceFacts, facts, incidents
+from childshield.reporting.incident import EvidenceFacts, evidence_facts, incidents
 from childshield.reporting.outbox import add_report
 from childshield.store.db import Database, one_at_a_time
-from childshield.store.models import Evidence, Report, ReportFile, utcnow
+from childshield.store.models import Report, ReportFile, utcnow
 from childshield.timefmt import aware
 
 log = logging.getLogger("childshield.reporting")
@@ -44,14 +44,8 @@ def queue_confirmed(
     built_reports: list[tuple[str, Built]] = []
     with db.session() as session:  # read and build without holding any lock
         done = _reported(session)
-        live = session.scalars(
-            select(Evidence)
-            .options(defer(Evidence.sealed))
-            .where(Evidence.deleted_at.is_(None))
-            .order_by(Evidence.id)
-        ).all()
         pending: dict[str, list[EvidenceFacts]] = {}
-        for f in facts(session, live):
+        for f in evidence_facts(session):
             for name in config.destinations_for(f.classification, set(f.banks), f.source):
                 destination = config.destinations.get(name)
                 if destination is None or (f.evidence_id, name) in done:

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,28 @@ def _string(table: Mapping[str, Any], key: str, where: str, default: str = "") -
     return value
 
 
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """A ``[key]`` table (empty when absent)."""
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return table
+
+
+def _tables(
+    data: Mapping[str, Any], key: str, plural: str, where: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each ``[[key]]`` table with the label its errors name (``... [[route]] #2``)."""
+    tables = data.get(key, [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: {plural} are [[{key}]] tables")
+    for n, table in enumerate(tables, 1):
+        label = f"{where} [[{key}]] #{n}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{label} must be a table")
+        yield label, table
+
+
 def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig:
     """Read and check a reporting file; every problem is a :class:`ConfigError` naming the setting."""
     try:
@@ -157,9 +179,7 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where} is not valid TOML: {exc}") from None
     _keys(data, {"reporter", "destination", "route", "auto"}, where)
-    reporter_table = data.get("reporter", {})
-    if not isinstance(reporter_table, dict):
-        raise ConfigError(f"{where}: [reporter] must be a table")
+    reporter_table = _table(data, "reporter", where)
     fields = set(Reporter.__dataclass_fields__)
     _keys(reporter_table, fields, f"{where} [reporter]")
     reporter = Reporter(**{k: _string(reporter_table, k, "reporter") for k in reporter_table})
@@ -167,13 +187,7 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
         raise ConfigError(f"{where} [reporter].email: {reporter.email[:80]!r} is not a plain e-mail address")
 
     destinations: dict[str, Destination] = {}
-    tables = data.get("destination", [])
-    if not isinstance(tables, list):
-        raise ConfigError(f"{where}: destinations are [[destination]] tables")
-    for n, table in enumerate(tables, 1):
-        label = f"{where} [[destination]] #{n}"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{label} must be a table")
+    for label, table in _tables(data, "destination", "destinations", where):
         _keys(
             table,
             {"name", "kind", "url", "user_env", "password_env", "hash_sharing_mou", "to"},
@@ -209,13 +223,7 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
         )
 
     routes: list[Route] = []
-    route_tables = data.get("route", [])
-    if not isinstance(route_tables, list):
-        raise ConfigError(f"{where}: routes are [[route]] tables")
-    for n, table in enumerate(route_tables, 1):
-        label = f"{where} [[route]] #{n}"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{label} must be a table")
+    for label, table in _tables(data, "route", "routes", where):
         _keys(table, {"destination", "classifications", "banks", "sources"}, label)
         destination = _string(table, "destination", label)
         if destination not in destinations:
@@ -231,9 +239,7 @@ def parse_config(text: str, *, where: str = "reporting file") -> ReportingConfig
             )
         )
 
-    auto_table = data.get("auto", {})
-    if not isinstance(auto_table, dict):
-        raise ConfigError(f"{where}: [auto] must be a table")
+    auto_table = _table(data, "auto", where)
     _keys(auto_table, {"enabled", "settle_minutes"}, f"{where} [auto]")
     enabled = auto_table.get("enabled", False)
     settle = auto_table.get("settle_minutes", 10)

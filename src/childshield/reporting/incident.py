@@ -116,10 +116,8 @@ def _in_chunks(session: Session, query: Any, column: Any, ids: list[int]) -> set
     return found
 
 
-def facts(session: Session, rows: Iterable[Evidence]) -> list[EvidenceFacts]:
-    """The facts of live evidence (deleted evidence has none left to report).  Rows may come with
-    their media deferred (``live_evidence``): it is never read here."""
-    live = [row for row in rows if row.deleted_at is None]
+def _facts(session: Session, live: Sequence[Evidence]) -> list[EvidenceFacts]:
+    """The facts of live evidence rows (their media deferred: it is never read here)."""
     with_media = _in_chunks(
         session, select(Evidence.id).where(Evidence.sealed.is_not(None)), Evidence.id, [r.id for r in live]
     )
@@ -154,10 +152,16 @@ def facts(session: Session, rows: Iterable[Evidence]) -> list[EvidenceFacts]:
 
 
 def evidence_facts(session: Session, ids: Sequence[int] | None = None) -> list[EvidenceFacts]:
-    query = select(Evidence).options(defer(Evidence.sealed)).order_by(Evidence.id)
+    """The facts of live evidence (all, or of ``ids``), read without the media."""
+    query = (
+        select(Evidence)
+        .options(defer(Evidence.sealed))
+        .where(Evidence.deleted_at.is_(None))
+        .order_by(Evidence.id)
+    )
     if ids is not None:
         query = query.where(Evidence.id.in_(ids))
-    return facts(session, session.scalars(query).all())
+    return _facts(session, session.scalars(query).all())
 
 
 def incidents(files: Iterable[EvidenceFacts]) -> list[IncidentFacts]:

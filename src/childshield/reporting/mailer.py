@@ -20,7 +20,7 @@ from childshield.audit.log import record
 from childshield.mail import SmtpSettings
 from childshield.reporting import letter
 from childshield.reporting.config import Destination, Reporter
-from childshield.store.claims import claim_next
+from childshield.store.claims import claim_next, retry_delay
 from childshield.store.db import Database
 from childshield.store.models import Report, utcnow
 from childshield.timefmt import aware
@@ -77,7 +77,7 @@ def _done(db: Database, report: Report, msg: EmailMessage, now: dt.datetime) -> 
 
 
 def _failed(db: Database, report: Report, error: str, final: bool, now: dt.datetime) -> None:
-    backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** min(report.attempts, 7)))
+    backoff = retry_delay(report.attempts)
     with db.session() as session:
         session.execute(
             update(Report)

@@ -40,6 +40,7 @@ from childshield.reporting.client import (
 )
 from childshield.reporting.cybertip import ReportedFile, file_details_xml
 from childshield.review.keys import KeyFileError, Keyring
+from childshield.store.claims import retry_delay
 from childshield.store.db import Database
 from childshield.store.models import Report, ReportFile, utcnow
 from childshield.vault.store import VaultError, open_evidence
@@ -158,7 +159,7 @@ def _later(db: Database, report_id: int, error: str, now: dt.datetime) -> None:
         report = session.get_one(Report, report_id)
         report.attempts += 1
         report.last_error = error[:2000]
-        report.next_at = now + dt.timedelta(seconds=min(3600, 30 * 2 ** min(report.attempts, 7)))
+        report.next_at = now + retry_delay(report.attempts)
 
 
 def _check(db: Database, report_id: int, answer: Response, what: str) -> bool:
@@ -172,6 +173,17 @@ def _check(db: Database, report_id: int, answer: Response, what: str) -> bool:
     return False
 
 
+def _load(db: Database, report_id: int) -> tuple[Report, Sequence[ReportFile]]:
+    """A report and its files as stored now, detached."""
+    with db.session() as session:
+        report = session.get_one(Report, report_id)
+        files = session.scalars(
+            select(ReportFile).where(ReportFile.report_id == report_id).order_by(ReportFile.id)
+        ).all()
+        session.expunge_all()
+    return report, files
+
+
 def _send(
     db: Database,
     client: CyberTipClient,
@@ -180,22 +192,12 @@ def _send(
     mou: bool,
     step: Callable[[str], None],
 ) -> int:
-    with db.session() as session:
-        report = session.get_one(Report, report_id)
-        files = session.scalars(
-            select(ReportFile).where(ReportFile.report_id == report_id).order_by(ReportFile.id)
-        ).all()
-        session.expunge_all()
+    report, files = _load(db, report_id)
     if report.state == "finishing":
         return _finish(db, client, report, step)
     if report.remote_id is not None and any(f.state == "uploading" for f in files):
         _restart(db, client, report, step)  # a file's fate is unknown: start the report again
-        with db.session() as session:
-            report = session.get_one(Report, report_id)
-            files = session.scalars(
-                select(ReportFile).where(ReportFile.report_id == report_id).order_by(ReportFile.id)
-            ).all()
-            session.expunge_all()
+        report, files = _load(db, report_id)
         if report.state == "done":
             return 0
     remote = report.remote_id

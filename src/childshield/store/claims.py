@@ -4,6 +4,7 @@ meet no other writer in between."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select, update
@@ -29,3 +30,8 @@ def claim_next(db: Database, model: type[T], ready: ColumnElement[bool], **value
         session.refresh(row)
         session.expunge(row)
         return row  # type: ignore[no-any-return]
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """How long an outbox row waits after ``attempts`` tries: 30 s doubling, at most an hour."""
+    return dt.timedelta(seconds=min(3600, 30 * 2 ** min(attempts, 7)))

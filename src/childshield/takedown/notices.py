@@ -32,7 +32,7 @@ from sqlalchemy import and_, func, or_, select, update
 from childshield import mail
 from childshield.audit.log import record
 from childshield.mail import SmtpSettings
-from childshield.store.claims import claim_next
+from childshield.store.claims import claim_next, retry_delay
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
 from childshield.timefmt import aware, utc
@@ -262,7 +262,7 @@ def _sent(db: Database, notice: Notice, now: dt.datetime) -> None:
 def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datetime) -> None:
     """Back in the queue with backoff, or (final) failed: then the notice is taken back from its items,
     which are due again a round later (with whatever contact is right by then)."""
-    backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** min(notice.attempts, 7)))
+    backoff = retry_delay(notice.attempts)
     with db.session() as session:
         session.execute(
             update(Notice)

@@ -99,9 +99,14 @@ class MatcherHolder:
     def scan(self, data: bytes) -> ScanResult:
         """Hash ``data`` outside the lock (a long video must not hold up the other threads), then match
         it with a current matcher."""
+        return self.scan_then(data, lambda m, result: result)
+
+    def scan_then(self, data: bytes, then: Callable[[Matcher, ScanResult], T]) -> T:
+        """``scan``, then ``then(matcher, result)`` with the same matcher (its policy decides)."""
         from childshield.hashing.service import HashOptions, hash_bytes
         from childshield.matching.scan import scan_hashed
 
+        # Every frame of an animation (GIF, WebP, APNG: up to 1000) is matched, not only the first.
         options = self.run(lambda m: HashOptions(variants=m.wants_query_variants, frames=True))
         hashed = hash_bytes(data, options)
-        return self.run(lambda m: scan_hashed(m, hashed, data, options))
+        return self.run(lambda m: then(m, scan_hashed(m, hashed, data, options)))

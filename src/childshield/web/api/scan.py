@@ -14,9 +14,8 @@ from childshield.actions.decisions import PolicySnapshot, decide, record_decisio
 from childshield.banks.formats import normalize_signal
 from childshield.crawl.fetch import FetchError, fetch
 from childshield.crawl.guard import AddressPolicy
-from childshield.hashing.service import HashOptions, hash_bytes
 from childshield.matching.matcher import Matcher
-from childshield.matching.scan import ScanResult, scan_hashed
+from childshield.matching.scan import ScanResult
 from childshield.media.errors import MediaError
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
@@ -70,16 +69,12 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def _scan(holder: MatcherHolder, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
-    """Hash outside the matcher's lock (a long video must not hold up other scans), match inside."""
-    # Every frame of an animation (GIF, WebP, APNG: up to 1000) is matched, not only the first.
-    options = holder.run(lambda m: HashOptions(variants=m.wants_query_variants, frames=True))
-    hashed = hash_bytes(data, options)
+    """The scan, the decision and the policy in force, all by one matcher."""
 
-    def match(m: Matcher) -> tuple[ScanResult, str, PolicySnapshot | None]:
-        result = scan_hashed(m, hashed, data, options)
+    def decided(m: Matcher, result: ScanResult) -> tuple[ScanResult, str, PolicySnapshot | None]:
         return result, decide(result.matches, m), snapshot(m) if result.matches else None
 
-    return holder.run(match)
+    return holder.scan_then(data, decided)
 
 
 @router.post(

@@ -4,6 +4,7 @@ time in ``context``).  Nothing of a stream is kept."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -14,7 +15,6 @@ from childshield.audit.log import record
 from childshield.crawl.guard import AddressPolicy
 from childshield.stream.manager import WatchError, Watches
 from childshield.stream.sources import SourceRefused, service_options
-from childshield.stream.watch import WatchConfig
 from childshield.web.deps import Admin
 
 router = APIRouter(prefix="/v1/watches", tags=["streams"])
@@ -43,10 +43,10 @@ def start(body: WatchIn, request: Request, who: Admin) -> dict[str, Any]:
     try:
         options = service_options(body.source, policy, allow_local=conf.watch_local)
         base = _watches(request).config
-        config = WatchConfig(
-            sampling=type(base.sampling)(rate=body.fps, scene_threshold=base.sampling.scene_threshold),
+        config = replace(
+            base,
+            sampling=replace(base.sampling, rate=body.fps),
             options=options,
-            read_timeout=base.read_timeout,
             guard=policy,  # HLS read by the watch itself: every playlist and segment request guarded
         )
         started = _watches(request).start(body.source, body.stream_id, config)
