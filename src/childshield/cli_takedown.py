@@ -47,8 +47,14 @@ def takedown_run(
     from childshield.takedown.rdap import RdapClient
     from childshield.takedown.recheck import RecheckSettings, recheck_due
     from childshield.takedown.settings import notice_settings, rdap_base, smtp_settings
+    from childshield.takedown.template import TemplateError, load_template
 
     notices, smtp = notice_settings(), smtp_settings()
+    try:
+        load_template(notices.template)  # refused now, with the reason, not as a failed round later
+    except TemplateError as exc:
+        err.print(f"cannot use the notice template: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     recheck = RecheckSettings(
         every=dt.timedelta(hours=recheck_hours),
         policy=AddressPolicy.from_text(allow),
@@ -171,13 +177,37 @@ def takedown_template(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the default template here to edit it.")
     ] = None,
+    check: Annotated[
+        Path | None,
+        typer.Option(
+            "--check", help="Check this template (compiles, renders a sample notice in the sandbox)."
+        ),
+    ] = None,
 ) -> None:
-    """Print (or copy out) the default notice template; use yours with CHILDSHIELD_NOTICE_TEMPLATE."""
+    """Print (or copy out) the default notice template, or check yours; use it with
+    CHILDSHIELD_NOTICE_TEMPLATE.  Templates render in Jinja2's sandbox over plain data (docs/takedown.md)."""
     from childshield.takedown.notices import DEFAULT_TEMPLATE
+    from childshield.takedown.template import TemplateError, load_template
 
+    if check is not None:
+        try:
+            template = load_template(check)
+        except TemplateError as exc:
+            err.print(f"refused: {exc}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        err.print(f"{check}: the template compiles and renders a sample notice", markup=False)
+        subject, _ = template.render(_sample())
+        err.print(f"sample subject: {subject}", markup=False, highlight=False)
+        return
     text = DEFAULT_TEMPLATE.read_text()
     if out is None:
         sys.stdout.write(text)
         return
     out.write_text(text)
     err.print(f"wrote {out}; set CHILDSHIELD_NOTICE_TEMPLATE={out}")
+
+
+def _sample() -> dict[str, object]:
+    from childshield.takedown.template import SAMPLE_CONTEXT
+
+    return dict(SAMPLE_CONTEXT)

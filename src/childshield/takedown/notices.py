@@ -26,7 +26,6 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from sqlalchemy import and_, func, or_, select, update
 
 from childshield import mail
@@ -35,6 +34,7 @@ from childshield.mail import SmtpSettings
 from childshield.store.claims import claim_next, retry_delay
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState, utcnow
+from childshield.takedown.template import NoticeTemplate, item_views, load_template, provider_view
 from childshield.timefmt import aware, utc
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "notice.txt"
@@ -57,23 +57,10 @@ class NoticeSettings:
     template: Path = DEFAULT_TEMPLATE
 
 
-def _template(path: Path) -> jinja2.Template:
-    env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["utc"] = utc
-    return env.from_string(path.read_text())
-
-
-def render(template: jinja2.Template, context: dict[str, Any]) -> tuple[str, str]:
-    """(subject, body): the template's first line is the subject, the rest after a ``---`` line the body."""
-    text = template.render(**context)
-    head, _, body = text.partition("\n---\n")
-    return " ".join(head.split())[:300], body.strip() + "\n"
-
-
 def plan(db: Database, settings: NoticeSettings, *, now: dt.datetime | None = None) -> list[int]:
     """Write the notices due now (one per provider, plus escalations); returns their ids."""
     now = now or utcnow()
-    template = _template(settings.template)
+    template = load_template(settings.template)  # a bad template stops here, before any item is counted
     cutoff = now - settings.renotify_every
     due = and_(
         TakedownItem.state == TakedownState.ONLINE,
@@ -130,7 +117,7 @@ def plan(db: Database, settings: NoticeSettings, *, now: dt.datetime | None = No
 
 def _write(
     session: Any,
-    template: jinja2.Template,
+    template: NoticeTemplate,
     settings: NoticeSettings,
     provider: Provider,
     items: Sequence[TakedownItem],
@@ -158,13 +145,12 @@ def _write(
     domain = settings.from_addr.rpartition("@")[2] or "childshield.invalid"
     notice.reference = reference
     notice.message_id = f"<{reference.lower()}@{domain}>"
-    notice.subject, notice.body = render(
-        template,
+    notice.subject, notice.body = template.render(
         {
             "sender": settings.sender,
             "reference": reference,
-            "provider": provider,
-            "items": items,
+            "provider": provider_view(provider.key, provider.name, provider.country),
+            "items": item_views(items),
             "round": round_,
             "escalation": escalation,
             "legal_basis": settings.legal_basis,
