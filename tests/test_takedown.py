@@ -84,7 +84,7 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
     )
     with LocalWeb(sites) as web, FakeRdap(networks()) as rdap_server, SmtpServer(tmp_path) as smtp:
         smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
-        recheck = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=3.0, unreachable_after=3)
+        recheck = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=3.0)
         frontier.add(db, [web.url(s) for s in sites])
         asyncio.run(Crawler(db, matcher, CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
         rdap = RdapClient(rdap_server.base)
@@ -132,6 +132,8 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
         assert "/a1.jpg" not in to_alpha.get_payload()  # removed: not in the reminder
         assert any(m["To"] == "desk@gamma.test" for m in late) and len(reminders) == 2
 
+        assert plan(db, settings, now=T0 + 49 * H) == []  # no reminder without a check since the last one
+        asyncio.run(recheck_due(db, matcher, recheck, now=T0 + 48 * H))
         plan(db, settings, now=T0 + 49 * H)  # Alpha's third notice: escalated too
         asyncio.run(send_due(db, settings, smtp_settings, now=T0 + 49 * H))
         to = [m["To"] for m in smtp.mailbox.messages[4:]]
@@ -141,10 +143,17 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
 
         web.put("alpha.test", "/a2.jpg", status(503))  # the host stops answering properly
         for k in range(3):
-            asyncio.run(recheck_due(db, matcher, recheck, now=T0 + (50 + k) * H))
+            result = asyncio.run(recheck_due(db, matcher, recheck, now=T0 + (50 + k) * H))
+            assert result.errors["http-503"] == 1 and result.removed == 0
         with db.session() as session:
             a2 = session.scalars(select(TakedownItem).where(TakedownItem.url.like("%/a2.jpg"))).one()
-            assert (a2.state, a2.removal, a2.failures) == (TakedownState.REMOVED, "unreachable", 3)
+            # a refusal is no proof of removal, however often: an error, shown and retried
+            assert (a2.state, a2.removal, a2.failures, a2.last_error) == (
+                TakedownState.ONLINE,
+                "",
+                3,
+                "http-503",
+            )
 
         # The removed picture comes back at another address: a re-upload.
         web.put("alpha.test", "/again/", page("<img src='/again/copy.jpg'>"))
@@ -165,9 +174,8 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
 
         rows = {r["provider"]: r for r in takedown_stats(db, now=T0 + 50 * 24 * H)}
         a = rows["ORG-ALPHA"]
-        assert (a["media"], a["removed"], a["notices_sent"], a["country"]) == (3, 2, 3, "NL")
-        assert a["median_hours_to_removal"] == pytest.approx((3 + 52) / 2)  # a1 after 3 h, a2 after 52 h
-        assert (a["online_after_24h"], a["online_after_7d"], a["online_after_42d"]) == (1, 0, 0)
+        assert (a["media"], a["removed"], a["notices_sent"], a["country"]) == (3, 1, 3, "NL")
+        assert a["median_hours_to_removal"] == pytest.approx(3)  # a1 after 3 h; a2 was never seen gone
         assert rows["ORG-BETA"]["p90_hours_to_removal"] == pytest.approx(3.0)
         assert rows["all"]["media"] == 5
         countries = {r["country"]: r for r in takedown_stats(db, by="country", now=T0 + 50 * 24 * H)}
@@ -196,9 +204,9 @@ def test_smtp_refusals_fail_only_what_they_concern(db: Database, tmp_path: Path)
         item = session.scalars(select(TakedownItem).where(TakedownItem.url == "http://p0.test/m.jpg")).one()
         assert item.notices == 0 and item.first_notice_at is None  # the failed notice was taken back
     assert plan(db, settings, now=T0 + 2 * H) == []  # not again at once ...
-    assert (
-        len(plan(db, settings, now=T0 + 26 * H)) == 3
-    )  # ... but with the next round (a first notice for p0)
+    # ... but with the next round (a first notice for p0); p1 and p2 get reminders only once a re-check
+    # has seen them online since their notice
+    assert len(plan(db, settings, now=T0 + 26 * H)) == 1
 
 
 def test_a_provider_missed_by_rdap_is_found_later(db: Database) -> None:
@@ -221,3 +229,43 @@ def test_a_provider_missed_by_rdap_is_found_later(db: Database) -> None:
         with db.session() as session:
             assert session.scalars(select(TakedownItem.provider_id)).one() is not None
         rdap.close()
+
+
+def test_our_failed_checks_are_never_removals_and_reminders_say_the_real_check(db: Database) -> None:
+    """A re-check the guard refuses (our side) proves nothing: no removal however often it happens, and no
+    reminder claims a check that did not happen; the reminder names the time of the real last check."""
+    known = jpeg(611)
+    create_bank(db, "known")
+    add_outcomes(db, "known", [HashOutcome("k", result=hash_bytes(known))])
+    sites = {"held.test": {"/": page("<img src='/k.jpg'>"), "/k.jpg": image(known)}}
+    settings = NoticeSettings(from_addr="notices@hotline.test", renotify_every=dt.timedelta(minutes=30))
+    with LocalWeb(sites) as web, FakeRdap(networks()) as rdap_server:
+        frontier.add(db, [web.url("held.test")])
+        asyncio.run(Crawler(db, Matcher.load(db), CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
+        rdap = RdapClient(rdap_server.base)
+        assert follow_hits(db, rdap, now=T0) == 1
+        rdap.close()
+        assert len(plan(db, settings, now=T0)) == 1
+        refused = RecheckSettings(
+            resolve=web.resolver, timeout=3.0
+        )  # loopback not allowed: the guard says no
+        for k in range(5):
+            result = asyncio.run(recheck_due(db, Matcher.load(db), refused, now=T0 + (k + 1) * H))
+            assert (result.checked, result.removed, result.failed) == (1, 0, 1)
+        [cause] = result.errors
+        with db.session() as session:
+            item = session.scalars(select(TakedownItem)).one()
+            assert (item.state, item.failures, item.last_error) == (TakedownState.ONLINE, 5, cause)
+            assert item.last_checked_at is None
+        assert plan(db, settings, now=T0 + 6 * H) == []  # no check saw it online: no "still online" claim
+        assert takedown_stats(db, now=T0 + 7 * H)[0]["removed"] == 0
+        checked = T0 + 6 * H + dt.timedelta(minutes=7)
+        fine = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=3.0)
+        assert asyncio.run(recheck_due(db, Matcher.load(db), fine, now=checked)).still_online == 1
+        [nid] = plan(db, settings, now=T0 + 7 * H)
+        with db.session() as session:
+            notice = session.get_one(Notice, nid)
+            assert notice.subject.startswith("Reminder 1")
+            assert f"last seen online: {checked:%Y-%m-%d %H:%M} UTC" in notice.body
+            assert f"the latest check: {checked:%Y-%m-%d %H:%M} UTC" in notice.body
+            assert "every 0.5 hours" in notice.body  # fractional renotify hours (was "every 0 hours")

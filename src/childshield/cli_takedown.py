@@ -72,17 +72,27 @@ def takedown_run(
             while True:
                 try:
                     followed = follow_hits(database, rdap)
+                    # re-check first: a reminder may only say what a check has just seen
+                    checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
                     planned = plan(database, notices)
                     sent = asyncio.run(send_due(database, notices, smtp))
-                    checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
                     err.print(
-                        f"followed {followed} new, wrote {len(planned)} notices, sent {sent}; re-checked "
-                        f"{checked.checked}: {checked.removed} removed, {checked.still_online} still online"
+                        f"followed {followed} new; re-checked {checked.checked}: {checked.removed} removed, "
+                        f"{checked.still_online} still online, {checked.failed} checks failed; wrote "
+                        f"{len(planned)} notices, sent {sent}",
+                        markup=False,
+                        highlight=False,
                     )
+                    for cause, count in checked.errors.most_common():
+                        err.print(f"  re-check failed ({count}): {cause}", markup=False, highlight=False)
+                    if once and checked.failed:
+                        raise typer.Exit(1)  # work that could not be done is never a silent success
+                except typer.Exit:
+                    raise
                 except Exception as exc:  # the database or a server away: say so, try again next round
                     if once:
                         raise
-                    err.print(f"[red]round failed:[/] {type(exc).__name__}: {str(exc)[:300]}")
+                    err.print(f"round failed: {type(exc).__name__}: {str(exc)[:300]}", markup=False)
                 if once or stop["now"]:
                     return
                 for _ in range(int(every * 10)):

@@ -540,7 +540,7 @@ class TakedownItem(Base):
     )
     removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     removal: Mapped[str] = mapped_column(String(32), default="")
-    """How it was seen gone: http-404, http-410, changed, unreachable."""
+    """How it was seen gone: http-404, http-410, http-451, changed (``unreachable`` in older records)."""
     first_notice_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     last_notice_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     notices: Mapped[int] = mapped_column(Integer, default=0)
@@ -548,7 +548,9 @@ class TakedownItem(Base):
     next_check_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    """Re-checks in a row that could not reach the host."""
+    """Re-checks in a row that proved nothing (our fetch failed, or the host refused): never a removal."""
+    last_error: Mapped[str] = mapped_column(String(200), default="")
+    """Why the last re-check proved nothing ("" after a check that got an answer)."""
     reupload_of: Mapped[int | None] = mapped_column(ForeignKey("takedown_items.id"), default=None)
     """An earlier, removed item with the same content: this is a re-upload."""
 

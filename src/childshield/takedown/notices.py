@@ -65,7 +65,14 @@ def plan(db: Database, settings: NoticeSettings, *, now: dt.datetime | None = No
     due = and_(
         TakedownItem.state == TakedownState.ONLINE,
         TakedownItem.provider_id.is_not(None),
-        or_(TakedownItem.last_notice_at.is_(None), TakedownItem.last_notice_at <= cutoff),
+        or_(
+            TakedownItem.last_notice_at.is_(None),
+            # a reminder says "still online at our last check": only after a check has seen it so
+            and_(
+                TakedownItem.last_notice_at <= cutoff,
+                or_(TakedownItem.notices == 0, TakedownItem.last_checked_at > TakedownItem.last_notice_at),
+            ),
+        ),
     )
     made: list[int] = []
     with db.session() as session:
@@ -154,8 +161,8 @@ def _write(
             "round": round_,
             "escalation": escalation,
             "legal_basis": settings.legal_basis,
-            "checked_at": utc(now),
-            "renotify_hours": int(settings.renotify_every.total_seconds() // 3600),
+            "checked_at": utc(max(seen_online(i) for i in items)),
+            "renotify_hours": hours(settings.renotify_every),
         },
     )
     record(
@@ -166,6 +173,17 @@ def _write(
         {"provider": provider.key, "items": len(items), "round": round_, "escalation": escalation},
     )
     return notice.id
+
+
+def seen_online(item: TakedownItem) -> dt.datetime:
+    """When the item was last seen online: its last answered re-check, else when it was found."""
+    return aware(item.last_checked_at or item.found_at)
+
+
+def hours(every: dt.timedelta) -> int | float:
+    """24 for a day, 0.5 for half an hour: never "every 0 hours"."""
+    value = every.total_seconds() / 3600
+    return int(value) if value.is_integer() else round(value, 2)
 
 
 def message(notice: Notice, settings: NoticeSettings) -> EmailMessage:

@@ -1,10 +1,17 @@
-"""Re-check followed items on a schedule: gone (404, 410, 451; content that no longer matches; a host
-unreachable several times in a row) is recorded with the time it was first seen gone."""
+"""Re-check followed items on a schedule: gone (404, 410, 451, or content that no longer matches) is
+recorded with the time it was first seen gone.
+
+Only an answer from the host proves a removal.  Anything else (the address guard refusing the URL, DNS,
+a timeout, a reset, refusals such as 403, 429 or 5xx, a page that is not an image) is an **error** of the
+check: recorded on the item with its cause, counted in the round's result, and tried again at the next
+check; it never counts as removed, and the item gets no reminder until a check has seen it online again
+(a reminder says "still online at our last check")."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
@@ -26,8 +33,6 @@ GONE_STATUSES = {404: "http-404", 410: "http-410", 451: "http-451"}
 @dataclass(frozen=True)
 class RecheckSettings:
     every: dt.timedelta = dt.timedelta(hours=1)
-    unreachable_after: int = 3
-    """Checks in a row that cannot reach the host before the item counts as removed."""
     timeout: float = 20.0
     max_bytes: int = 50 * 1024 * 1024
     concurrency: int = 16
@@ -40,7 +45,19 @@ class RecheckResult:
     checked: int = 0
     removed: int = 0
     still_online: int = 0
-    unreachable: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    """Checks that proved nothing, by cause (``http-503``, ``not an image``, the fetch's reason)."""
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    outcome: str
+    """``online``, ``error`` or a removal reason (``http-404``, ``http-410``, ``http-451``, ``changed``)."""
+    cause: str = ""
 
 
 async def recheck_due(
@@ -69,8 +86,7 @@ async def recheck_due(
 
 async def _check(
     client: httpx.AsyncClient, matcher: Matcher, settings: RecheckSettings, item: TakedownItem
-) -> str:
-    """``online``, ``unreachable`` or a removal reason."""
+) -> _Verdict:
     try:
         answer = await fetch_answer(
             client,
@@ -80,26 +96,26 @@ async def _check(
             timeout=settings.timeout,
             resolve=settings.resolve,
         )
-    except CrawlFetchError:
-        return "unreachable"
+    except CrawlFetchError as exc:  # refused by the guard, DNS, timeout, reset: our check failed
+        return _Verdict("error", str(exc)[:200] or type(exc).__name__)
     if answer.status in GONE_STATUSES:
-        return GONE_STATUSES[answer.status]
+        return _Verdict(GONE_STATUSES[answer.status])
     if answer.status != 200:
-        return "unreachable"  # 403, 5xx ...: not proof of removal; counted towards `unreachable_after`
+        return _Verdict("error", f"http-{answer.status}")  # 403, 429, 5xx ...: not proof of removal
     try:
         scanned = await asyncio.to_thread(scan_bytes, matcher, answer.body)
     except MediaError:
-        # Not an image (a captcha or a block page aimed at us?): no proof of removal, counted like an
-        # unreachable host; only an image that no longer matches is "changed".
-        return "unreachable"
+        # A captcha or a block page aimed at us is no proof of removal: only an image that no longer
+        # matches is "changed".
+        return _Verdict("error", "not an image")
     still = any(m.bank == item.bank for m in scanned.matches)
-    return "online" if still else "changed"
+    return _Verdict("online") if still else _Verdict("changed")
 
 
 def _store(
     db: Database,
     item: TakedownItem,
-    verdict: str,
+    verdict: _Verdict,
     settings: RecheckSettings,
     now: dt.datetime,
     out: RecheckResult,
@@ -107,22 +123,26 @@ def _store(
     out.checked += 1
     with db.session() as session:
         row = session.get_one(TakedownItem, item.id)
-        row.last_checked_at = now
         row.next_check_at = now + settings.every
-        if verdict == "online":
-            row.failures = 0
+        if verdict.outcome == "error":
+            row.failures += 1
+            row.last_error = verdict.cause
+            out.errors[verdict.cause] += 1
+            return
+        row.last_checked_at = now  # the last check that got an answer from the host
+        row.failures = 0
+        row.last_error = ""
+        if verdict.outcome == "online":
             out.still_online += 1
             return
-        if verdict == "unreachable":
-            row.failures += 1
-            out.unreachable += 1
-            if row.failures < settings.unreachable_after:
-                return
-            verdict = "unreachable"
         row.state = TakedownState.REMOVED
         row.removed_at = now
-        row.removal = verdict
+        row.removal = verdict.outcome
         out.removed += 1
         record(
-            session, "takedown", "item.removed", f"takedown:{row.id}", {"url": row.url[:500], "how": verdict}
+            session,
+            "takedown",
+            "item.removed",
+            f"takedown:{row.id}",
+            {"url": row.url[:500], "how": verdict.outcome},
         )

@@ -21,7 +21,7 @@ import jinja2
 import jinja2.exceptions
 import jinja2.sandbox
 
-from childshield.timefmt import utc
+from childshield.timefmt import aware, utc
 
 MAX_OUTPUT = 1_000_000
 """Characters a rendered notice may have (a loop or a repetition gone wrong is refused, not mailed)."""
@@ -50,6 +50,8 @@ class NoticeItem:
     sha256: str
     md5: str
     pdq: str
+    checked_at: dt.datetime
+    """When it was last seen online (its last answered re-check, else when it was found)."""
 
 
 class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
@@ -94,6 +96,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
             "0" * 64,
             "0" * 32,
             "",
+            dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
         )
     ],
     "round": 2,
@@ -167,6 +170,7 @@ def item_views(items: Sequence[Any]) -> list[NoticeItem]:
             str(i.sha256 or ""),
             str(i.md5 or ""),
             str(i.pdq or ""),
+            aware(i.last_checked_at or i.found_at),
         )
         for i in items
     ]
