@@ -91,9 +91,46 @@ def test_negative_bank_clears_a_scanned_file(db: Database, tmp_path: Path) -> No
     create_bank(db, "allow", kind=BankKind.NEGATIVE)
     hashed = childshield.hash_file(known[0])
     import_rows(db, "allow", parse_csv([f"pdq,{hashed.pdq},false-positive-1\n"]), source_name="allow.csv")
-    result = childshield.scan_bytes(known[0].read_bytes(), db_url=db.url)
+    edited = encode(np.asarray(Image.open(known[0]))[2:-2, 2:-2], "PNG")  # the same picture, other bytes
+    result = childshield.scan_bytes(edited, db_url=db.url)
     assert not result.matched
-    assert {m.signal_type for m in result.suppressed} == {"md5", "sha1", "sha256", "pdq"}
+    assert {m.signal_type for m in result.suppressed} == {"pdq"}
+    exact = childshield.scan_bytes(known[0].read_bytes(), db_url=db.url)
+    # an allow-listed PDQ never outweighs the file's exact cryptographic matches
+    assert {m.signal_type for m in exact.matches} == {"md5", "sha1", "sha256"}
+    assert {m.signal_type for m in exact.suppressed} == {"pdq"}
     other = childshield.scan_bytes(known[1].read_bytes(), db_url=db.url)
     assert other.matched  # only the allow-listed item is cleared
     assert np.all([m.bank == "known" for m in other.matches])
+
+
+def test_a_rejected_mirrored_copy_never_allow_lists_the_original(db: Database, tmp_path: Path) -> None:
+    """A mirrored copy matched through a query variant and was rejected: its PDQ and SHA-256 went to the
+    allow-list.  The original known file, in the bank exactly, still matches (crypto and its plain PDQ)."""
+    known = make_known(db, tmp_path / "known")
+    mirror = encode(np.asarray(Image.open(known[1]))[:, ::-1], "JPEG", quality=92)
+    seen = childshield.scan_bytes(mirror, db_url=db.url)
+    assert seen.matched and all(m.query_variant for m in seen.matches)  # matched as a mirror
+    create_bank(db, "false-matches", kind=BankKind.NEGATIVE)
+    mirrored = childshield.hash_bytes(mirror)
+    rows = f"pdq,{mirrored.pdq},rejected\nsha256,{mirrored.sha256},rejected\n"
+    import_rows(db, "false-matches", parse_csv(rows.splitlines(keepends=True)), source_name="review")
+    again = childshield.scan_bytes(mirror, db_url=db.url)
+    assert not again.matched and again.suppressed  # the rejected copy is cleared, and shown as such
+    original = childshield.scan_bytes(known[1].read_bytes(), db_url=db.url)
+    assert original.matched
+    assert {m.signal_type for m in original.matches} == {"md5", "sha1", "sha256", "pdq"}
+    assert [m.query_variant for m in original.matches if m.signal_type == "pdq"] == [""]
+    # the CLI shows the cleared matches too, marked as such (it used to drop them)
+    (tmp_path / "mirror.jpg").write_bytes(mirror)
+    env = {**os.environ, "CHILDSHIELD_DATABASE_URL": db.url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "childshield.cli", "scan", str(tmp_path / "mirror.jpg"), "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert rows and all(r["suppressed"] for r in rows) and {r["bank"] for r in rows} == {"known"}

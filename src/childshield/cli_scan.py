@@ -50,8 +50,10 @@ def _rows(result: ScanResult) -> list[dict[str, Any]]:
             "external_id": m.external_id,
             "source_name": m.source_name,
             **_video_fields(video.get((m.bank, m.item_id))),
+            "suppressed": suppressed,
         }
-        for m in result.matches
+        for suppressed, group in ((False, result.matches), (True, result.suppressed))
+        for m in group
     ]
 
 
@@ -72,6 +74,10 @@ def _at(row: dict[str, Any]) -> str:
         return ""
     shares = f" ({row['query_share']}% / {row['item_share']}%)" if row.get("query_share") is not None else ""
     return f"{row['kind']} at {row['time']:.1f} s{shares}"
+
+
+def _cleared(row: dict[str, Any]) -> str:
+    return "suppressed by an allow-list" if row.get("suppressed") else ""
 
 
 def _second(row: dict[str, Any]) -> str:
@@ -148,6 +154,7 @@ def _scan(
             "time",
             "query_share",
             "item_share",
+            "suppressed",
             "error",
         ],
         lineterminator="\n",
@@ -195,7 +202,11 @@ def _scan(
                 r.get("bank", ""),
                 r.get("signal_type", ""),
                 str(r.get("distance", "")),
-                " / ".join(v for v in (r.get("query_variant"), r.get("variant"), _second(r), _at(r)) if v),
+                " / ".join(
+                    v
+                    for v in (r.get("query_variant"), r.get("variant"), _second(r), _at(r), _cleared(r))
+                    if v
+                ),
                 r.get("external_id") or "",
                 r.get("error") or r.get("source_name", ""),
             )

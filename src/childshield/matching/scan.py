@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from childshield.hashing.result import HashOutcome, HashResult
 from childshield.hashing.service import HashOptions, first_picture, hash_bytes, read_file
+from childshield.matching.allowlist import allow_listed
 from childshield.matching.matcher import Match, Matcher, MatchResult
 from childshield.matching.second_check import PictureSource, second_check
 from childshield.matching.video import VideoMatch, match_video
@@ -56,18 +57,16 @@ def match_hashes(matcher: Matcher, result: HashResult, picture: PictureSource | 
             names.append(name)
     notes = []
     for one in matcher.match_many(queries, query_variants=names):
-        for m in one.matches:
+        # what a signal's allow-list match suppressed is weighed again below, for the whole file
+        for m in (*one.matches, *one.suppressed):
             key = (m.bank, m.item_id)
             if key not in found or _rank(m) < _rank(found[key]):
                 found[key] = m
-        for m in one.suppressed:
-            suppressed[(m.bank, m.item_id)] = m
         allowed += one.allowed_by
         if one.note and one.note not in notes:
             notes.append(one.note)
-    if allowed:  # an allow-listed signal anywhere in the file clears the file
-        suppressed.update(found)
-        found = {}
+    if allowed:  # a file an allow-list spoke about gets no second check: a reviewer has seen its kind
+        found, suppressed = allow_listed(found, allowed)
     elif not found and picture is not None and result.frames and result.frames[0].pdq is not None:
         # The plain hash only: the gate search costs about 60x a normal one (see matching.second_check),
         # and the edits it is for (overlays, larger crops) keep the picture's orientation.

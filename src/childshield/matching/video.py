@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from childshield.banks.entries import EDIT_MARK, FRAME_PREFIX, frame_time
 from childshield.banks.policy import Policy
 from childshield.hashing.result import HashResult
+from childshield.matching.allowlist import allow_listed
 from childshield.matching.matcher import Match, Matcher, MatchResult
 from childshield.store.models import Entry, EntryState
 
@@ -113,16 +114,31 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             names.append(name)
             owner.append(n)
     results = matcher.match_many(queries, query_variants=names)
-    if any(r.allowed_by for r in results[:3]):  # the file itself is allow-listed: cleared
-        cleared = tuple(m for r in results for m in (*r.matches, *r.suppressed))
+    if any(r.allowed_by for r in results[:3]):  # the file itself is allow-listed: its frames are cleared
+        # ... but never a bank's exact digest of these very bytes (an allow-list never outweighs it)
+        exact = tuple(m for r in results[:3] for m in (*r.matches, *r.suppressed))
+        cleared = tuple(m for r in results[3:] for m in (*r.matches, *r.suppressed))
         allowed = tuple(m for r in results for m in r.allowed_by)
-        return VideoResult(MatchResult((), cleared, allowed))
-    # A frame whose picture is allow-listed (any of its queries) is cleared, not the whole video: its
-    # frames are different pictures, and a known one beside an allow-listed title card still counts.
-    cleared_frames = {n for n, r in zip(owner, results[3:], strict=True) if r.allowed_by}
-    suppressed = [
-        m for n, r in zip(owner, results[3:], strict=True) if n in cleared_frames for m in r.matches
-    ]
+        return VideoResult(MatchResult(exact, cleared, allowed), tuple(VideoMatch(m, "file") for m in exact))
+    # A frame whose picture is allow-listed is weighed on its own, not the whole video: its frames are
+    # different pictures, and a known one beside an allow-listed title card still counts.
+    per_frame_found: dict[int, dict[tuple[str, int], Match]] = defaultdict(dict)
+    per_frame_allowed: dict[int, list[Match]] = defaultdict(list)
+    for n, r in zip(owner, results[3:], strict=True):
+        for m in (*r.matches, *r.suppressed):  # by entry: each banked frame of an item counts for shares
+            seen_m = per_frame_found[n].get((m.bank, m.entry_id))
+            if seen_m is None or m.distance < seen_m.distance:
+                per_frame_found[n][(m.bank, m.entry_id)] = m
+        per_frame_allowed[n] += r.allowed_by
+    standing: dict[int, tuple[Match, ...]] = {}
+    suppressed: list[Match] = []
+    for n, found_n in per_frame_found.items():
+        if per_frame_allowed[n]:
+            kept, gone = allow_listed(found_n, per_frame_allowed[n])
+            suppressed += gone.values()
+            standing[n] = tuple(kept.values())
+        else:
+            standing[n] = tuple(found_n.values())
     allowed_by = [m for r in results[3:] for m in r.allowed_by]
     best: dict[tuple[str, int], Match] = {}
     kind: dict[tuple[str, int], str] = {}
@@ -135,11 +151,9 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             key = (m.bank, m.item_id)
             best[key], kind[key] = m, "file"
     considered = {f.pdq for f in frames if f.pdq_quality >= matcher.min_quality}
-    for n, r in zip(owner, results[3:], strict=True):
-        if n in cleared_frames:
-            continue
+    for n, frame_matches in standing.items():
         f = frames[n]
-        for m in r.matches:
+        for m in frame_matches:
             key = (m.bank, m.item_id)
             item_time = frame_time(m.variant)
             if kind.get(key) != "file":
