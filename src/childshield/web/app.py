@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
@@ -144,13 +144,23 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             servers=app.servers,
         )
         document.setdefault("components", {})["securitySchemes"] = _SECURITY_SCHEMES
-        for route in app.routes:
+        for route in _routes(app):
             if isinstance(route, APIRoute) and route.include_in_schema and _needs_key(route.dependant):
                 for method in route.methods or ():
                     operation = document["paths"][route.path_format][method.lower()]
                     operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
         app.openapi_schema = document
     return app.openapi_schema
+
+
+def _routes(app: FastAPI) -> Iterator[BaseRoute]:
+    """Every route, those of included routers too (recent FastAPI keeps them inside the router)."""
+    for route in app.router.routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if callable(nested):
+            yield from (context.original_route for context in nested())
+        else:
+            yield route
 
 
 def _needs_key(dependant: Dependant) -> bool:
@@ -169,7 +179,7 @@ async def _problem(request: Request, exc: HTTPException) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         methods: set[str] = set()
-        for route in request.app.router.routes:
+        for route in _routes(request.app):
             match, _ = route.matches(request.scope)
             if match is not Match.NONE:
                 methods |= getattr(route, "methods", None) or set()
