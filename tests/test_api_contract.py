@@ -245,3 +245,26 @@ def test_the_document_names_the_keys_and_the_refusals(client: TestClient) -> Non
     problem = lookup["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
     assert problem == "#/components/schemas/Problem"
     assert spec["components"]["schemas"]["Problem"]["properties"]["detail"]["type"] == "string"
+
+
+# --------------------------------------------------------------------------- the review pages' numbers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/review/items/{2**70}",
+        f"/review/items/{2**63}/media",
+        f"/review?done={2**70}",
+        f"/review/items/1/media?blur={2**70}",
+    ],
+)
+def test_the_review_pages_bound_their_numbers(database: Database, path: str) -> None:
+    from review_helpers import people, sign_in
+
+    people(database)
+    app = create_app(ServiceSettings(database_url=database.url, refresh_seconds=0))
+    reviewer, _ = sign_in(app, "r1")
+    with reviewer:
+        r = reviewer.get(path)
+    assert r.status_code == 422, r.text[:300]
