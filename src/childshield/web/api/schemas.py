@@ -150,7 +150,7 @@ def _integral(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Input(BaseModel):
-    """Request bodies: numbers are numbers (``true`` is no integer, ``"1"`` none either) and finite."""
+    """Request bodies: finite numbers only (``NaN`` and the infinities are refused)."""
 
     model_config = ConfigDict(allow_inf_nan=False)
 
