@@ -101,7 +101,7 @@ def test_matched_uploads_are_queued_with_sealed_media(
     assert clean["decision"] == "allow"
     queued = items(db)
     assert len(queued) == 1 and queued[0].content_id == out["content_id"] and queued[0].required == 2
-    metrics = browser(app).get("/metrics").text
+    metrics = browser(app).get("/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}).text
     assert 'childshield_review_items{state="pending"} 1.0' in metrics
     assert 'childshield_webhook_deliveries{state="pending"} 1.0' in metrics  # the decision's webhook
     with db.session() as session:

@@ -78,7 +78,7 @@ def make_bank(client: TestClient, admin: str, name: str = "known", **extra: obje
 # --------------------------------------------------------------------------- system
 
 
-def test_health_ready_openapi_and_metrics(client: TestClient) -> None:
+def test_health_ready_openapi_and_metrics(client: TestClient, keys: dict[Role, str]) -> None:
     assert client.get("/v1/health").json() == {"status": "ok"}
     ready = client.get("/v1/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -93,7 +93,9 @@ def test_health_ready_openapi_and_metrics(client: TestClient) -> None:
         assert path in spec["paths"], path
     body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]
     assert {"application/octet-stream", "multipart/form-data"} <= set(body)
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics").status_code == 401  # an admin's key, unless CHILDSHIELD_METRICS_OPEN
+    assert client.get("/metrics", headers=auth(keys[Role.SERVICE])).status_code == 403
+    assert client.get("/metrics", headers=auth(keys[Role.ADMIN])).status_code == 200
 
 
 # --------------------------------------------------------------------------- authentication and roles
@@ -184,7 +186,7 @@ def test_scan_matches_and_decides_by_policy(
     client.patch("/v1/banks/known", json={"policy": {"action": "review"}}, headers=auth(admin))
     again = client.post("/v1/scan", content=png(known), headers=auth(service))
     assert again.json()["decision"] == "review"  # the policy change is seen at once (refresh_seconds=0)
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=auth(admin)).text
     assert 'childshield_scans_total{outcome="matched"} 3.0' in metrics
 
 

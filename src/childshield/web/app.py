@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
@@ -24,6 +31,7 @@ from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
 from childshield.stream.manager import Watches
 from childshield.web.api import banks, evidence, hotline, scan, system, watches
+from childshield.web.deps import principal
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
@@ -99,7 +107,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(watches.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_exception_handler(NeedsSignIn, _to_sign_in)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.middleware("http")(_ui_headers)
     return app
 
@@ -111,6 +122,85 @@ async def _to_sign_in(request: Request, exc: NeedsSignIn) -> Response:
     if request.method != "GET":
         return Response("sign in first", status_code=401, media_type="text/plain")
     return RedirectResponse(target, status_code=303)
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer cs_..."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the API keys named on every operation that needs one (what
+    ``deps.principal`` reads: FastAPI only sees its own security classes)."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version=app.openapi_version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
+        )
+        document.setdefault("components", {})["securitySchemes"] = _SECURITY_SCHEMES
+        for route in _routes(app):
+            if isinstance(route, APIRoute) and route.include_in_schema and _needs_key(route.dependant):
+                for method in route.methods or ():
+                    operation = document["paths"][route.path_format][method.lower()]
+                    operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def _routes(app: FastAPI) -> Iterator[BaseRoute]:
+    """Every route, those of included routers too (recent FastAPI keeps them inside the router)."""
+    for route in app.router.routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if callable(nested):
+            yield from (context.original_route for context in nested())
+        else:
+            yield route
+
+
+def _needs_key(dependant: Dependant) -> bool:
+    return any(d.call is principal or _needs_key(d) for d in dependant.dependencies)
+
+
+def _text(value: object, limit: int = 300) -> str:
+    # Whatever a message quotes of the input may hold lone surrogates, which have no UTF-8.
+    text = str(value)[:limit]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def _problem(request: Request, exc: HTTPException) -> Response:
+    """Every refusal in one shape (``schemas.Problem``); a 405 names every method its path has (Starlette
+    names only those of the first route matching the path)."""
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        methods: set[str] = set()
+        for route in _routes(request.app):
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= getattr(route, "methods", None) or set()
+        headers["Allow"] = ", ".join(sorted(methods))
+    return JSONResponse({"detail": _text(exc.detail, 2000)}, exc.status_code, headers=headers)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    """Invalid input: a 422 in the ``Problem`` shape, saying where and why, without echoing the input
+    (FastAPI's own answer quotes it, and fails with a 500 on a NaN or a lone surrogate)."""
+    errors = [
+        {
+            "loc": [part for part in e.get("loc", ()) if isinstance(part, str | int)],
+            "msg": _text(e.get("msg", "")).removeprefix("Value error, "),
+            "type": _text(e.get("type", ""), 100),
+        }
+        for e in exc.errors()[:100]
+    ]
+    said = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return JSONResponse({"detail": "; ".join(said) + more or "invalid request", "errors": errors}, 422)
 
 
 _API = ("/v1/", "/metrics", "/openapi.json", "/docs")

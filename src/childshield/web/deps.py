@@ -63,6 +63,12 @@ def allow(*roles: Role) -> Callable[[Principal], Principal]:
     return check
 
 
+def metrics_reader(request: Request, db: Annotated[Database, Depends(database)]) -> None:
+    """``/metrics``: open to all with ``metrics_open``, else to admins' API keys."""
+    if not settings(request).metrics_open:
+        allow()(principal(request, db))
+
+
 def _limited_scanner(request: Request, who: Annotated[Principal, Depends(allow(Role.SERVICE))]) -> Principal:
     limiter: RateLimiter = request.app.state.scan_limiter
     wait = limiter.check(who.key_prefix or who.name)

@@ -89,6 +89,9 @@ class ServiceSettings:
     break_every_items: int = 25
     break_every_minutes: float = 50.0
     """Offer a break after this many items or this long since the last one, whichever comes first."""
+    metrics_open: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_METRICS_OPEN", False))
+    """Serve ``/metrics`` without an API key (for a scraper on a private network); otherwise it needs an
+    admin's key (its figures name the banks and the volumes)."""
 
     def intake(self, keyring: Keyring | None) -> Intake:
         """How content goes into the review queue under these settings."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import PlainTextResponse
@@ -34,15 +34,15 @@ from childshield.web.api.schemas import (
     EntriesIn,
     EntryStateIn,
     ImportOut,
-    Problem,
     RowId,
+    problems,
 )
 from childshield.web.deps import Admin, BankReader, database, settings
 from childshield.web.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
 Db = Annotated[Database, Depends(database)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
+NOT_FOUND = problems(400, 401, 403, 404, 422, c404="No such bank")
 
 
 def _out(info: BankInfo) -> BankOut:
@@ -62,13 +62,18 @@ def _audit(db: Database, actor: str, action: str, subject: str, details: dict[st
         record(session, actor, action, subject, details)
 
 
-@router.get("", response_model=list[BankOut])
+@router.get("", response_model=list[BankOut], responses=problems(401, 403))
 def banks(who: BankReader, db: Db) -> list[BankOut]:
     """Every bank with its settings and entry counts."""
     return [_out(b) for b in list_banks(db)]
 
 
-@router.post("", response_model=BankOut, status_code=201, responses={409: {"model": Problem}})
+@router.post(
+    "",
+    response_model=BankOut,
+    status_code=201,
+    responses=problems(400, 401, 403, 409, 422, c409="The bank exists"),
+)
 def create(body: BankIn, who: Admin, db: Db) -> BankOut:
     try:
         info = create_bank(
@@ -143,7 +148,7 @@ def add_signals(name: str, body: EntriesIn, who: Admin, db: Db) -> ImportOut:
     return _report(report)
 
 
-@router.post("/{name}/media", response_model=ImportOut, responses={**NOT_FOUND, 422: {"model": Problem}})
+@router.post("/{name}/media", response_model=ImportOut, responses={**NOT_FOUND, **problems(413)})
 async def add_media(
     name: str,
     request: Request,
@@ -169,7 +174,11 @@ async def add_media(
     return _report(report)
 
 
-@router.patch("/{name}/entries/{entry_id}", status_code=204, responses=NOT_FOUND)
+@router.patch(
+    "/{name}/entries/{entry_id}",
+    status_code=204,
+    responses=problems(400, 401, 403, 404, 422, c404="No such bank or entry"),
+)
 def entry_state(name: str, entry_id: RowId, body: EntryStateIn, who: Admin, db: Db) -> None:
     """Disable, dispute or re-activate an entry (and its variants); effective at once everywhere."""
     try:
@@ -179,7 +188,19 @@ def entry_state(name: str, entry_id: RowId, body: EntryStateIn, who: Admin, db: 
     _audit(db, who.name, f"entry.{body.state}", f"bank:{name}/entry:{entry_id}", {"reason": body.reason})
 
 
-@router.get("/{name}/export", response_class=PlainTextResponse, responses=NOT_FOUND)
+@router.get(
+    "/{name}/export",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The entries: CSV, JSON Lines, or threatexchange's text format",
+            "content": {
+                t: {"schema": {"type": "string"}} for t in ("text/csv", "application/x-ndjson", "text/plain")
+            },
+        },
+        **problems(401, 403, 404, 422, json_ref=True, c404="No such bank"),
+    },
+)
 def export(
     name: str,
     who: Admin,
@@ -194,5 +215,5 @@ def export(
     out = io.StringIO()
     write(rows, out, fmt)
     _audit(db, who.name, "bank.export", f"bank:{name}", {"rows": len(rows), "format": fmt.value})
-    media = "text/csv" if fmt is ListFormat.CSV else "application/x-ndjson"
+    media = {ListFormat.CSV: "text/csv", ListFormat.JSONL: "application/x-ndjson"}.get(fmt, "text/plain")
     return PlainTextResponse(out.getvalue(), media_type=media)

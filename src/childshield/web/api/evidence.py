@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
@@ -19,7 +18,7 @@ from childshield.reporting.outbox import listing as listing_reports
 from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.vault.store import VaultError, hold, listing, release
-from childshield.web.api.schemas import ROW_ID_MAX, RowId, printable
+from childshield.web.api.schemas import ROW_ID_MAX, Integer, RowId, Text, problems
 from childshield.web.deps import allow, database
 
 router = APIRouter(prefix="/v1", tags=["evidence"])
@@ -28,30 +27,16 @@ Custodian = Annotated[Principal, Depends(allow(Role.CUSTODIAN))]
 
 
 class HoldIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000, description="A case or order reference")
+    reason: Annotated[str, Text(2000, blank=False)] = Field(description="A case or order reference")
 
 
 class ReportIn(BaseModel):
-    evidence_ids: list[Annotated[int, Field(ge=1, le=ROW_ID_MAX)]] = Field(min_length=1, max_length=1000)
-    destination: str = Field("cybertipline", max_length=100)
-    urls: list[str] = Field(default_factory=list, max_length=100)
-    user_id: str = Field("", max_length=200)
+    evidence_ids: list[Annotated[Integer, Field(ge=1, le=ROW_ID_MAX)]] = Field(min_length=1, max_length=1000)
+    destination: Annotated[str, Text(100)] = "cybertipline"
+    urls: list[Annotated[str, Text(2000, url=True)]] = Field(default_factory=list, max_length=100)
+    user_id: Annotated[str, Text(200)] = ""
     incident_time: dt.datetime | None = None
-    third_party_hosted: bool | None = None
-
-    @field_validator("destination", "user_id")
-    @classmethod
-    def _printable(cls, value: str) -> str:
-        return printable(value) or ""
-
-    @field_validator("urls")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            printable(url)
-            if len(url) > 2000 or urlsplit(url).scheme not in ("http", "https"):
-                raise ValueError("urls must be http(s) URLs of at most 2000 characters")
-        return value
+    third_party_hosted: StrictBool | None = None
 
 
 class ReportQueued(BaseModel):
@@ -69,13 +54,17 @@ def _vault_error(exc: VaultError) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT if gone else status.HTTP_404_NOT_FOUND, str(exc))
 
 
-@router.get("/evidence")
+@router.get("/evidence", responses=problems(401, 403))
 def evidence_list(who: Custodian, db: Db) -> list[dict[str, Any]]:
     """Every piece of evidence (tombstones too): hashes, classification, retention, hold; no media."""
     return listing(db)
 
 
-@router.put("/evidence/{evidence_id}/hold", status_code=204)
+@router.put(
+    "/evidence/{evidence_id}/hold",
+    status_code=204,
+    responses=problems(400, 401, 403, 404, 409, 422, c409="Deleted"),
+)
 def evidence_hold(evidence_id: RowId, body: HoldIn, who: Custodian, db: Db) -> None:
     """A legal hold: kept past its retention until the hold is lifted."""
     try:
@@ -84,7 +73,11 @@ def evidence_hold(evidence_id: RowId, body: HoldIn, who: Custodian, db: Db) -> N
         raise _vault_error(exc) from None
 
 
-@router.delete("/evidence/{evidence_id}/hold", status_code=204)
+@router.delete(
+    "/evidence/{evidence_id}/hold",
+    status_code=204,
+    responses=problems(401, 403, 404, 409, 422, c409="Deleted"),
+)
 def evidence_release(evidence_id: RowId, who: Custodian, db: Db) -> None:
     try:
         release(db, evidence_id, actor=who.name)
@@ -92,7 +85,7 @@ def evidence_release(evidence_id: RowId, who: Custodian, db: Db) -> None:
         raise _vault_error(exc) from None
 
 
-@router.post("/reports", response_model=ReportQueued, status_code=201)
+@router.post("/reports", response_model=ReportQueued, status_code=201, responses=problems(400, 401, 403, 422))
 async def report_queue(body: ReportIn, request: Request, who: Custodian, db: Db) -> ReportQueued:
     """Queue the report of one incident (the evidence named) to one destination."""
     config = _reporting(request)
@@ -115,7 +108,7 @@ async def report_queue(body: ReportIn, request: Request, who: Custodian, db: Db)
     return ReportQueued(report_id=report_id, files=files)
 
 
-@router.get("/reports")
+@router.get("/reports", responses=problems(401, 403))
 def report_list(who: Custodian, db: Db) -> list[dict[str, Any]]:
     """Every report: destination, state, the clearinghouse's report id, attempts, last error."""
     return listing_reports(db)

@@ -14,6 +14,7 @@ from childshield.crawl import frontier
 from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.takedown.stats import takedown_stats
+from childshield.web.api.schemas import AfterId, Text, problems
 from childshield.web.deps import allow, database
 
 router = APIRouter(prefix="/v1", tags=["hotline"])
@@ -24,8 +25,8 @@ Analyst = Annotated[Principal, Depends(allow(Role.SENIOR))]
 
 class UrlsIn(BaseModel):
     urls: list[str] = Field(min_length=1, max_length=10_000)
-    source: str = Field(default="", max_length=200)
-    reporter_ref: str = Field(default="", max_length=200)
+    source: Annotated[str, Text(200)] = ""
+    reporter_ref: Annotated[str, Text(200)] = ""
 
 
 class UrlsOut(BaseModel):
@@ -34,7 +35,7 @@ class UrlsOut(BaseModel):
     refused: list[str]
 
 
-@router.post("/crawl/urls", response_model=UrlsOut)
+@router.post("/crawl/urls", response_model=UrlsOut, responses=problems(400, 401, 403, 422))
 def queue_urls(body: UrlsIn, who: Reporter, db: Db) -> UrlsOut:
     """Queue reported URLs for the crawler (a URL already queued or crawled is not queued again)."""
     added, again, refused = frontier.add(db, body.urls, source=body.source, reporter_ref=body.reporter_ref)
@@ -49,17 +50,17 @@ def queue_urls(body: UrlsIn, who: Reporter, db: Db) -> UrlsOut:
     return UrlsOut(added=added, already_known=again, refused=refused[:100])
 
 
-@router.get("/crawl/status")
+@router.get("/crawl/status", responses=problems(401, 403))
 def crawl_status(who: Analyst, db: Db) -> dict[str, Any]:
     """URLs per state, what was fetched, hits and sites."""
     return frontier.status(db)
 
 
-@router.get("/crawl/hits")
+@router.get("/crawl/hits", responses=problems(401, 403, 422))
 def crawl_hits(
     who: Analyst,
     db: Db,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     """Known material found, oldest first, from hit id ``after``: media URL, page, host and address,
@@ -72,7 +73,7 @@ def crawl_hits(
     return out
 
 
-@router.get("/takedown/stats")
+@router.get("/takedown/stats", responses=problems(401, 403, 422))
 async def stats(
     who: Analyst, db: Db, by: Annotated[Literal["provider", "country"], Query()] = "provider"
 ) -> list[dict[str, Any]]:

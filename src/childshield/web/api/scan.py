@@ -25,12 +25,12 @@ from childshield.web.api.schemas import (
     LookupOut,
     LookupResult,
     MatchOut,
-    Problem,
     ScanContext,
     ScanOut,
     Signals,
     UrlIn,
     VideoOut,
+    problems,
 )
 from childshield.web.deps import Scanner, database, matchers, metrics, settings
 from childshield.web.matcher_holder import MatcherHolder
@@ -80,7 +80,7 @@ def _scan(holder: MatcherHolder, data: bytes) -> tuple[ScanResult, str, PolicySn
 @router.post(
     "/scan",
     response_model=ScanOut,
-    responses={413: {"model": Problem}, 422: {"model": Problem}},
+    responses=problems(400, 401, 403, 413, 422, 429),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -121,7 +121,7 @@ async def scan(
     return out
 
 
-@router.post("/scan/url", response_model=ScanOut, responses={422: {"model": Problem}})
+@router.post("/scan/url", response_model=ScanOut, responses=problems(400, 401, 403, 422, 429))
 async def scan_url(
     request: Request,
     body: UrlIn,
@@ -212,7 +212,7 @@ async def _scan_and_record(
     return out
 
 
-@router.post("/lookup", response_model=LookupOut, responses={413: {"model": Problem}})
+@router.post("/lookup", response_model=LookupOut, responses=problems(400, 401, 403, 413, 422, 429))
 def lookup(
     body: LookupIn,
     who: Scanner,

@@ -2,27 +2,157 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field, field_validator
+from fastapi import Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import core_schema
 
+from childshield.banks import policy as bank_policy
+from childshield.banks.service import NAME_PATTERN, THRESHOLD_RANGES
 from childshield.hashing.result import HashResult
 from childshield.matching.matcher import Match
 
+# Characters refused in text that goes into reports, XML, CSV and logs: C0/C1 controls (CR/LF forge log
+# lines and headers), format characters (bidirectional overrides and isolates reorder what a reviewer
+# reads, zero-width ones hide text) and the line and paragraph separators: the Unicode categories Cc,
+# Cf, Zl and Zp, written out (a test checks them against unicodedata) because scanning all of Unicode at
+# import would cost a fifth of a second.  Lone surrogates (Cs) are refused too, outside the pattern:
+# a JSON Schema validator's regex cannot name them, and no valid JSON text carries them.
+_REFUSED = (
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0xAD, 0xAD),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+
+
+def _char(cp: int) -> str:
+    # Escapes where the character should not travel as itself (controls, invisible ones);
+    # astral ones as themselves, since \U escapes are Python's and \u{} ECMAScript's.
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+
+_REFUSED_CLASS = "".join(_char(a) if a == b else f"{_char(a)}-{_char(b)}" for a, b in _REFUSED)
+TEXT_PATTERN = f"^[^{_REFUSED_CLASS}]*$"
+"""Printable text, as a pattern (published in the schema, and what ``printable`` enforces)."""
+_TEXT = re.compile(TEXT_PATTERN)
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+_NOT_BLANK = re.compile(f"^[^{_REFUSED_CLASS}]*[^{_REFUSED_CLASS}\\s][^{_REFUSED_CLASS}]*$")
+# urlsplit's scheme, spelled so that any JSON Schema tool reads it alike (no inline flags)
+_URL = re.compile(f"^[hH][tT][tT][pP][sS]?:[^{_REFUSED_CLASS}]*$")
+
 
 def printable(value: str | None) -> str | None:
-    """Text that goes into reports and XML: control characters are refused (a 422 saying so)."""
-    if value is not None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
-        raise ValueError("control characters are not allowed")
+    """Text that goes into reports and XML: control and format characters are refused (a 422 saying so)."""
+    # fullmatch: Python's $ also matches before a final newline
+    if value is not None and (not _TEXT.fullmatch(value) or _SURROGATE.search(value)):
+        raise ValueError(
+            "control characters and invisible format characters (bidirectional overrides, zero-width"
+            " characters) are not allowed"
+        )
     return value
 
 
+@dataclass(frozen=True)
+class Text:
+    """A string of printable text (``printable``) of at most ``max_length`` characters, with its rule
+    published: ``Annotated[str, Text(200)]``.  ``blank=False``: something besides white space."""
+
+    max_length: int
+    blank: bool = True
+    url: bool = False
+    """An http(s) URL: the text starts with ``http:`` or ``https:`` (in any case)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        inner = core_schema.str_schema(max_length=self.max_length, min_length=None if self.blank else 1)
+        return core_schema.no_info_after_validator_function(self._check, inner)
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        out = handler(schema)
+        out["pattern"] = self._pattern.pattern
+        return out
+
+    @property
+    def _pattern(self) -> re.Pattern[str]:
+        return _URL if self.url else _TEXT if self.blank else _NOT_BLANK
+
+    def _check(self, value: str) -> str:
+        printable(value)
+        if self.url and not _URL.fullmatch(value):
+            raise ValueError("must be an http(s) URL")
+        if not self.blank and not _NOT_BLANK.fullmatch(value):
+            raise ValueError("must not be blank")
+        return value
+
+
 ROW_ID_MAX = 2**63 - 1
+"""The largest row id (and integer parameter) the databases store: SQLite's and PostgreSQL's BIGINT."""
 RowId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX, description="A row id")]
 """A row id in a path (bounded by what the databases can store)."""
+AfterId = Annotated[int, Query(ge=0, le=ROW_ID_MAX, description="Only rows after this id")]
+"""A row id to list from, in a query (bounded like ``RowId``)."""
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 3 and 3.0 alike, never true or "3" (pydantic's lax int takes both)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_json_integer)]
+"""An integer in a JSON body, as JSON Schema means it (``3.0`` is 3; ``true`` and ``"3"`` are refused)."""
+
+
+def _integral(values: dict[str, Any]) -> dict[str, Any]:
+    # The bank services check settings as Python values: 80.0 is the integer JSON Schema says it is.
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
+
+
+class _Input(BaseModel):
+    """Request bodies: finite numbers only (``NaN`` and the infinities are refused)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 class MatchOut(BaseModel):
@@ -114,26 +244,28 @@ class ScanOut(BaseModel):
     video: VideoOut | None = Field(None, description="For videos: frame times of the matches")
 
 
-class ScanContext(BaseModel):
+_IP_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}], "maxLength": 64}
+)
+
+
+class ScanContext(_Input):
     """Who and where, for a report to a clearinghouse if the content is confirmed (all optional; kept
     with the decision, and only when the content matched)."""
 
-    incident: str | None = Field(
-        None, max_length=200, description="Your key of the incident: files with the same key go in one report"
+    incident: Annotated[str, Text(200)] | None = Field(
+        None, description="Your key of the incident: files with the same key go in one report"
     )
-    user_id: str | None = Field(
-        None, max_length=200, description="The uploading account's id on your platform"
+    user_id: Annotated[str, Text(200)] | None = Field(
+        None, description="The uploading account's id on your platform"
     )
-    screen_name: str | None = Field(None, max_length=200, description="...and its screen name")
-    ip: str | None = Field(None, max_length=64, description="The uploader's IP address")
-    location: str | None = Field(
-        None, max_length=2000, description="The http(s) URL where the content was (or would have been) posted"
+    screen_name: Annotated[str, Text(200)] | None = Field(None, description="...and its screen name")
+    ip: Annotated[str, Field(max_length=64), _IP_SCHEMA] | None = Field(
+        None, description="The uploader's IP address"
     )
-
-    @field_validator("incident", "user_id", "screen_name", "location")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        return printable(value)
+    location: Annotated[str, Text(2000, url=True)] | None = Field(
+        None, description="The http(s) URL where the content was (or would have been) posted"
+    )
 
     @field_validator("ip")
     @classmethod
@@ -142,31 +274,26 @@ class ScanContext(BaseModel):
             ipaddress.ip_address(value)  # ValueError: a 422 saying so
         return value
 
-    @field_validator("location")
-    @classmethod
-    def _location(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("location must be an http(s) URL")
-        return value
-
     def stored(self) -> dict[str, str] | None:
         values = {k: v for k, v in self.model_dump().items() if v}
         return values or None
 
 
-class UrlIn(BaseModel):
-    url: str = Field(max_length=2000, description="http(s) URL of an image; private addresses are refused")
+class UrlIn(_Input):
+    url: Annotated[str, Text(2000, url=True)] = Field(
+        description="http(s) URL of an image; private addresses are refused"
+    )
     context: ScanContext | None = None
 
 
-class SignalIn(BaseModel):
-    type: str = Field(description="pdq, md5, sha1 or sha256", examples=["pdq"])
+class SignalIn(_Input):
+    type: str = Field(max_length=20, description="pdq, md5, sha1 or sha256", examples=["pdq"])
     value: str = Field(max_length=256)
-    quality: int | None = Field(None, ge=0, le=100)
+    quality: Integer | None = Field(None, ge=0, le=100)
     id: str | None = Field(None, max_length=200, description="Echoed back, to pair answers with questions")
 
 
-class LookupIn(BaseModel):
+class LookupIn(_Input):
     signals: list[SignalIn] = Field(min_length=1)
 
 
@@ -185,20 +312,67 @@ class LookupOut(BaseModel):
     results: list[LookupResult]
 
 
-class BankIn(BaseModel):
-    name: str
+def _thresholds_schema() -> dict[str, Any]:
+    properties = {
+        signal.value: {"type": "integer", "minimum": low, "maximum": high}
+        for signal, (low, high) in THRESHOLD_RANGES.items()
+    }
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def _policy_schema() -> dict[str, Any]:
+    """What ``banks.policy.validate_policy`` accepts, from the same definitions (it does the checking)."""
+    action = {"type": "string", "enum": list(bank_policy.ACTIONS)}
+    properties: dict[str, Any] = {}
+    for f in dataclasses.fields(bank_policy.Policy):
+        if f.name == "action":
+            properties[f.name] = action
+        elif f.name == "label_actions":
+            properties[f.name] = {
+                "type": "object",
+                "maxProperties": 100,
+                "propertyNames": {"minLength": 1, "maxLength": 100},
+                "additionalProperties": action,
+            }
+        elif f.name in bank_policy._RANGES:
+            low, high = bank_policy._RANGES[f.name]
+            properties[f.name] = {"type": "integer", "minimum": low, "maximum": high}
+        elif f.type == "bool":
+            properties[f.name] = {"type": "boolean"}
+        else:  # a new kind of setting: publish it here, as validate_policy checks it
+            raise TypeError(f"policy setting {f.name} has no published schema")
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+# Checked by the bank services (one place for the CLI and the API); their rules published here.
+Thresholds = Annotated[
+    dict[str, Any],
+    AfterValidator(_integral),
+    WithJsonSchema(_thresholds_schema()),
+    Field(description="Match distances by signal type (merged into the bank's)"),
+]
+BankPolicy = Annotated[
+    dict[str, Any],
+    AfterValidator(_integral),
+    WithJsonSchema(_policy_schema()),
+    Field(description="Matching of edited copies and actions (docs/matching-quality.md)"),
+]
+
+
+class BankIn(_Input):
+    name: str = Field(pattern=f"^{NAME_PATTERN.pattern}$", description="Letters, digits, '_', '.', '-'")
     kind: Literal["normal", "negative"] = "normal"
-    enabled: bool = True
+    enabled: StrictBool = True
     description: str = ""
-    thresholds: dict[str, int] = {}
-    policy: dict[str, Any] = {}
+    thresholds: Thresholds = {}
+    policy: BankPolicy = {}
 
 
-class BankPatch(BaseModel):
-    enabled: bool | None = None
+class BankPatch(_Input):
+    enabled: StrictBool | None = None
     description: str | None = None
-    thresholds: dict[str, int] | None = None
-    policy: dict[str, Any] | None = None
+    thresholds: Thresholds | None = None
+    policy: BankPolicy | None = None
 
 
 class BankOut(BaseModel):
@@ -214,17 +388,29 @@ class BankOut(BaseModel):
     updated_at: str
 
 
-class EntryIn(BaseModel):
-    type: str
+# The import path's limits (banks.formats): at most 50 labels of 200 characters, an external id of 200.
+MAX_LABELS = 50
+MAX_LABEL = 200
+
+
+class EntryIn(_Input):
+    type: str = Field(max_length=20, description="pdq, md5, sha1 or sha256")
     value: str = Field(max_length=256)
-    external_id: str | None = Field(None, max_length=200)
-    labels: list[str] = []
+    external_id: Annotated[str, Text(200)] | None = None
+    labels: list[Annotated[str, Text(MAX_LABEL)]] = Field(
+        [], max_length=MAX_LABELS, description="Classifications; blank ones are dropped, as on import"
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        return [x.strip() for x in value if x.strip()]
 
 
-class EntriesIn(BaseModel):
+class EntriesIn(_Input):
     signals: list[EntryIn] = Field(min_length=1)
-    source_name: str = Field("api", max_length=200)
-    strict: bool = False
+    source_name: Annotated[str, Text(200)] = "api"
+    strict: StrictBool = False
 
 
 class ImportOut(BaseModel):
@@ -235,10 +421,67 @@ class ImportOut(BaseModel):
     skipped: list[str] = []
 
 
-class EntryStateIn(BaseModel):
-    state: Literal["active", "disputed", "disabled"]
-    reason: str = Field("", max_length=2000)
+class EntryActive(_Input):
+    state: Literal["active"]
+    reason: Annotated[str, Text(2000)] = ""
+
+
+class EntryWithdrawn(_Input):
+    state: Literal["disputed", "disabled"]
+    reason: Annotated[str, Text(2000, blank=False)] = Field(description="Why (required)")
+
+
+EntryStateIn = Annotated[EntryActive | EntryWithdrawn, Field(discriminator="state")]
+"""An entry's new state; disputing or disabling it needs a reason."""
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the field's path")
+    msg: str
+    type: str = Field(description="The kind of problem (pydantic's error type)")
 
 
 class Problem(BaseModel):
-    detail: str
+    """Every refusal (4xx) and failure (5xx): a sentence saying why; for invalid input, each problem."""
+
+    detail: str = Field(description="Why, in a sentence")
+    errors: list[FieldProblem] = Field(
+        default_factory=list, description="For invalid input (422): every field refused, and why"
+    )
+
+
+_PROBLEM_TEXT = {
+    400: "The body could not be read (not UTF-8 JSON, or a broken form)",
+    401: "No API key, or an invalid or revoked one",
+    403: "The API key's role may not do this",
+    404: "Not found",
+    405: "Method not allowed (``Allow`` names the methods this path has)",
+    409: "Conflicts with the current state",
+    413: "Too large",
+    415: "Unsupported content type",
+    422: "Invalid input: ``detail`` says why (``errors`` field by field)",
+    429: "Too many requests for this API key (``Retry-After`` says when to try again)",
+    503: "Not ready",
+}
+_PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    405: {"Allow": {"schema": {"type": "string"}, "description": "The methods this path has"}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait"}},
+}
+
+
+def problems(*codes: int, json_ref: bool = False, **described: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: these refusals, in the ``Problem`` shape (``described``: own
+    descriptions by code, e.g. ``c404="no such bank"``).  ``json_ref``: for a route whose own answers
+    are not JSON (FastAPI would give the model the route's media type): ``Problem`` named as JSON."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"description": described.get(f"c{code}", _PROBLEM_TEXT[code])}
+        if json_ref:
+            entry["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        else:
+            entry["model"] = Problem
+        if code in _PROBLEM_HEADERS:
+            entry["headers"] = _PROBLEM_HEADERS[code]
+        out[code] = entry
+    return out

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from childshield.review.queue import counts
 from childshield.store.db import Database
 from childshield.store.models import WebhookDelivery
-from childshield.web.deps import database, metrics
+from childshield.web.deps import database, metrics, metrics_reader
 from childshield.web.metrics import Metrics
 
 router = APIRouter(tags=["system"])
@@ -38,9 +38,12 @@ def ready(request: Request, db: Annotated[Database, Depends(database)]) -> dict[
 
 @router.get("/metrics", include_in_schema=False)
 def prometheus(
-    stats: Annotated[Metrics, Depends(metrics)], db: Annotated[Database, Depends(database)]
+    stats: Annotated[Metrics, Depends(metrics)],
+    db: Annotated[Database, Depends(database)],
+    _: Annotated[None, Depends(metrics_reader)],
 ) -> Response:
-    """Prometheus metrics; the queue depths (review items, webhook outbox) are read from the database."""
+    """Prometheus metrics (an admin's API key, unless ``CHILDSHIELD_METRICS_OPEN``); the queue depths
+    (review items, webhook outbox) are read from the database."""
     for state, count in counts(db).items():
         stats.review_queue.labels(state).set(count)
     with db.session() as session:

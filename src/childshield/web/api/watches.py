@@ -15,6 +15,7 @@ from childshield.audit.log import record
 from childshield.crawl.guard import AddressPolicy
 from childshield.stream.manager import WatchError, Watches
 from childshield.stream.sources import SourceRefused, service_options
+from childshield.web.api.schemas import problems
 from childshield.web.deps import Admin
 
 router = APIRouter(prefix="/v1/watches", tags=["streams"])
@@ -35,7 +36,7 @@ def _watches(request: Request) -> Watches:
     return watches
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=problems(400, 401, 403, 422))
 def start(body: WatchIn, request: Request, who: Admin) -> dict[str, Any]:
     """Start watching a stream."""
     conf = request.app.state.settings
@@ -57,13 +58,13 @@ def start(body: WatchIn, request: Request, who: Admin) -> dict[str, Any]:
     return started.as_dict()
 
 
-@router.get("")
+@router.get("", responses=problems(401, 403))
 def listing(request: Request, who: Admin) -> list[dict[str, Any]]:
     """Every stream watched since the service started: state, frames, alerts, reconnects, errors."""
     return [s.as_dict() for s in _watches(request).statuses()]
 
 
-@router.delete("/{stream_id}")
+@router.delete("/{stream_id}", responses=problems(401, 403, 404, 422, c404="No such stream"))
 def stop(
     stream_id: Annotated[str, PathParam(max_length=100)], request: Request, who: Admin
 ) -> dict[str, Any]:

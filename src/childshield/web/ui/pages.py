@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from cryptography.exceptions import InvalidTag
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from childshield.review.preview import render
 from childshield.store.db import Database
 from childshield.store.models import utcnow
 from childshield.timefmt import utc
+from childshield.web.api.schemas import ROW_ID_MAX, RowId
 from childshield.web.deps import database, settings
 from childshield.web.ratelimit import RateLimiter, retry_after
 from childshield.web.settings import ServiceSettings
@@ -34,6 +35,10 @@ from childshield.web.ui.sessions import SignedIn
 
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 templates.env.filters["utc"] = utc
+
+# Numbers from the address bar, bounded by what the database stores (beyond: a 422, not a 500)
+Done = Annotated[int | None, Query(ge=0, le=ROW_ID_MAX)]
+Blur = Annotated[int | None, Query(ge=0, le=1000)]
 router = APIRouter(include_in_schema=False)
 Db = Annotated[Database, Depends(database)]
 Conf = Annotated[ServiceSettings, Depends(settings)]
@@ -152,7 +157,7 @@ def logout(who: Posting, db: Db) -> RedirectResponse:
 
 
 @router.get("/review", response_class=HTMLResponse)
-def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: int | None = None) -> HTMLResponse:
+def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: Done = None) -> HTMLResponse:
     items = review.queue(db, who.who)
     last = None
     if done is not None and done > 0:
@@ -163,7 +168,7 @@ def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: int | 
 
 
 @router.get("/review/items/{item_id}", response_class=HTMLResponse)
-def item_page(request: Request, item_id: int, who: Reviewer, db: Db, conf: Conf) -> HTMLResponse:
+def item_page(request: Request, item_id: RowId, who: Reviewer, db: Db, conf: Conf) -> HTMLResponse:
     item = _item(db, who, item_id)
     context = {
         **_context(request, who, conf),
@@ -184,7 +189,7 @@ def _item(db: Database, who: SignedIn, item_id: int) -> review.ItemView:
 
 @router.get("/review/items/{item_id}/media")
 async def media(
-    request: Request, item_id: int, who: Reviewer, db: Db, view: str = "blurred", blur: int | None = None
+    request: Request, item_id: RowId, who: Reviewer, db: Db, view: str = "blurred", blur: Blur = None
 ) -> Response:
     """The item's picture as a still JPEG: blurred and gray, or (only after a recorded reveal) as it is."""
     item = _item(db, who, item_id)
@@ -236,7 +241,7 @@ def _media_panel(request: Request, who: SignedIn, item: review.ItemView, reveale
 
 
 @router.post("/review/items/{item_id}/reveal", response_class=HTMLResponse)
-def reveal(request: Request, item_id: int, who: Posting, db: Db) -> Response:
+def reveal(request: Request, item_id: RowId, who: Posting, db: Db) -> Response:
     item = _item(db, who, item_id)
     review.record_reveal(db, who.who, item_id, who.session_id)
     if not _htmx(request):
@@ -245,7 +250,7 @@ def reveal(request: Request, item_id: int, who: Posting, db: Db) -> Response:
 
 
 @router.post("/review/items/{item_id}/hide", response_class=HTMLResponse)
-def hide(request: Request, item_id: int, who: Posting, db: Db) -> Response:
+def hide(request: Request, item_id: RowId, who: Posting, db: Db) -> Response:
     item = _item(db, who, item_id)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
@@ -254,7 +259,7 @@ def hide(request: Request, item_id: int, who: Posting, db: Db) -> Response:
 
 @router.post("/review/items/{item_id}/blur", response_class=HTMLResponse)
 def set_blur(
-    request: Request, item_id: int, who: Posting, db: Db, blur: Annotated[int, Form(ge=0, le=1000)]
+    request: Request, item_id: RowId, who: Posting, db: Db, blur: Annotated[int, Form(ge=0, le=1000)]
 ) -> Response:
     item = _item(db, who, item_id)
     amount = sessions.set_blur(db, who.session_id, blur)
@@ -267,7 +272,7 @@ def set_blur(
 @router.post("/review/items/{item_id}/decide", response_class=HTMLResponse)
 def decide(
     request: Request,
-    item_id: int,
+    item_id: RowId,
     who: Posting,
     db: Db,
     conf: Conf,
