@@ -18,11 +18,26 @@ from urllib.parse import urlsplit
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
+METADATA = (
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+    # Azure's wire server (metadata, extensions, health) sits on a public-looking address
+    ipaddress.ip_network("168.63.129.16/32"),
+)
+
+NOT_PUBLIC = "refused: not a public address"
 
 
 class BlockedAddress(Exception):
-    """The URL leads somewhere the guard does not allow; the message says where and why."""
+    """The URL leads somewhere the guard does not allow.
+
+    ``str()`` is what a caller outside may be told: it never names the address a name resolved to (that
+    would map the inside of the network for whoever asks).  ``detail`` says which address and why, for
+    logs and for the operator's own tools (the crawler, the CLI)."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,7 @@ def check_ip(ip: IPAddress, policy: AddressPolicy) -> None:
     if _allowed(ip, policy):
         return
     if any(ip in net for net in METADATA if net.version == ip.version):
-        raise BlockedAddress(f"{ip} is a cloud metadata address")
+        raise BlockedAddress(NOT_PUBLIC, f"{ip} is a cloud metadata address")
     for what, flag in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -61,11 +76,13 @@ def check_ip(ip: IPAddress, policy: AddressPolicy) -> None:
         ("multicast", ip.is_multicast),
         ("reserved", ip.is_reserved),
         ("unspecified", ip.is_unspecified),
+        # deprecated (RFC 3879) but still routed inside some networks; ipaddress counts it as global
+        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
     ):
         if flag:
-            raise BlockedAddress(f"{ip} is a {what} address")
+            raise BlockedAddress(NOT_PUBLIC, f"{ip} is a {what} address")
     if not ip.is_global:
-        raise BlockedAddress(f"{ip} is not a public address")
+        raise BlockedAddress(NOT_PUBLIC, f"{ip} is not a public address")
 
 
 @dataclass(frozen=True)
@@ -132,15 +149,19 @@ def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) 
     try:
         infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise BlockedAddress(f"cannot resolve {host!r}: {exc}") from None
+        raise BlockedAddress(f"cannot resolve {host[:200]!r}", f"cannot resolve {host!r}: {exc}") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     if not addresses:
-        raise BlockedAddress(f"{host!r} has no address")
+        raise BlockedAddress(f"{host[:200]!r} has no address")
     for ip in addresses:  # every address the name has must pass: the client might be given any of them
-        check_ip(ip, policy)
+        try:
+            check_ip(ip, policy)
+        except BlockedAddress as exc:
+            said = exc.detail if host == str(ip) else f"{host[:200]!r} resolves to {exc.detail}"
+            raise BlockedAddress(str(exc), said) from None
     ip = addresses[0]
     if port not in policy.ports and not _allowed(ip, policy):
-        raise BlockedAddress(f"port {port} is not allowed")
+        raise BlockedAddress(f"refused: port {port} is not allowed")
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
