@@ -265,8 +265,8 @@ def _verify(bundle: zipfile.ZipFile, public_key: bytes | None, max_bytes: int) -
 
 
 def _shown(name: str) -> str:
-    """A name from the bundle as it may be printed: quoted, control characters escaped, bounded."""
-    return ascii(name[:200])
+    """A name from the bundle as it may be printed: control and non-ASCII characters escaped, bounded."""
+    return ascii(name[:200])[1:-1]
 
 
 def _check_name(name: str) -> None:
