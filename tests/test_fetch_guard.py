@@ -178,3 +178,14 @@ def test_scan_url_endpoint(db: Database, site: Site, tmp_path: Path, monkeypatch
         assert odd.status_code == 422, odd.text
         assert "redirects to a URL that cannot be fetched" in odd.json()["detail"]
     assert np.all([a.startswith("childshield/") for a in site.server.seen_agents])  # type: ignore[attr-defined]
+
+
+def test_international_host_names_are_fetched_by_their_idna_form(site: Site) -> None:
+    """The Host header of ``bücher.test`` could not be encoded (UnicodeEncodeError, a 500 for the API)."""
+    port = site.base.rsplit(":", 1)[1]
+    pinned = HostsResolver({"bücher.test": "127.0.0.1"})
+    got = fetch(f"http://bücher.test:{port}/photo.jpg", LOOPBACK, resolve=pinned)
+    assert got.body == PHOTO
+    assert check_url(f"http://BÜCHER.test:{port}/", LOOPBACK, pinned).host == "xn--bcher-kva.test"
+    with pytest.raises(FetchError, match="not a valid host name"):
+        fetch(f"http://a..{'b' * 70}.test:{port}/", LOOPBACK, resolve=pinned)

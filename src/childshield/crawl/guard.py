@@ -110,13 +110,13 @@ class HostsResolver:
     for a closed test web on loopback, or an operator who pins names."""
 
     def __init__(self, hosts: Mapping[str, str | Sequence[str]], *, fallback: Resolver | None = None) -> None:
-        self.hosts = {k.lower(): [v] if isinstance(v, str) else list(v) for k, v in hosts.items()}
+        self.hosts = {_key(k): [v] if isinstance(v, str) else list(v) for k, v in hosts.items()}
         self.fallback = fallback
 
     def __call__(
         self, host: str, port: int, type: int = socket.SOCK_STREAM, **_: Any
     ) -> list[tuple[Any, ...]]:
-        addresses = self.hosts.get(host.lower().rstrip("."))
+        addresses = self.hosts.get(_key(host))
         if addresses is None:
             try:
                 ip = ipaddress.ip_address(host)
@@ -132,6 +132,23 @@ class HostsResolver:
         return out
 
 
+def ascii_host(name: str) -> str:
+    """A host name as DNS, the Host header and TLS take it: an international name in its IDNA form
+    (``bücher.example`` → ``xn--bcher-kva.example``); ValueError if it has none."""
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"{name[:200]!r} is not a valid host name") from None
+
+
+def _key(name: str) -> str:
+    name = name.lower().rstrip(".")
+    try:
+        return ascii_host(name)
+    except ValueError:
+        return name
+
+
 def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) -> Target:
     """Parse, resolve and check a URL; raises :class:`BlockedAddress` (or ValueError for a bad URL)."""
     parts = urlsplit(url)
@@ -145,7 +162,7 @@ def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) 
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError("the URL's port is not a number from 0 to 65535") from None
-    host = parts.hostname
+    host = ascii_host(parts.hostname)
     try:
         infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
