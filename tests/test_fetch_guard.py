@@ -3,15 +3,20 @@ refuse unless loopback is allowed explicitly); ``/v1/scan/url`` end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from childshield.accounts.service import create_api_key, create_user
 from childshield.crawl.fetch import FetchError, fetch
@@ -189,3 +194,21 @@ def test_international_host_names_are_fetched_by_their_idna_form(site: Site) -> 
     assert check_url(f"http://BÜCHER.test:{port}/", LOOPBACK, pinned).host == "xn--bcher-kva.test"
     with pytest.raises(FetchError, match="not a valid host name"):
         fetch(f"http://a..{'b' * 70}.test:{port}/", LOOPBACK, resolve=pinned)
+
+
+def _inside(host: str, port: int, type: int = socket.SOCK_STREAM, **_: object) -> list[tuple[Any, ...]]:
+    """Every name and literal resolves to a private address: the guard refuses all, nothing connects."""
+    return [(socket.AF_INET, type, socket.IPPROTO_TCP, "", ("10.9.8.7", port))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=40)
+    | st.builds(
+        lambda s, h: f"{s}://{h}", st.sampled_from(["http", "https", "HTTP", "ftp", ""]), st.text(max_size=40)
+    )
+)
+def test_any_url_is_fetched_or_refused_with_a_fetch_error(url: str) -> None:
+    with contextlib.suppress(FetchError):
+        fetch(url, AddressPolicy(), resolve=_inside, timeout=1)
+        raise AssertionError("a URL got past a guard that refuses every address")
