@@ -4,6 +4,7 @@ bounds, politeness and retries, hostile pages, the address guard, and resuming a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ipaddress
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,7 @@ from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import hash_bytes
 from childshield.matching.matcher import Matcher
 from childshield.store.db import Database
-from childshield.store.models import CrawlHit, CrawlState, CrawlUrl, Decision, ReviewItem
+from childshield.store.models import CrawlHit, CrawlState, CrawlUrl, Decision, ReviewItem, utcnow
 from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.web import LocalWeb, Resource, image, page, redirect, status
 
@@ -351,3 +352,35 @@ def test_urls_waiting_for_a_slow_host_keep_their_leases(db: Database, pictures: 
         fetched = Counter(h.path for h in web.requests("slow.test"))
         assert len(fetched) == 9 and set(fetched.values()) == {1}  # 3.6 s of waiting, nothing fetched twice
         assert {r.attempts for r in rows(db).values()} == {1}
+
+
+def test_an_unparseable_redirect_fails_the_url_at_once(db: Database) -> None:
+    """httpx raised InvalidURL (no HTTPError) on this Location: the crawler took it for an internal error
+    and queued the URL again and again; it is the server's answer, so the URL fails, the reason kept."""
+    with LocalWeb({"odd.test": {"/": redirect(r"http:\\127.0.0.1\x")}}) as web:
+        frontier.add(db, [web.url("odd.test")])
+        crawler = Crawler(db, Matcher.load(db), config(web))
+        asyncio.run(asyncio.wait_for(crawler.run(), 30))
+        crawler.close()
+        row = rows(db)[web.url("odd.test")]
+        assert row.state is CrawlState.FAILED and row.attempts == 1
+        assert "redirects to a URL that cannot be fetched" in row.error
+        assert len(web.requests("odd.test")) == 1
+
+
+def test_a_url_that_never_finishes_is_given_up_after_max_attempts(db: Database) -> None:
+    """A URL whose crawler dies (or stalls) every time leaves an expired lease: claimed again, but only
+    until it has had its attempts; then it fails with the reason, never to be claimed again."""
+    frontier.add(db, ["http://poison.test/"])
+    lease = dt.timedelta(seconds=1)
+    now = utcnow()
+    for attempt in range(1, 4):
+        now += dt.timedelta(seconds=2)  # the previous lease has run out, unfinished
+        (claimed,) = frontier.claim(db, 10, lease, now=now, max_attempts=3)
+        assert claimed.attempts == attempt
+    for _ in range(2):
+        now += dt.timedelta(seconds=2)
+        assert frontier.claim(db, 10, lease, now=now, max_attempts=3) == []
+    row = rows(db)["http://poison.test/"]
+    assert row.state is CrawlState.FAILED and "given up after 3 attempts" in row.error
+    assert not frontier.has_work(db)

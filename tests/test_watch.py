@@ -150,7 +150,7 @@ def test_watches_over_the_api(db: Database, stream_video: bytes, tmp_path: Path)
     (tmp_path / "s.mp4").write_bytes(stream_video)
     guarded = browser(create_app(ServiceSettings(database_url=db.url, refresh_seconds=0)))
     refused = guarded.post("/v1/watches", json={"source": "tcp://127.0.0.1:9"}, headers=auth(keys["admin"]))
-    assert refused.status_code == 422 and "loopback" in refused.text
+    assert refused.status_code == 422 and "not a public address" in refused.text
     local = guarded.post("/v1/watches", json={"source": str(tmp_path / "s.mp4")}, headers=auth(keys["admin"]))
     assert local.status_code == 422 and "CHILDSHIELD_WATCH_LOCAL" in local.text
     assert (
@@ -248,7 +248,7 @@ def test_hls_over_the_api_is_read_through_the_guard(
         status = next(s for s in watches.statuses() if s.stream_id == "moved")
         other.shutdown()
     watches.close()
-    assert "loopback" in status.error and not elsewhere  # refused before any request was made
+    assert "not a public address" in status.error and not elsewhere  # refused before any request was made
 
 
 PLAYLIST_LINES = [

@@ -65,9 +65,9 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
             sys.stdout.write(json.dumps(bank.as_dict()) + "\n")
         return
     if fmt is OutputFormat.CSV:
-        import csv
+        from childshield.csvcells import SafeWriter
 
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = SafeWriter(sys.stdout)
         writer.writerow(
             ["name", "kind", "enabled", "pdq_threshold", "active", "disputed", "disabled", "variants"]
         )

@@ -53,10 +53,13 @@ def report_queue(
     """Build and check the report of one incident with its evidence, and put it in the outbox.  What
     the evidence knows (times, URLs, account, IPs) is used unless an option says otherwise."""
     from childshield.reporting.manual import CannotQueue, queue_incident
+    from childshield.textcheck import check_text
 
     config = _config()
     try:
         at = dt.datetime.fromisoformat(incident_time) if incident_time else None
+        for what, text in [("--user-id", user_id), *(("--url", u) for u in url or ())]:
+            check_text(text, what=what)  # UnsafeText is a ValueError
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with _database(db) as database:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from childshield.cli_bank import DbOption, _database
 from childshield.cli_match import EXIT_MATCHED
+from childshield.csvcells import SafeDictWriter
 from childshield.hashing.batch import Skipped, hash_many
 from childshield.hashing.discover import discover
 from childshield.hashing.output import OutputFormat
@@ -133,7 +133,7 @@ def _scan(
     started = time.monotonic()
     files = matched = errors = 0
     table_rows: list[dict[str, Any]] = []
-    writer = csv.DictWriter(
+    writer = SafeDictWriter(  # paths, external ids and errors can read as spreadsheet formulas
         sys.stdout,
         [
             "path",

@@ -196,8 +196,11 @@ def vault_verify(
 
     try:
         result = verify_bundle(bundle, read_public_key(public_key) if public_key else None)
-    except (BundleError, OSError, ValueError) as exc:
-        err.print(f"[red]does not verify:[/] {exc}")
+    except BundleError as exc:  # one line, whatever the bundle's names hold (no markup, no wrapping)
+        err.print(f"[red]does not verify:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err.print(f"[red]cannot read:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
     sys.stdout.write(
         f"verified: {result.evidence} pieces of evidence, {result.reports} reports, "

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from childshield.csvcells import SafeWriter, restore
 from childshield.signals import cryptographic, pdq
 from childshield.store.models import SignalType
 
@@ -104,6 +105,7 @@ def parse_csv(lines: Iterable[str]) -> Parsed:
             parsed.errors.append(RowError(reader.line_num, f"malformed CSV ({exc})"))
             continue
         number = reader.line_num
+        cells = [restore(c) for c in cells]  # undo what our own export escaped (csvcells)
         if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
             continue
         if number == 1 and cells[0].strip().lower() == "signal_type":
@@ -193,7 +195,7 @@ def write(rows: Iterable[dict[str, Any]], stream: TextIO, fmt: ListFormat) -> in
             count += 1
         return count
     if fmt is ListFormat.CSV:
-        writer = csv.writer(stream, lineterminator="\n")
+        writer = SafeWriter(stream)  # external ids and labels can read as formulas: see csvcells
         writer.writerow(["signal_type", "signal", "external_id", "labels"])
         for row in rows:
             writer.writerow(

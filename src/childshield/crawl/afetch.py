@@ -12,21 +12,16 @@ import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 import httpx
 
-from childshield.crawl.fetch import MAX_REDIRECTS, USER_AGENT, host_header
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, check_url
+from childshield.crawl.fetch import SEND_ERRORS, FetchError, Hops
+from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.media.formats import sniff
 
-
-class CrawlFetchError(Exception):
-    """No answer worth keeping: ``retry`` says whether another try later could do better."""
-
-    def __init__(self, message: str, *, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
+CrawlFetchError = FetchError
+"""No answer worth keeping: ``retry`` says whether another try later could do better (the same error as
+``fetch``'s, as both walk their hops with :class:`~childshield.crawl.fetch.Hops`)."""
 
 
 @dataclass(frozen=True)
@@ -98,34 +93,17 @@ async def _fetch(
     resolve: Resolver | None,
     page_bytes: int | None = None,
 ) -> Answer:
-    seen: set[str] = set()
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        if current in seen:
-            raise CrawlFetchError(f"redirect loop at {current[:200]}", retry=False)
-        seen.add(current)
+    hops = Hops(url, policy, resolve)
+    while True:
+        target = await asyncio.to_thread(hops.target)
         try:
-            target = await asyncio.to_thread(check_url, current, policy, resolve)
-        except (BlockedAddress, ValueError) as exc:
-            raise CrawlFetchError(f"refused {current[:200]}: {exc}", retry=False) from None
-        request = client.build_request(
-            "GET",
-            target.connect_url,
-            headers={"Host": host_header(target.host, target.port, target.scheme), "User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(timeout),
-            extensions={"sni_hostname": target.host},
-        )
+            response = await client.send(hops.request(client, target, timeout), stream=True)
+        except SEND_ERRORS as exc:
+            raise hops.send_failed(exc) from None
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise CrawlFetchError(f"{type(exc).__name__} fetching {current[:200]}", retry=True) from None
-        try:
-            if response.is_redirect:
-                location = response.headers.get("location", "")
-                if not location:
-                    raise CrawlFetchError("a redirect without a Location", retry=False)
-                current = urljoin(current, location)
+            if hops.follow(response):
                 continue
+            current = hops.current
             ctype = response.headers.get("content-type", "")
             if response.status_code != 200:
                 wait = retry_after(response.headers.get("retry-after"))
@@ -145,7 +123,6 @@ async def _fetch(
                 chunks.append(chunk)
             return Answer(current, 200, ctype, b"".join(chunks), None, str(target.ip))
         except httpx.HTTPError as exc:
-            raise CrawlFetchError(f"{type(exc).__name__} reading {current[:200]}", retry=True) from None
+            raise CrawlFetchError(f"{type(exc).__name__} reading {hops.current[:200]}", retry=True) from None
         finally:
             await response.aclose()
-    raise CrawlFetchError(f"more than {MAX_REDIRECTS} redirects", retry=False)

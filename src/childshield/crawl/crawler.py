@@ -168,7 +168,17 @@ class Crawler:
                 room = self.config.concurrency * 2 - len(running)
                 if max_urls is not None:
                     room = min(room, max_urls - taken)
-                batch = await self._db(frontier.claim, self.db, room, self.config.lease) if room > 0 else []
+                batch = (
+                    await self._db(
+                        frontier.claim,
+                        self.db,
+                        room,
+                        self.config.lease,
+                        max_attempts=self.config.max_attempts,
+                    )
+                    if room > 0
+                    else []
+                )
                 for claimed in batch:
                     task = asyncio.create_task(self._one(client, claimed))
                     running.add(task)
@@ -232,12 +242,12 @@ class Crawler:
                     resolve=c.resolve,
                     page_bytes=c.max_page_bytes,
                 )
-        except CrawlFetchError as exc:
-            if exc.retry and await self._retry(claimed, str(exc), self.gate.slow_down(host, None)):
+        except CrawlFetchError as exc:  # the crawl's record is for its operators: the full reason
+            if exc.retry and await self._retry(claimed, exc.detail, self.gate.slow_down(host, None)):
                 self.stats.retried += 1
                 return
             self.stats.failed += 1
-            await self._store((claimed, Finished(state=CrawlState.FAILED, error=str(exc))))
+            await self._store((claimed, Finished(state=CrawlState.FAILED, error=exc.detail)))
             return
         self.stats.fetched += 1
         if answer.status in (429, 503) or answer.status >= 500:

@@ -1,4 +1,9 @@
-"""Fetch one URL for scanning: guarded hops, bounded size and time, no cookies, a clear user agent."""
+"""Fetch one URL for scanning: guarded hops, bounded size and time, no cookies, a clear user agent.
+
+The hop logic (guard check before each request, redirects followed by hand, loops and unparseable
+redirects refused) lives here once, in :class:`Hops`, and is shared by ``fetch`` and the crawler's async
+``fetch_answer``: both refuse the same URLs for the same reasons.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,21 @@ from urllib.parse import urljoin
 import httpx
 
 from childshield import __version__
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, check_url
+from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, Target, check_url
 
 USER_AGENT = f"childshield/{__version__} (hash matching; +https://github.com/childshield)"
 MAX_REDIRECTS = 5
 
 
 class FetchError(Exception):
-    """The URL could not be fetched; the message says why (for people)."""
+    """The URL could not be fetched.  ``str()`` says why in words anyone may be told (never which
+    internal address a name resolved to); ``detail`` says it in full, for logs and operators; ``retry``
+    says whether another try later could do better."""
+
+    def __init__(self, message: str, *, retry: bool = False, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,75 @@ class Fetched:
     body: bytes
 
 
+class Hops:
+    """The hops of one guarded fetch, without I/O: the caller asks for each hop's target, builds and sends
+    the request, and hands back the answer to learn where a redirect leads."""
+
+    def __init__(self, url: str, policy: AddressPolicy, resolve: Resolver | None = None) -> None:
+        self.current = url
+        self.policy, self.resolve = policy, resolve
+        self.seen: set[str] = set()
+
+    def target(self) -> Target:
+        """Check the current URL (loop, guard); blocks on DNS, so async callers run it in a thread."""
+        if len(self.seen) > MAX_REDIRECTS:
+            raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+        if self.current in self.seen:
+            raise FetchError(f"redirect loop at {self.current[:200]}")
+        self.seen.add(self.current)
+        try:
+            return check_url(self.current, self.policy, self.resolve)
+        except BlockedAddress as exc:
+            raise FetchError(
+                f"{self.current[:200]}: {exc}", detail=f"{self.current[:200]}: {exc.detail}"
+            ) from None
+        except ValueError as exc:
+            raise FetchError(f"refused {self.current[:200]}: {exc}") from None
+
+    def request(
+        self, client: httpx.Client | httpx.AsyncClient, target: Target, timeout: float
+    ) -> httpx.Request:
+        """The GET for a checked hop: to the checked address, the URL's host in Host and for TLS."""
+        try:
+            return client.build_request(
+                "GET",
+                target.connect_url,
+                headers={
+                    "Host": host_header(target.host, target.port, target.scheme),
+                    "User-Agent": USER_AGENT,
+                },
+                timeout=httpx.Timeout(timeout),
+                extensions={"sni_hostname": target.host},
+            )
+        except httpx.InvalidURL:
+            raise FetchError(f"refused {self.current[:200]}: the URL cannot be fetched") from None
+
+    def send_failed(self, exc: Exception) -> FetchError:
+        """What a failed send means.  httpx builds the next request of every redirect itself (even when
+        not following it) and raises InvalidURL, not an HTTPError, for a Location it cannot parse: that is
+        the server's answer, not worth another try."""
+        if isinstance(exc, httpx.InvalidURL):
+            return FetchError(f"{self.current[:200]} redirects to a URL that cannot be fetched")
+        return FetchError(f"{type(exc).__name__} fetching {self.current[:200]}", retry=True)
+
+    def follow(self, response: httpx.Response) -> bool:
+        """True (and the next hop current) if ``response`` is a redirect."""
+        if not response.is_redirect:
+            return False
+        location = response.headers.get("location", "")
+        if not location:
+            raise FetchError("a redirect without a Location")
+        try:
+            self.current = urljoin(self.current, location)
+        except ValueError:  # e.g. a bracketed host that is no IPv6 address
+            raise FetchError(f"{self.current[:200]} redirects to a URL that cannot be fetched") from None
+        return True
+
+
+SEND_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
+"""What sending a request may raise for reasons of the server's own (see :meth:`Hops.send_failed`)."""
+
+
 def fetch(
     url: str,
     policy: AddressPolicy,
@@ -36,47 +117,27 @@ def fetch(
     max_bytes: int = 50 * 1024 * 1024,
     timeout: float = 20.0,
     client: httpx.Client | None = None,
+    resolve: Resolver | None = None,
 ) -> Fetched:
     """GET ``url``, following up to MAX_REDIRECTS redirects, each hop guarded.  Raises FetchError."""
     own = client is None
     http = client or httpx.Client(follow_redirects=False, trust_env=False, cookies=no_cookies())
     deadline = time.monotonic() + timeout
-    seen: set[str] = set()
+    hops = Hops(url, policy, resolve)
     try:
-        current = url
-        for _ in range(MAX_REDIRECTS + 1):
-            if current in seen:
-                raise FetchError(f"redirect loop at {current[:200]}")
-            seen.add(current)
-            try:
-                target = check_url(current, policy)
-            except (BlockedAddress, ValueError) as exc:
-                raise FetchError(f"refused {current[:200]}: {exc}") from None
+        while True:
+            target = hops.target()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise FetchError("timed out")
-            headers = {
-                "Host": host_header(target.host, target.port, target.scheme),
-                "User-Agent": USER_AGENT,
-            }
-            request = http.build_request(
-                "GET",
-                target.connect_url,
-                headers=headers,
-                timeout=httpx.Timeout(left),
-                extensions={"sni_hostname": target.host},
-            )
+                raise FetchError("timed out", retry=True)
             try:
-                response = http.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                raise FetchError(f"{type(exc).__name__} fetching {current[:200]}") from None
+                response = http.send(hops.request(http, target, left), stream=True)
+            except SEND_ERRORS as exc:
+                raise hops.send_failed(exc) from None
             try:
-                if response.is_redirect:
-                    location = response.headers.get("location", "")
-                    if not location:
-                        raise FetchError("a redirect without a Location")
-                    current = urljoin(current, location)
+                if hops.follow(response):
                     continue
+                current = hops.current
                 if response.status_code != 200:
                     raise FetchError(f"HTTP {response.status_code} from {current[:200]}")
                 declared = response.headers.get("content-length", "")
@@ -88,16 +149,15 @@ def fetch(
                     if size > max_bytes:
                         raise FetchError(f"the body is over the limit of {max_bytes} bytes")
                     if time.monotonic() > deadline:
-                        raise FetchError("timed out")
+                        raise FetchError("timed out", retry=True)
                     chunks.append(chunk)
                 return Fetched(
                     current, response.status_code, response.headers.get("content-type", ""), b"".join(chunks)
                 )
             except httpx.HTTPError as exc:
-                raise FetchError(f"{type(exc).__name__} reading {current[:200]}") from None
+                raise FetchError(f"{type(exc).__name__} reading {hops.current[:200]}", retry=True) from None
             finally:
                 response.close()
-        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
     finally:
         if own:
             http.close()

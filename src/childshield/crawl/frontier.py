@@ -111,15 +111,37 @@ def _add_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     return added
 
 
-def claim(db: Database, limit: int, lease: dt.timedelta, *, now: dt.datetime | None = None) -> list[Claimed]:
+def claim(
+    db: Database,
+    limit: int,
+    lease: dt.timedelta,
+    *,
+    now: dt.datetime | None = None,
+    max_attempts: int | None = None,
+) -> list[Claimed]:
     """Lease up to ``limit`` due URLs: expired leases first (a crawler died holding them), then queued
-    ones by priority (media before pages), depth and age, each read off an index in order."""
+    ones by priority (media before pages), depth and age, each read off an index in order.
+
+    An expired lease that has had ``max_attempts`` claims already fails instead of being claimed again:
+    a URL that kills or stalls every crawler that takes it would otherwise come back for ever."""
     now = now or utcnow()
     expired = and_(CrawlUrl.state == CrawlState.LEASED, CrawlUrl.leased_until < now)
     queued = and_(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.next_at <= now)
     with db.session() as session:
         postgres = is_postgres(session)
         lock_for_writing(session, "crawl_urls")
+        if max_attempts is not None:
+            session.execute(
+                update(CrawlUrl)
+                .where(expired, CrawlUrl.attempts >= max_attempts)
+                .values(
+                    state=CrawlState.FAILED,
+                    leased_until=None,
+                    fetched_at=now,
+                    error=f"given up after {max_attempts} attempts that never finished (the crawler "
+                    "stopped or stalled while handling it)",
+                )
+            )
 
         def pick(condition: Any, order: Sequence[Any], room: int) -> list[int]:
             query = select(CrawlUrl.id).where(condition).order_by(*order).limit(room)

@@ -18,11 +18,26 @@ from urllib.parse import urlsplit
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
+METADATA = (
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+    # Azure's wire server (metadata, extensions, health) sits on a public-looking address
+    ipaddress.ip_network("168.63.129.16/32"),
+)
+
+NOT_PUBLIC = "refused: not a public address"
 
 
 class BlockedAddress(Exception):
-    """The URL leads somewhere the guard does not allow; the message says where and why."""
+    """The URL leads somewhere the guard does not allow.
+
+    ``str()`` is what a caller outside may be told: it never names the address a name resolved to (that
+    would map the inside of the network for whoever asks).  ``detail`` says which address and why, for
+    logs and for the operator's own tools (the crawler, the CLI)."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,7 @@ def check_ip(ip: IPAddress, policy: AddressPolicy) -> None:
     if _allowed(ip, policy):
         return
     if any(ip in net for net in METADATA if net.version == ip.version):
-        raise BlockedAddress(f"{ip} is a cloud metadata address")
+        raise BlockedAddress(NOT_PUBLIC, f"{ip} is a cloud metadata address")
     for what, flag in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -61,11 +76,13 @@ def check_ip(ip: IPAddress, policy: AddressPolicy) -> None:
         ("multicast", ip.is_multicast),
         ("reserved", ip.is_reserved),
         ("unspecified", ip.is_unspecified),
+        # deprecated (RFC 3879) but still routed inside some networks; ipaddress counts it as global
+        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
     ):
         if flag:
-            raise BlockedAddress(f"{ip} is a {what} address")
+            raise BlockedAddress(NOT_PUBLIC, f"{ip} is a {what} address")
     if not ip.is_global:
-        raise BlockedAddress(f"{ip} is not a public address")
+        raise BlockedAddress(NOT_PUBLIC, f"{ip} is not a public address")
 
 
 @dataclass(frozen=True)
@@ -93,13 +110,13 @@ class HostsResolver:
     for a closed test web on loopback, or an operator who pins names."""
 
     def __init__(self, hosts: Mapping[str, str | Sequence[str]], *, fallback: Resolver | None = None) -> None:
-        self.hosts = {k.lower(): [v] if isinstance(v, str) else list(v) for k, v in hosts.items()}
+        self.hosts = {_key(k): [v] if isinstance(v, str) else list(v) for k, v in hosts.items()}
         self.fallback = fallback
 
     def __call__(
         self, host: str, port: int, type: int = socket.SOCK_STREAM, **_: Any
     ) -> list[tuple[Any, ...]]:
-        addresses = self.hosts.get(host.lower().rstrip("."))
+        addresses = self.hosts.get(_key(host))
         if addresses is None:
             try:
                 ip = ipaddress.ip_address(host)
@@ -115,6 +132,23 @@ class HostsResolver:
         return out
 
 
+def ascii_host(name: str) -> str:
+    """A host name as DNS, the Host header and TLS take it: an international name in its IDNA form
+    (``bücher.example`` → ``xn--bcher-kva.example``); ValueError if it has none."""
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"{name[:200]!r} is not a valid host name") from None
+
+
+def _key(name: str) -> str:
+    name = name.lower().rstrip(".")
+    try:
+        return ascii_host(name)
+    except ValueError:
+        return name
+
+
 def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) -> Target:
     """Parse, resolve and check a URL; raises :class:`BlockedAddress` (or ValueError for a bad URL)."""
     parts = urlsplit(url)
@@ -128,19 +162,23 @@ def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) 
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError("the URL's port is not a number from 0 to 65535") from None
-    host = parts.hostname
+    host = ascii_host(parts.hostname)
     try:
         infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise BlockedAddress(f"cannot resolve {host!r}: {exc}") from None
+        raise BlockedAddress(f"cannot resolve {host[:200]!r}", f"cannot resolve {host!r}: {exc}") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     if not addresses:
-        raise BlockedAddress(f"{host!r} has no address")
+        raise BlockedAddress(f"{host[:200]!r} has no address")
     for ip in addresses:  # every address the name has must pass: the client might be given any of them
-        check_ip(ip, policy)
+        try:
+            check_ip(ip, policy)
+        except BlockedAddress as exc:
+            said = exc.detail if host == str(ip) else f"{host[:200]!r} resolves to {exc.detail}"
+            raise BlockedAddress(str(exc), said) from None
     ip = addresses[0]
     if port not in policy.ports and not _allowed(ip, policy):
-        raise BlockedAddress(f"port {port} is not allowed")
+        raise BlockedAddress(f"refused: port {port} is not allowed")
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import enum
 import json
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from childshield.csvcells import SafeDictWriter
 from childshield.hashing.result import HashOutcome, records
 from childshield.signals.pdq import Dihedral
 from childshield.signals.vpdq import FrameSignal, to_text
@@ -71,9 +71,7 @@ class CsvWriter:
     def __init__(self, stream: TextIO, *, frames: bool, dihedral: bool) -> None:
         self.stream, self.frames, self.dihedral = stream, frames, dihedral
         self.fields = csv_fields(frames=frames, dihedral=dihedral)
-        self.writer = csv.DictWriter(
-            stream, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n"
-        )
+        self.writer = SafeDictWriter(stream, self.fields, extrasaction="ignore")  # paths can be formulas
         self.writer.writeheader()
 
     def write(self, outcome: HashOutcome) -> None:

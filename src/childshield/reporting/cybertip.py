@@ -14,12 +14,15 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from childshield.textcheck import UnsafeText, check_text
 from childshield.timefmt import aware
 
 SCHEMA = Path(__file__).parent / "schema" / "cybertipline-subset.xsd"
 CSAM = "Child Pornography (possession, manufacture, and distribution)"
 """The incident type for known material (the legal term in the US statute NCMEC's form follows)."""
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+_MULTILINE = frozenset({"companyTemplate", "termsOfService", "additionalInfo", "incidentDateTimeDescription"})
+"""Elements whose text may have several lines (and tabs); everything else is one line."""
 
 
 class ReportInvalid(ValueError):
@@ -86,6 +89,11 @@ class ReportedFile:
 
 
 def _text(parent: etree._Element, name: str, value: object) -> etree._Element:
+    if isinstance(value, str):  # every text of a document comes through here
+        try:
+            check_text(value, what=name, multiline=name in _MULTILINE)
+        except UnsafeText as exc:
+            raise ReportInvalid(str(exc)) from None
     child = etree.SubElement(parent, name)
     child.text = (
         value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)

@@ -20,6 +20,7 @@ from typing import Any
 from childshield.reporting.config import Destination, Reporter
 from childshield.reporting.cybertip import Incident, IpEvent, Person, ReporterInfo, report_xml
 from childshield.reporting.incident import EvidenceFacts, IncidentFacts
+from childshield.textcheck import UnsafeText, check_text
 
 LETTER_FORMAT = "childshield-report-letter/1"
 
@@ -50,11 +51,29 @@ def _file(f: EvidenceFacts) -> dict[str, Any]:
 def build(
     incident: IncidentFacts, destination: Destination, reporter: Reporter, *, now: dt.datetime | None = None
 ) -> Built:
+    _check_texts(incident, reporter)
     if destination.kind == "cybertipline":
         return cybertip(incident, reporter, now=now)
     if destination.kind == "email":
         return letter(incident, reporter, now=now)
     raise NotReportable(f"no document builder for destination kind {destination.kind!r}")
+
+
+def _check_texts(incident: IncidentFacts, reporter: Reporter) -> None:
+    """Text from the scan's context (the platform's, or whoever called) and from the reporting file must
+    read as it is stored: no control or bidirectional characters (``textcheck``), in either kind."""
+    one_line = [("url", u) for u in incident.urls]
+    one_line += [("user_id", incident.user_id), ("screen_name", incident.screen_name)]
+    one_line += [("location", f.location or "") for f in incident.files]
+    one_line += [("classification", f.classification or "") for f in incident.files]
+    for name in ("email", "first_name", "last_name", "phone", "organisation", "legal_url", "platform"):
+        one_line.append((f"reporter {name}", getattr(reporter, name)))
+    try:
+        for what, value in one_line:
+            check_text(value, what=what)
+        check_text(reporter.company_template or "", what="company_template", multiline=True)
+    except UnsafeText as exc:
+        raise NotReportable(str(exc)) from None
 
 
 def cybertip(incident: IncidentFacts, reporter: Reporter, *, now: dt.datetime | None = None) -> Built:
