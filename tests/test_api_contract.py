@@ -4,6 +4,7 @@ lone surrogates, integers beyond 64 bits), printable text only, the import path'
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from childshield.accounts.service import create_api_key, create_user
 from childshield.store.db import Database, open_database
 from childshield.store.models import Entry, Role
-from childshield.web.api.schemas import printable
+from childshield.web.api.schemas import TEXT_PATTERN, printable
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
 
@@ -169,11 +170,22 @@ def test_printable_text_is_kept(client: TestClient, keys: dict[Role, dict[str, s
 
 
 def test_the_refused_characters_cover_every_control_and_format_character() -> None:
-    # The list is written out (scanning Unicode at import is slow): it must cover what this Python knows
+    # The list is written out (scanning Unicode at import is slow): it must cover what this Python knows,
+    # and the published pattern says what the check does (childshield.textcheck, one policy)
+    pattern = re.compile(TEXT_PATTERN)
     for cp in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        text = f"a{chr(cp)}b"
+        format_char = unicodedata.category(chr(cp)) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+        joiner = cp in (0x200C, 0x200D)  # allowed: Persian, Indic scripts and emoji need them
+        surrogate = 0xD800 <= cp <= 0xDFFF  # no JSON Schema regex can name lone surrogates
+        in_pattern = not surrogate and pattern.fullmatch(text) is None
+        if (format_char and not joiner) or in_pattern:
             with pytest.raises(ValueError, match="control characters"):
-                printable(f"a{chr(cp)}b")
+                printable(text)
+        else:
+            assert printable(text) == text, hex(cp)
+        if not surrogate and in_pattern != (format_char and not joiner):
+            assert 0x13439 <= cp <= 0x1343F, hex(cp)  # format characters from Unicode 15 on
 
 
 # --------------------------------------------------------------------------- bank entries
