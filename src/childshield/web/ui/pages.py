@@ -157,14 +157,16 @@ def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: int | 
     last = None
     if done is not None and done > 0:
         with contextlib.suppress(review.ReviewError):
-            last = review.item(db, who.who, done)
+            last = review.item(
+                db, who.who, done, settled_roles=conf.review_settled_roles, as_participant=True
+            )
     context = {**_context(request, who, conf), "items": items, "counts": review.counts(db), "last": last}
     return _page(request, "queue.html", context)
 
 
 @router.get("/review/items/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, item_id: int, who: Reviewer, db: Db, conf: Conf) -> HTMLResponse:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     context = {
         **_context(request, who, conf),
         "item": item,
@@ -175,9 +177,10 @@ def item_page(request: Request, item_id: int, who: Reviewer, db: Db, conf: Conf)
     return _page(request, "item.html", context)
 
 
-def _item(db: Database, who: SignedIn, item_id: int) -> review.ItemView:
+def _item(request: Request, db: Database, who: SignedIn, item_id: int) -> review.ItemView:
+    conf: ServiceSettings = request.app.state.settings
     try:
-        return review.item(db, who.who, item_id)
+        return review.item(db, who.who, item_id, settled_roles=conf.review_settled_roles)
     except review.ReviewError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -187,7 +190,7 @@ async def media(
     request: Request, item_id: int, who: Reviewer, db: Db, view: str = "blurred", blur: int | None = None
 ) -> Response:
     """The item's picture as a still JPEG: blurred and gray, or (only after a recorded reveal) as it is."""
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     reveal = view == "full"
     if reveal and not review.revealed(db, item_id, who.session_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "reveal the media first")
@@ -237,7 +240,7 @@ def _media_panel(request: Request, who: SignedIn, item: review.ItemView, reveale
 
 @router.post("/review/items/{item_id}/reveal", response_class=HTMLResponse)
 def reveal(request: Request, item_id: int, who: Posting, db: Db) -> Response:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     review.record_reveal(db, who.who, item_id, who.session_id)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
@@ -246,7 +249,7 @@ def reveal(request: Request, item_id: int, who: Posting, db: Db) -> Response:
 
 @router.post("/review/items/{item_id}/hide", response_class=HTMLResponse)
 def hide(request: Request, item_id: int, who: Posting, db: Db) -> Response:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
     return _media_panel(request, who, item, False)
@@ -256,7 +259,7 @@ def hide(request: Request, item_id: int, who: Posting, db: Db) -> Response:
 def set_blur(
     request: Request, item_id: int, who: Posting, db: Db, blur: Annotated[int, Form(ge=0, le=1000)]
 ) -> Response:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     amount = sessions.set_blur(db, who.session_id, blur)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
@@ -286,7 +289,7 @@ def decide(
             config=_review_config(request),
         )
     except review.ReviewError as exc:
-        item = _item(db, who, item_id)
+        item = _item(request, db, who, item_id)
         context = {
             **_context(request, who, conf),
             "item": item,
