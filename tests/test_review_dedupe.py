@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from childshield.audit.log import verify_chain
+from childshield.reporting.incident import evidence_facts, incidents
 from childshield.store.db import Database
 from childshield.store.models import Decision, KeptMedia, ReviewItem, ReviewSighting, ReviewState
 from childshield.testing.corpus import generated_photo
@@ -150,6 +151,11 @@ def test_folded_items_settle_by_consensus_and_keep_every_sighting_for_reporting(
 
         details = json.loads(details)
     assert sorted(s["context"]["user_id"] for s in details["sightings"]) == ["u0", "u1", "u2"]
+    with db.session() as session:  # each uploader's sighting is its own incident, with its own address
+        found = incidents(evidence_facts(session))
+    assert sorted((i.user_id, [ip for ip, _ in i.ips]) for i in found) == [
+        (f"u{k}", [f"198.51.100.{k}"]) for k in range(3)
+    ]
     # Seen again once settled: a new item (the confirmed one is not reopened).
     _scan(app, keys["service"], data, user_id="u9")
     assert [i.sightings for i in _open_items(db)] == [1]
