@@ -204,3 +204,71 @@ def test_the_setting_opens_settled_items_to_seniors(db: Database, tmp_path: Path
     assert page.status_code == 200 and "note by r1" in page.text and "note by r2" in page.text
     reviewer, _ = sign_in(app, "r3")
     assert reviewer.get(f"/review/items/{item_id}").status_code == 404
+
+
+def test_the_migration_folds_untouched_duplicates_of_an_open_item(tmp_path: Path) -> None:
+    from alembic import command
+
+    from childshield.store.db import make_engine, open_database
+    from childshield.store.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011")
+    at = "2026-12-01 10:00:00"
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO users (id, name, role, disabled, created_at) VALUES (1, 'r1', 'reviewer', 0, :t)"
+            ),
+            {"t": at},
+        )
+        c.execute(
+            text("INSERT INTO policy_versions (version, banks, created_at) VALUES ('p', '{}', :t)"), {"t": at}
+        )
+        for k, sha in enumerate(["aa", "aa", "aa", "bb", "aa"], start=1):
+            c.execute(
+                text(
+                    "INSERT INTO decisions (id, content_id, at, decision, policy_version, actor, source, "
+                    "sha256, matches, context) "
+                    "VALUES (:k, :c, :t, 'review', 'p', 'platform', 'api', :s, '[]', :ctx)"
+                ),
+                {"k": k, "c": f"c{k}", "t": at, "s": sha * 32, "ctx": f'{{"user_id": "u{k}"}}'},
+            )
+            state = "confirmed" if k == 5 else "pending"
+            c.execute(
+                text(
+                    "INSERT INTO review_items (id, decision_id, content_id, created_at, state, required) "
+                    "VALUES (:k, :k, :c, :t, :state, 2)"
+                ),
+                {"k": k, "c": f"c{k}", "t": at, "state": state},
+            )
+        c.execute(  # item 3 was reviewed already: it keeps its history
+            text(
+                "INSERT INTO reviews (item_id, user_id, verdict, note, ruling, at) "
+                "VALUES (3, 1, 'confirm', '', 0, :t)"
+            ),
+            {"t": at},
+        )
+    engine.dispose()
+    db = open_database(url)
+    try:
+        with db.engine.connect() as c:
+            rows = c.execute(
+                text("SELECT id, state, open_key, sightings FROM review_items ORDER BY id")
+            ).all()
+            seen = c.execute(
+                text("SELECT item_id, decision_id FROM review_sightings ORDER BY decision_id")
+            ).all()
+    finally:
+        db.close()
+    assert [(r[0], r[1], r[2] is not None, r[3]) for r in rows] == [
+        (1, "pending", True, 2),  # item 2 folded into it
+        (3, "pending", False, 1),  # reviewed: kept apart
+        (4, "pending", True, 1),
+        (5, "confirmed", False, 1),
+    ]
+    assert [tuple(s) for s in seen] == [(1, 1), (1, 2), (3, 3), (4, 4), (5, 5)]
