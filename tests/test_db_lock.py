@@ -137,3 +137,57 @@ def test_the_database_and_its_wal_are_private(tmp_path: Path) -> None:
         assert _mode(path.parent) == 0o700
     finally:
         db.close()
+
+
+def test_a_large_import_holds_the_write_lock_only_briefly_and_stays_atomic_and_idempotent(
+    sqlite_db: Database,
+) -> None:
+    import secrets
+
+    from childshield.banks.entries import import_rows
+    from childshield.banks.errors import BankNotFound
+    from childshield.banks.formats import Parsed, SignalRow
+    from childshield.banks.service import create_bank
+    from childshield.store.models import SignalType
+
+    create_bank(sqlite_db, "known")
+    parsed = Parsed()
+    parsed.rows = [SignalRow(k + 1, SignalType.PDQ, secrets.token_hex(32), None, ()) for k in range(60_000)]
+    waits: list[float] = []
+    done = threading.Event()
+
+    errors: list[BaseException] = []
+
+    def writer() -> None:  # a decision's worth of writing, again and again, during the import
+        try:
+            while not done.is_set():
+                start = time.monotonic()
+                with other.session() as session:
+                    session.execute(text("UPDATE store_meta SET instance = instance"))
+                waits.append(time.monotonic() - start)
+                time.sleep(0.01)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    other = open_database(sqlite_db.url, busy_ms=120_000)  # the writer waits as long as it takes
+    try:
+        thread = threading.Thread(target=writer)
+        start = time.monotonic()
+        thread.start()
+        report = import_rows(sqlite_db, "known", parsed, source_name="big")
+        took = time.monotonic() - start
+        done.set()
+        thread.join()
+    finally:
+        other.close()
+    assert report.added == 60_000 and report.already_present == 0
+    assert waits and not errors, errors
+    # Generous: the writer waited for well under half the import (it waited for all of it before).
+    assert max(waits) < 0.5 * took, (max(waits), took)
+    again = import_rows(sqlite_db, "known", parsed, source_name="big")
+    assert (again.added, again.already_present) == (0, 60_000)
+    with pytest.raises(BankNotFound):
+        import_rows(sqlite_db, "missing", parsed, source_name="big")
+    with sqlite_db.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM entries")).scalar_one() == 60_000
+        assert connection.execute(text("SELECT count(DISTINCT revision) FROM entries")).scalar_one() == 1
