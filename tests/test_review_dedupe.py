@@ -187,6 +187,9 @@ def test_settled_items_and_verdicts_are_closed_to_other_reviewers_by_default(
         assert r.status_code == 404, (name, r.text[:200])
         assert "note by r2" not in r.text
         assert client.get(f"/review/items/{item_id}/media").status_code == 404
+    late, csrf = sign_in(app, "r3")  # a verdict on an item settled meanwhile: told so, nothing shown
+    r = late.post(f"/review/items/{item_id}/decide", data={"verdict": "reject", "csrf": csrf})
+    assert r.status_code == 409 and "settled already" in r.text and "note by" not in r.text
     participant, _ = sign_in(app, "r2")  # learns the outcome of the item reviewed, not the others' votes
     notice = participant.get(f"/review?done={item_id}").text
     assert "It is settled" in notice and "r1" not in notice.split("<main")[-1].split("Pending")[0]

@@ -289,7 +289,10 @@ def decide(
             config=_review_config(request),
         )
     except review.ReviewError as exc:
-        item = _item(request, db, who, item_id)
+        try:
+            item = _item(request, db, who, item_id)
+        except HTTPException:  # settled meanwhile, and not open to this viewer: say why, not "no item"
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         context = {
             **_context(request, who, conf),
             "item": item,
