@@ -6,6 +6,10 @@ snapshot itself is stored once per version, so any past decision can be explaine
 made, whatever was changed since.  Decisions are recorded for content that matched something (clean
 content is only counted in the metrics: recording every upload of a platform would be a log of its users'
 activity, which a hash-matching service has no business keeping).
+
+A decision is never dropped for a busy database (a long bank import holding SQLite's write lock): its
+transaction is tried again with backoff for ``patience`` seconds, and only then is
+``DecisionNotRecorded`` raised, for the caller to say so (the content matched; nothing was recorded).
 """
 
 from __future__ import annotations
@@ -17,13 +21,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from childshield.actions.webhooks import enqueue
 from childshield.banks.policy import ACTIONS
 from childshield.matching.matcher import Match, Matcher
-from childshield.store.db import Database, upsert_insert
+from childshield.store.db import Database, is_busy, retry_busy, upsert_insert
 from childshield.store.models import Bank, Decision, PolicyVersion, utcnow
+
+PATIENCE = 60.0
+"""Seconds a decision waits for a busy database (a 1M-row SQLite import holds the lock about a minute)."""
+
+
+class DecisionNotRecorded(Exception):
+    """The database stayed busy past the patience: the decision (content id, action) was not stored."""
+
+    def __init__(self, content_id: str, decision: str, reason: str) -> None:
+        self.content_id = content_id
+        self.decision = decision
+        super().__init__(f"decision {decision!r} on content {content_id} was not recorded: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +90,39 @@ def record_decision(
     webhook_url: str | None = None,
     then: Callable[[Session, Decision], None] | None = None,
     context: dict[str, Any] | None = None,
+    patience: float = PATIENCE,
 ) -> int:
     """Store a decision (and its policy version, once) and, with ``webhook_url``, its webhook delivery in
-    the same transaction; returns its id."""
+    the same transaction; returns its id.  A busy database is waited for (the whole transaction tried
+    again) up to ``patience`` seconds, then ``DecisionNotRecorded`` is raised."""
+
+    def write() -> int:
+        return _write(
+            db, content_id, decision, policy, matches, actor, sha256, pdq, source, webhook_url, then, context
+        )
+
+    try:
+        return retry_busy(write, patience=patience)
+    except DBAPIError as exc:
+        if not is_busy(exc):
+            raise
+        raise DecisionNotRecorded(content_id, decision, "the database stayed busy") from exc
+
+
+def _write(
+    db: Database,
+    content_id: str,
+    decision: str,
+    policy: PolicySnapshot,
+    matches: Sequence[Match],
+    actor: str,
+    sha256: str | None,
+    pdq: str | None,
+    source: str,
+    webhook_url: str | None,
+    then: Callable[[Session, Decision], None] | None,
+    context: dict[str, Any] | None,
+) -> int:
     with db.session() as session:
         session.execute(
             upsert_insert(session)(PolicyVersion)

@@ -2,10 +2,13 @@
 evidence grouped into incidents (one report per incident, as NCMEC asks of providers).
 
 An incident is what the platform named one (the scan's ``incident`` key), else everything one account
-uploaded (``user_id``), else everything found on one page (crawl finds), else the file alone."""
+uploaded (``user_id``), else everything found on one page (crawl finds), else the file alone.  A file the
+review queue saw several times (its sightings) goes in the incident of each sighting, with that
+sighting's context."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +19,13 @@ from sqlalchemy.orm import Session, defer
 
 from childshield.store.models import Evidence, Reveal
 from childshield.timefmt import aware
+
+
+@dataclass(frozen=True)
+class Sighting:
+    submitted_by: str
+    context: dict[str, str]
+    at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,27 @@ class EvidenceFacts:
     has_media: bool
     submitted_by: str = ""
     """The API client that scanned it: incidents of two platforms never merge."""
+    sightings: tuple[Sighting, ...] = ()
+    """Every time the review queue saw the file (one upload each), when it kept them."""
+
+    def per_incident(self) -> list[EvidenceFacts]:
+        """The file as it goes in each incident its sightings belong to (itself, without sightings)."""
+        if not self.sightings:
+            return [self]
+        keyed: dict[str, list[Sighting]] = {}
+        for s in self.sightings:
+            seen = dataclasses.replace(self, context=s.context, submitted_by=s.submitted_by, sightings=())
+            keyed.setdefault(seen.incident_key, []).append(s)
+        return [
+            dataclasses.replace(
+                self,
+                context=group[0].context,
+                submitted_by=group[0].submitted_by,
+                decided_at=group[0].at,
+                sightings=tuple(group),
+            )
+            for group in keyed.values()
+        ]
 
     @property
     def incident_key(self) -> str:
@@ -92,9 +123,10 @@ class IncidentFacts:
     def ips(self) -> list[tuple[str, dt.datetime]]:
         seen: dict[str, dt.datetime] = {}
         for f in self.files:
-            ip = f.context.get("ip")
-            if ip and ip not in seen:
-                seen[ip] = f.decided_at
+            for context, at in [(s.context, s.at) for s in f.sightings] or [(f.context, f.decided_at)]:
+                ip = context.get("ip")
+                if ip and ip not in seen:
+                    seen[ip] = at
         return list(seen.items())
 
     @property
@@ -146,9 +178,17 @@ def _facts(session: Session, live: Sequence[Evidence]) -> list[EvidenceFacts]:
                 viewed=viewed,
                 has_media=row.id in with_media,
                 submitted_by=str(details.get("submitted_by") or ""),
+                sightings=tuple(_sightings(details.get("sightings") or [], row.preserved_at)),
             )
         )
     return out
+
+
+def _sightings(rows: list[dict[str, Any]], fallback: dt.datetime) -> Iterable[Sighting]:
+    for row in rows:
+        at = row.get("at")
+        when = aware(dt.datetime.fromisoformat(at)) if at else aware(fallback)
+        yield Sighting(str(row.get("submitted_by") or ""), _context(row), when)
 
 
 def evidence_facts(session: Session, ids: Sequence[int] | None = None) -> list[EvidenceFacts]:
@@ -167,6 +207,7 @@ def evidence_facts(session: Session, ids: Sequence[int] | None = None) -> list[E
 def incidents(files: Iterable[EvidenceFacts]) -> list[IncidentFacts]:
     """Evidence grouped into incidents, in order of each incident's first evidence."""
     groups: dict[str, list[EvidenceFacts]] = {}
-    for f in files:
-        groups.setdefault(f.incident_key, []).append(f)
+    for file in files:
+        for f in file.per_incident():
+            groups.setdefault(f.incident_key, []).append(f)
     return [IncidentFacts(key, tuple(group)) for key, group in groups.items()]

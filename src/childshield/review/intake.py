@@ -1,4 +1,5 @@
-"""Putting content in the review queue: with its decision, and its media sealed when media is kept."""
+"""Putting content in the review queue: with its decision, and its media sealed when media is kept (once
+per item: a repeat of the same content is a sighting of the open item, whose media is the same bytes)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from childshield.review.keys import Keyring
 from childshield.review.media import keep
 from childshield.review.queue import enqueue
-from childshield.store.models import Decision
+from childshield.store.models import Decision, ReviewItem
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,9 @@ def review_intake(intake: Intake, data: bytes) -> Callable[[Session, Decision], 
     """What ``record_decision`` runs in its transaction to queue the decision's content for review."""
 
     def queue(session: Session, decision: Decision) -> None:
-        media_id = None
-        if intake.keep_media and intake.keyring is not None:
+        item_id, new = enqueue(session, decision, intake.consensus)
+        if new and intake.keep_media and intake.keyring is not None:  # a repeat: the same bytes are kept
             media_id = keep(session, intake.keyring, decision.content_id, data, intake.retention)
-        enqueue(session, decision.id, decision.content_id, intake.consensus, media_id)
+            session.execute(update(ReviewItem).where(ReviewItem.id == item_id).values(media_id=media_id))
 
     return queue

@@ -1,16 +1,20 @@
 """The review queue: what reviewers see, reveal and decide; the one code path behind the web UI.
 
 Matched content whose decision calls for review becomes an item (with its media sealed, when kept).
-Reviewers decide independently (they do not see each other's verdicts until the item is settled); the
-consensus rules are in ``consensus``.  Settled items move on: confirmed ones to reporting (a webhook
-event now, the clearinghouse later), rejected ones add their hashes to the negative bank so the same
-false match is not queued again.  Every reveal and every review is an audit record.
+Repeats of the same content (the same SHA-256) while its item is open fold into that item as sightings,
+each with its decision and context, so a reviewer never sees the same material twice and a client
+cannot flood the queue.  Reviewers decide independently (they do not see each other's verdicts); a
+settled item, with the names and verdicts of its reviewers, is open only to the roles the service allows
+(``review_settled_roles``: admins by default).  The consensus rules are in ``consensus``.
+Settled items move on: confirmed ones to reporting (a webhook event now, the clearinghouse later),
+rejected ones add their hashes to the negative bank so the same false match is not queued again.
+Every reveal and every review is an audit record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +29,13 @@ from childshield.banks.entries import add_signals_in
 from childshield.banks.errors import BankError
 from childshield.review.consensus import VERDICTS, Outcome, Vote, settle
 from childshield.review.media import expire_now
-from childshield.store.db import Database
+from childshield.store.db import Database, upsert_insert
 from childshield.store.models import (
     Decision,
     Reveal,
     Review,
     ReviewItem,
+    ReviewSighting,
     ReviewState,
     Role,
     SignalType,
@@ -41,6 +46,10 @@ from childshield.store.models import (
 DEFAULT_CLASSIFICATIONS = ("A1", "A2", "B1", "B2")
 """NCMEC's industry categorisation (A: prepubescent, B: pubescent; 1: sex act, 2: lascivious exhibition)."""
 REVIEWERS = (Role.REVIEWER, Role.SENIOR)
+OPEN = (ReviewState.PENDING, ReviewState.ESCALATED)
+SETTLED_ROLES = (Role.ADMIN.value,)
+"""Who may open settled items and see their reviewers' verdicts, unless the service says otherwise."""
+SIGHTINGS_SHOWN = 200
 
 
 class ReviewError(Exception):
@@ -63,6 +72,15 @@ class VoteView:
     note: str
     ruling: bool
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class SightingView:
+    at: dt.datetime
+    content_id: str
+    submitted_by: str
+    source: str
+    context: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -90,20 +108,45 @@ class ItemView:
     context: dict[str, Any] = field(default_factory=dict)
     """Where it came from when not an upload (the crawler: page and media URLs, and why it is here)."""
     votes: list[VoteView] = field(default_factory=list)
-    """Other reviewers' verdicts: shown only once settled, or to a senior ruling on an escalation."""
+    """Other reviewers' verdicts: shown only to a senior ruling on an escalation, or on a settled item to
+    the roles allowed to see settled items."""
+    sightings: int = 1
+    """How many times the content was seen while the item was open."""
+    seen: list[SightingView] = field(default_factory=list)
+    """The sightings (the latest ``SIGHTINGS_SHOWN``), each with its context."""
 
 
-def enqueue(session: Session, decision_id: int, content_id: str, required: int, media_id: int | None) -> int:
-    item = ReviewItem(
-        decision_id=decision_id,
-        content_id=content_id,
-        required=max(1, required),
-        media_id=media_id,
-        state=ReviewState.PENDING,
-    )
-    session.add(item)
+def enqueue(session: Session, decision: Decision, required: int) -> tuple[int, bool]:
+    """Queue ``decision``'s content, or fold it into the open item of the same content (SHA-256) as one
+    more sighting; returns the item's id and whether it is new.  One statement (insert, or on the open
+    key's conflict update), so concurrent sightings of the same content make one item on SQLite and
+    PostgreSQL alike."""
+    now = utcnow()
+    values = {
+        "decision_id": decision.id,
+        "content_id": decision.content_id,
+        "created_at": now,
+        "state": ReviewState.PENDING,
+        "required": max(1, required),
+        "open_key": decision.sha256,
+        "sightings": 1,
+        "last_seen_at": now,
+    }
+    stmt = upsert_insert(session)(ReviewItem).values(values)
+    if decision.sha256:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["open_key"],
+            set_={"sightings": ReviewItem.sightings + 1, "last_seen_at": now},
+        )
+    item_id, first = session.execute(stmt.returning(ReviewItem.id, ReviewItem.decision_id)).one()
+    session.add(ReviewSighting(item_id=item_id, decision_id=decision.id, at=now))
     session.flush()
-    return item.id
+    return int(item_id), first == decision.id
+
+
+def may_see_settled(who: Principal, roles: Iterable[str] = SETTLED_ROLES) -> bool:
+    """Admins always; otherwise only the roles named (e.g. ``senior``)."""
+    return who.role is Role.ADMIN or who.role.value in set(roles)
 
 
 def _is_reviewer(who: Principal) -> None:
@@ -139,16 +182,33 @@ def counts(db: Database) -> dict[str, int]:
     return out
 
 
-def item(db: Database, who: Principal, item_id: int) -> ItemView:
+def item(
+    db: Database,
+    who: Principal,
+    item_id: int,
+    *,
+    settled_roles: Iterable[str] = SETTLED_ROLES,
+    as_participant: bool = False,
+) -> ItemView:
+    """One item as the viewer may see it.  A settled item opens only to ``settled_roles`` (admins always);
+    with ``as_participant`` also to a reviewer who took part, to learn the outcome, without the others'
+    names and verdicts."""
     _is_reviewer(who)
+    allowed = may_see_settled(who, settled_roles)
     with db.session() as session:
         row = session.get(ReviewItem, item_id)
         if row is None:
             raise ReviewError(f"no review item {item_id}")
-        return _view(session, who, row)
+        if row.state not in OPEN and not allowed:
+            took_part = session.scalar(
+                select(Review.id).where(Review.item_id == item_id, Review.user_id == who.user_id)
+            )
+            if not (as_participant and took_part is not None):
+                raise ReviewError(f"no review item {item_id}")  # as if absent: its existence is no hint
+        return _view(session, who, row, show_settled=allowed)
 
 
-def _view(session: Session, who: Principal, row: ReviewItem) -> ItemView:
+def _view(session: Session, who: Principal, row: ReviewItem, *, show_settled: bool = False) -> ItemView:
     decision = session.get_one(Decision, row.decision_id)
     votes = session.execute(
         select(Review, User.name)
@@ -160,7 +220,14 @@ def _view(session: Session, who: Principal, row: ReviewItem) -> ItemView:
     ruling = row.state is ReviewState.ESCALATED and _is_senior(who)
     may = not reviewed and (row.state is ReviewState.PENDING or ruling)
     settled = row.state in (ReviewState.CONFIRMED, ReviewState.REJECTED)
-    show = settled or ruling
+    show = (settled and show_settled) or ruling
+    seen = session.execute(
+        select(ReviewSighting.at, Decision)
+        .join(Decision, Decision.id == ReviewSighting.decision_id)
+        .where(ReviewSighting.item_id == row.id)
+        .order_by(ReviewSighting.id.desc())
+        .limit(SIGHTINGS_SHOWN)
+    ).all()
     return ItemView(
         id=row.id,
         content_id=row.content_id,
@@ -184,6 +251,8 @@ def _view(session: Session, who: Principal, row: ReviewItem) -> ItemView:
         votes=[VoteView(name, r.verdict, r.classification, r.note, r.ruling, r.at) for r, name in votes]
         if show
         else [],
+        sightings=row.sightings,
+        seen=[SightingView(at, d.content_id, d.actor, d.source, dict(d.context or {})) for at, d in seen],
     )
 
 
@@ -279,6 +348,7 @@ def _apply(
     row.state = outcome.state
     if outcome.state is ReviewState.ESCALATED:
         return
+    row.open_key = None  # settled: a later sighting of the content is a new item
     row.classification = outcome.classification
     row.settled_at = utcnow()
     decision = session.get_one(Decision, row.decision_id)

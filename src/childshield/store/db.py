@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 ENV_VAR = "CHILDSHIELD_DATABASE_URL"
+BUSY_ENV_VAR = "CHILDSHIELD_SQLITE_BUSY_MS"
+"""How long (milliseconds) a SQLite statement waits for another connection's write lock (default 10 s)."""
+T = TypeVar("T")
 
 
 def data_dir() -> Path:
@@ -29,26 +35,78 @@ def default_database_url() -> str:
     return f"sqlite:///{data_dir() / 'childshield.db'}"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def connected(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.close()
+
+    return connected
 
 
-def make_engine(url: str) -> Engine:
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it: SQLite gives its -wal and -shm
+    files the main file's mode, so they are private too.  An existing file is left as it is (its owner
+    chose its mode)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)  # whatever the umask
+
+
+def make_engine(url: str, *, busy_ms: int | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _create_private(Path(parsed.database).expanduser())
         engine = create_engine(url)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        if busy_ms is None:
+            busy_ms = int(os.environ.get(BUSY_ENV_VAR) or 10_000)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_ms))
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))  # psycopg 3 unless another driver is named
     return create_engine(url, pool_pre_ping=True)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """A transaction refused for another's lock, and worth trying again whole: SQLite's "database is
+    locked" / "busy" (its busy timeout ran out), PostgreSQL's deadlock, serialization failure or lock
+    timeout."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in ("40001", "40P01", "55P03"):
+        return True
+    message = str(exc.orig).lower()
+    return (
+        "database is locked" in message
+        or "database is busy" in message
+        or "database table is locked" in message
+    )
+
+
+def retry_busy(work: Callable[[], T], *, patience: float, first_wait: float = 0.05) -> T:
+    """Run ``work`` (one whole transaction), trying it again with backoff while the database is busy,
+    until ``patience`` seconds have passed; then the last error is raised."""
+    deadline = time.monotonic() + patience
+    wait = first_wait
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            left = deadline - time.monotonic()
+            if not is_busy(exc) or left <= 0:
+                raise
+        time.sleep(min(left, wait * (0.5 + random.random())))  # jitter: waiting writers do not collide
+        wait = min(wait * 2, 2.0)
 
 
 @dataclass
@@ -69,11 +127,13 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str | None = None, *, migrate: bool = True) -> Database:
+def open_database(url: str | None = None, *, migrate: bool = True, busy_ms: int | None = None) -> Database:
+    """Open (and migrate) the database; ``busy_ms``: SQLite's busy timeout (``$CHILDSHIELD_SQLITE_BUSY_MS``,
+    default 10 s)."""
     from childshield.store.migrate import upgrade
 
     url = url or default_database_url()
-    engine = make_engine(url)
+    engine = make_engine(url, busy_ms=busy_ms)
     if migrate:
         upgrade(engine)
     return Database(url, engine, sessionmaker(engine, expire_on_commit=False))

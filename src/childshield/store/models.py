@@ -305,10 +305,15 @@ class ReviewState(enum.StrEnum):
 
 
 class ReviewItem(Base):
-    """Matched content queued for human review (see ``review.queue``)."""
+    """Matched content queued for human review (see ``review.queue``): one item per content while it is
+    open, however often it is seen (each sighting a ``ReviewSighting``)."""
 
     __tablename__ = "review_items"
-    __table_args__ = (Index("ix_review_items_state", "state", "id"),)
+    __table_args__ = (
+        Index("ix_review_items_state", "state", "id"),
+        # At most one open item per content: concurrent sightings fold by insert-or-update on this.
+        Index("uq_review_items_open_key", "open_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), unique=True)
@@ -325,6 +330,25 @@ class ReviewItem(Base):
     media_id: Mapped[int | None] = mapped_column(
         ForeignKey("kept_media.id", ondelete="SET NULL"), default=None
     )
+    open_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The content's SHA-256 while the item is open (pending or escalated), None once settled: the
+    key repeats of the same content fold on."""
+    sightings: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """How many times the content was seen (matched uploads or crawler finds) while the item was open."""
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class ReviewSighting(Base):
+    """One sighting of an item's content: the decision that saw it (with its context: who uploaded it,
+    from where, in which incident), kept for the report to a clearinghouse."""
+
+    __tablename__ = "review_sightings"
+    __table_args__ = (Index("ix_review_sightings_item", "item_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"))
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"), unique=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Review(Base):

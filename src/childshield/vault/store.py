@@ -28,6 +28,7 @@ from childshield.store.models import (
     KeptMedia,
     Review,
     ReviewItem,
+    ReviewSighting,
     ReviewState,
     User,
     utcnow,
@@ -74,6 +75,12 @@ def preserve_confirmed(
                 .join(User, User.id == Review.user_id)
                 .where(Review.item_id == item_id)
             ).all()
+            seen = session.execute(  # every time the content was seen while queued, with its context
+                select(ReviewSighting.at, Decision)
+                .join(Decision, Decision.id == ReviewSighting.decision_id)
+                .where(ReviewSighting.item_id == item_id)
+                .order_by(ReviewSighting.id)
+            ).all()
             data = None
             kept = session.get(KeptMedia, item.media_id) if item.media_id is not None else None
             if kept is not None:
@@ -95,6 +102,16 @@ def preserve_confirmed(
                         "at": r.at.isoformat(),
                     }
                     for r, name in votes
+                ],
+                "sightings": [
+                    {
+                        "content_id": d.content_id,
+                        "at": at.isoformat(),
+                        "submitted_by": d.actor,
+                        "source": d.source,
+                        "context": d.context,
+                    }
+                    for at, d in seen
                 ],
                 "media_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
                 "media_md5": hashlib.md5(data).hexdigest() if data is not None else None,

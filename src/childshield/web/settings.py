@@ -101,3 +101,15 @@ class ServiceSettings:
             retention=dt.timedelta(hours=self.media_retention_hours),
             keyring=keyring,
         )
+
+    # Findings 5 and 11 (issue 15): a busy database, and who sees settled reviews
+    decision_patience_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("CHILDSHIELD_DECISION_PATIENCE_SECONDS", "60"))
+    )
+    """How long a matched upload's decision waits for a busy database (a long SQLite import) before the
+    scan is answered 503 saying the decision was not recorded."""
+    review_settled_roles: tuple[str, ...] = field(
+        default_factory=lambda: _env_list("CHILDSHIELD_REVIEW_SETTLED_ROLES", ("admin",))
+    )
+    """Roles that may open settled items and see other reviewers' names and verdicts (``senior``
+    to add senior reviewers); other reviewers see only what is waiting for them."""

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
-from childshield.actions.decisions import PolicySnapshot, decide, record_decision, snapshot
+from childshield.actions.decisions import (
+    DecisionNotRecorded,
+    PolicySnapshot,
+    decide,
+    record_decision,
+    snapshot,
+)
 from childshield.banks.formats import normalize_signal
 from childshield.crawl.fetch import FetchError, fetch
 from childshield.crawl.guard import AddressPolicy
@@ -171,7 +177,7 @@ async def _scan_and_record(
     content_id = uuid.uuid4().hex
     if policy is not None:  # matched: the decision is recorded (and its webhook queued) before we answer
         intake = review_intake(conf.intake(keyring), data) if action in conf.review_actions else None
-        await run_in_threadpool(
+        recording = run_in_threadpool(
             lambda: record_decision(
                 db,
                 content_id=content_id,
@@ -184,8 +190,19 @@ async def _scan_and_record(
                 webhook_url=conf.webhook_url,
                 then=intake,
                 context=context,
+                patience=conf.decision_patience_seconds,
             )
         )
+        try:
+            await recording
+        except DecisionNotRecorded:  # matched, but nothing stored: say so, never a bare 500
+            stats.scans.labels("error").inc()
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the content matched (decision {action!r}, content id {content_id}) but the decision "
+                "could not be recorded: the database is busy; act on it and scan it again",
+                headers={"Retry-After": "10"},
+            ) from None
     out = ScanOut(
         content_id=content_id,
         signals=Signals.of(h),

@@ -162,14 +162,16 @@ def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: Done =
     last = None
     if done is not None and done > 0:
         with contextlib.suppress(review.ReviewError):
-            last = review.item(db, who.who, done)
+            last = review.item(
+                db, who.who, done, settled_roles=conf.review_settled_roles, as_participant=True
+            )
     context = {**_context(request, who, conf), "items": items, "counts": review.counts(db), "last": last}
     return _page(request, "queue.html", context)
 
 
 @router.get("/review/items/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, item_id: RowId, who: Reviewer, db: Db, conf: Conf) -> HTMLResponse:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     context = {
         **_context(request, who, conf),
         "item": item,
@@ -180,9 +182,10 @@ def item_page(request: Request, item_id: RowId, who: Reviewer, db: Db, conf: Con
     return _page(request, "item.html", context)
 
 
-def _item(db: Database, who: SignedIn, item_id: int) -> review.ItemView:
+def _item(request: Request, db: Database, who: SignedIn, item_id: int) -> review.ItemView:
+    conf: ServiceSettings = request.app.state.settings
     try:
-        return review.item(db, who.who, item_id)
+        return review.item(db, who.who, item_id, settled_roles=conf.review_settled_roles)
     except review.ReviewError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -192,7 +195,7 @@ async def media(
     request: Request, item_id: RowId, who: Reviewer, db: Db, view: str = "blurred", blur: Blur = None
 ) -> Response:
     """The item's picture as a still JPEG: blurred and gray, or (only after a recorded reveal) as it is."""
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     reveal = view == "full"
     if reveal and not review.revealed(db, item_id, who.session_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "reveal the media first")
@@ -242,7 +245,7 @@ def _media_panel(request: Request, who: SignedIn, item: review.ItemView, reveale
 
 @router.post("/review/items/{item_id}/reveal", response_class=HTMLResponse)
 def reveal(request: Request, item_id: RowId, who: Posting, db: Db) -> Response:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     review.record_reveal(db, who.who, item_id, who.session_id)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
@@ -251,7 +254,7 @@ def reveal(request: Request, item_id: RowId, who: Posting, db: Db) -> Response:
 
 @router.post("/review/items/{item_id}/hide", response_class=HTMLResponse)
 def hide(request: Request, item_id: RowId, who: Posting, db: Db) -> Response:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
     return _media_panel(request, who, item, False)
@@ -261,7 +264,7 @@ def hide(request: Request, item_id: RowId, who: Posting, db: Db) -> Response:
 def set_blur(
     request: Request, item_id: RowId, who: Posting, db: Db, blur: Annotated[int, Form(ge=0, le=1000)]
 ) -> Response:
-    item = _item(db, who, item_id)
+    item = _item(request, db, who, item_id)
     amount = sessions.set_blur(db, who.session_id, blur)
     if not _htmx(request):
         return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
@@ -291,7 +294,10 @@ def decide(
             config=_review_config(request),
         )
     except review.ReviewError as exc:
-        item = _item(db, who, item_id)
+        try:
+            item = _item(request, db, who, item_id)
+        except HTTPException:  # settled meanwhile, and not open to this viewer: say why, not "no item"
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         context = {
             **_context(request, who, conf),
             "item": item,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"  # MERGE: becomes 0012 once the review-sightings migration lands
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
