@@ -370,6 +370,19 @@ def test_disagreement_goes_to_a_senior_whose_rejection_feeds_the_negative_bank(
     assert kept.replace(tzinfo=dt.UTC) <= dt.datetime.now(dt.UTC)  # not needed any more: purged next round
     again = scan(app, keys["service"], upload)  # the same false match is now cleared, and not queued again
     assert again["matched"] is False and again["suppressed"] and len(items(db)) == 1
+    with db.engine.connect() as c:  # its exact digests in the bank were found wrong: disputed, with why
+        states = c.execute(
+            text(
+                "SELECT e.signal_type, e.state, e.state_reason FROM entries e JOIN banks b ON b.id = e.bank_id "
+                "WHERE b.name != 'false-matches' AND e.signal_type IN ('md5', 'sha1', 'sha256')"
+            )
+        ).all()
+    assert {(t, st) for t, st, _ in states} == {
+        ("md5", "disputed"),
+        ("sha1", "disputed"),
+        ("sha256", "disputed"),
+    }
+    assert all(reason == f"rejected in review item {item.id}" for _, _, reason in states)
 
 
 def test_three_reviewer_consensus_and_escalation_by_choice(

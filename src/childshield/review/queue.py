@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session
 from childshield.accounts.service import Principal
 from childshield.actions.webhooks import enqueue as enqueue_webhook
 from childshield.audit.log import record
-from childshield.banks.entries import add_signals_in
+from childshield.banks.entries import add_signals_in, set_state_in
 from childshield.banks.errors import BankError
 from childshield.review.consensus import VERDICTS, Outcome, Vote, settle
 from childshield.review.media import expire_now
 from childshield.store.db import Database, upsert_insert
 from childshield.store.models import (
     Decision,
+    EntryState,
     Reveal,
     Review,
     ReviewItem,
@@ -363,6 +364,9 @@ def _apply(
                 details["added"] = _to_negative_bank(session, config.negative_bank, decision, row.id)
             except BankError as exc:  # misconfigured (a normal bank named): the verdict still stands
                 details["negative_bank_error"] = str(exc)
+        disputed = _dispute_exact(session, decision, row.id)
+        if disputed:
+            details["disputed_entries"] = disputed
     record(session, "review", f"review.{outcome.state.value}", f"review:{row.id}", details)
     if config.webhook_url:
         enqueue_webhook(
@@ -380,6 +384,24 @@ def _apply(
                 "at": row.settled_at.isoformat(),
             },
         )
+
+
+_CRYPTOGRAPHIC = frozenset({"md5", "sha1", "sha256"})
+
+
+def _dispute_exact(session: Session, decision: Decision, item_id: int) -> list[int]:
+    """Entries that matched the rejected file by an exact digest are disputed (they stop matching): an
+    allow-list never outweighs an exact match of known material, so a list entry that reviewers found
+    wrong is itself taken out of matching, with the reason, for its bank's operator to look at."""
+    disputed: list[int] = []
+    for m in decision.matches or ():
+        if not isinstance(m, dict) or m.get("signal_type") not in _CRYPTOGRAPHIC:
+            continue
+        if m.get("check") not in (None, m.get("signal_type")) or not isinstance(m.get("entry_id"), int):
+            continue
+        if set_state_in(session, m["entry_id"], EntryState.DISPUTED, f"rejected in review item {item_id}"):
+            disputed.append(m["entry_id"])
+    return disputed
 
 
 def _to_negative_bank(session: Session, bank: str, decision: Decision, item_id: int) -> int:
