@@ -162,3 +162,42 @@ def test_decoding_stops_at_the_pixel_budget_keeping_the_frames_before() -> None:
     assert "decoded pixels" in info.note
     whole = VideoInfo()
     assert len(list(sample_frames(data, info=whole))) == 3 and whole.decoded == 24 and not whole.note
+
+
+def test_hls_segments_of_a_guarded_watch_open_no_socket(tmp_path: Path) -> None:
+    """A watched HLS stream whose segment is a session description behind MPEG-TS sync bytes: read as
+    MPEG-TS (our sniffing), never probed by FFmpeg, so the UDP port it names is never bound."""
+    import functools
+    import http.server
+    import threading
+
+    from childshield.crawl.guard import AddressPolicy
+    from childshield.stream.watch import Watch, WatchConfig
+
+    port = free_udp_port()
+    (tmp_path / "seg0.ts").write_bytes(crafted("mpegts", port))
+    (tmp_path / "live.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
+    )
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+    config = WatchConfig(guard=AddressPolicy.from_text("127.0.0.1/32"), read_timeout=3, max_reconnects=0)
+    watch = Watch("hls-sdp", url, lambda queries, names: [], lambda alert: None, config).start()
+    bound = False
+    deadline = time.monotonic() + 30
+    while watch.alive and time.monotonic() < deadline:
+        bound = bound or port in udp_ports_bound()
+        time.sleep(0.002)
+    watch.stop()
+    server.shutdown()
+    server.server_close()
+    assert not bound
+    assert watch.status.state == "failed" and watch.status.error
