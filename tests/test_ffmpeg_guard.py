@@ -201,3 +201,24 @@ def test_hls_segments_of_a_guarded_watch_open_no_socket(tmp_path: Path) -> None:
     server.server_close()
     assert not bound
     assert watch.status.state == "failed" and watch.status.error
+
+
+def test_one_video_is_decoded_with_the_threads_it_is_given(tmp_path: Path) -> None:
+    """FFmpeg's default is a thread per core (and more): ``decoder_threads`` caps what one upload takes.
+    Counted in a process of its own, where no other test's threads come and go."""
+    script = textwrap.dedent("""
+        import os
+        from childshield.media.video import VideoLimits, sample_frames
+        from childshield.testing.video import encode_video, scene
+        data = encode_video([scene(s, 640, 480) for s in range(30)], fps=10)
+        for threads in (1, 3):
+            before = peak = len(os.listdir("/proc/self/task"))
+            for _ in sample_frames(data, limits=VideoLimits(decoder_threads=threads)):
+                peak = max(peak, len(os.listdir("/proc/self/task")))
+            print(threads, peak - before)
+    """)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    extra = dict(line.split() for line in run.stdout.splitlines())
+    assert int(extra["1"]) <= 1 and 2 <= int(extra["3"]) <= 3, extra

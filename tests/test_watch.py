@@ -421,3 +421,35 @@ def test_rtsp_replies_are_read_as_ffmpeg_reads_them(stream: bytes, passed: bytes
             out += replies.feed(stream[k : k + size])
         assert out == (stream if passed is None else passed), size
         assert bool(replies.refused) == (passed is not None and passed != stream), size
+
+
+def test_rtsps_is_relayed_over_tls_verified_for_the_host(stream_video: bytes, tmp_path: Path) -> None:
+    """The relay makes the TLS connection (FFmpeg would send the address, not the name, as SNI, and
+    verifies nothing by default): a certificate for the host is taken, one it cannot verify is not."""
+    import ssl
+
+    import av
+
+    from childshield.stream.relay import Relay, RtspReplies
+    from childshield.testing.streams import RtspServer
+    from smtp_helpers import self_signed
+
+    cert, key = self_signed(tmp_path)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    options = {"rtsp_transport": "tcp", "protocol_whitelist": "rtsp,tcp"}
+    with RtspServer(stream_video, tls=served) as server:
+        address = ("127.0.0.1", server.port)
+        relay = Relay(address, replies=RtspReplies, tls_host="localhost", tls_context=trusted)
+        with relay, av.open(f"rtsp://127.0.0.1:{relay.port}/live", options=options, timeout=(5, 5)) as c:
+            frames = 0
+            for _ in c.decode(video=0):
+                frames += 1
+                if frames == 10:
+                    break
+        untrusted = Relay(address, replies=RtspReplies, tls_host="localhost")  # the system's CAs only
+        with untrusted, pytest.raises(av.error.FFmpegError):
+            av.open(f"rtsp://127.0.0.1:{untrusted.port}/live", options=options, timeout=(5, 5))
+        assert frames == 10 and "certificate verify failed" in untrusted.cut
+    assert server.requests[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]

@@ -275,8 +275,10 @@ class PacketFrames:
             yield from frames
 
 
+# Frames are scaled on the thread that decodes them (``threads=1``): swscale's default is a thread per
+# core for every frame, which no decoder thread limit would bound.
 def _thumb(frame) -> npt.NDArray[np.float32]:  # type: ignore[no-untyped-def]  # noqa: ANN001
-    small = frame.reformat(width=32, height=32, format="gray", interpolation="FAST_BILINEAR")
+    small = frame.reformat(width=32, height=32, format="gray", interpolation="FAST_BILINEAR", threads=1)
     out: npt.NDArray[np.float32] = np.asarray(small.to_ndarray(), dtype=np.float32)
     return out
 
@@ -285,7 +287,7 @@ def frame_picture(frame, max_side: int, number: int) -> Picture:  # type: ignore
     width, height = frame.width, frame.height
     scale = min(1.0, max_side / max(width, height))
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA", threads=1).to_ndarray()
     return Picture(np.ascontiguousarray(rgb), w, h, 1, number)
 
 

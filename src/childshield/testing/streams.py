@@ -8,6 +8,7 @@ import functools
 import http.server
 import io
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -137,16 +138,24 @@ class RtspServer:
     """A small RTSP server on 127.0.0.1 (``url``) that plays ``video``'s H.264 as RTP interleaved on the
     control connection (RTSP over TCP), paced at its own speed, to each client that asks.  With
     ``redirect`` it answers DESCRIBE with ``302 Found`` and that ``Location`` instead (a server sending
-    its clients elsewhere).  ``connections`` counts the clients; ``requests`` lists the methods asked."""
+    its clients elsewhere); with ``tls`` (a server context) it is RTSPS.  ``connections`` counts the
+    clients; ``requests`` lists the methods asked."""
 
-    def __init__(self, video: bytes, *, redirect: str | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        video: bytes,
+        *,
+        redirect: str | None = None,
+        host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.packets = _rtp_packets(video)
-        self.redirect = redirect
+        self.redirect, self.tls = redirect, tls
         self.connections = 0
         self.requests: list[str] = []
         self._listener = socket.create_server((host, 0))
         self.port = int(self._listener.getsockname()[1])
-        self.url = f"rtsp://{host}:{self.port}/live"
+        self.url = f"{'rtsps' if tls else 'rtsp'}://{host}:{self.port}/live"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -171,6 +180,12 @@ class RtspServer:
 
     def _serve(self, client: socket.socket) -> None:
         buf = b""
+        if self.tls is not None:
+            try:
+                client = self.tls.wrap_socket(client, server_side=True)
+            except (OSError, ssl.SSLError):  # a client that does not trust the certificate
+                client.close()
+                return
         with client:
             try:
                 while not self._stop.is_set():
