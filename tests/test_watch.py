@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -392,6 +393,7 @@ def test_a_checked_source_names_the_address_not_the_host() -> None:
 
 
 RTSP_OK = b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 5\r\n\r\nhello"
+NUL_ENDS = b"RTSP/1.0 200 OK\r\n\x00x\r\n"
 TWO_LENGTHS = b"RTSP/1.0 200 OK\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -408,6 +410,7 @@ TWO_LENGTHS = b"RTSP/1.0 200 OK\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\
         (TWO_LENGTHS + b"RTSP/1.0 307\r\n\r\n", TWO_LENGTHS),  # the last length counts, as in FFmpeg
         (b"RTSP/1.0 200 OK\r\nX: " + b"0" * 5000 + b"\r\n\r\n", b""),
         (b"\r$\x01\x00\x02ok\n", b"\r$\x01\x00\x02ok\n"),
+        (NUL_ENDS + b"RTSP/1.0 302 Found\r\n\r\n", NUL_ENDS),  # FFmpeg: a line from a NUL on is empty
     ],
 )  # fmt: skip
 def test_rtsp_replies_are_read_as_ffmpeg_reads_them(stream: bytes, passed: bytes | None) -> None:
@@ -453,3 +456,73 @@ def test_rtsps_is_relayed_over_tls_verified_for_the_host(stream_video: bytes, tm
             av.open(f"rtsp://127.0.0.1:{untrusted.port}/live", options=options, timeout=(5, 5))
         assert frames == 10 and "certificate verify failed" in untrusted.cut
     assert server.requests[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+
+
+def ffmpeg_statuses(data: bytes) -> list[int]:
+    """The status codes FFmpeg's RTSP client reads from ``data``: its reply reader (``ff_rtsp_read_reply``)
+    written again byte by byte, as a second opinion on the relay's own framing."""
+
+    def number(word: bytes) -> int:  # C's atoi/strtol: sign, digits, clamped to long, then an int
+        found = re.match(rb"[ \t\v\f]*([+-]?)([0-9]*)", word)
+        assert found is not None
+        value = int(found.group(2) or b"0") * (-1 if found.group(1) == b"-" else 1)
+        value = max(-(2**63), min(2**63 - 1, value))
+        return (value + 2**31) % 2**32 - 2**31
+
+    codes, i = [], 0
+    while i < len(data):
+        lines: list[bytes] = []
+        while True:
+            line = bytearray()
+            while True:
+                if i >= len(data):
+                    return codes
+                ch = data[i]
+                i += 1
+                if ch == 0x0A:
+                    break
+                if ch == 0x24 and not line:  # an interleaved packet: skipped
+                    if i + 3 > len(data):
+                        return codes
+                    i += 3 + int.from_bytes(data[i + 1 : i + 3], "big")
+                elif ch != 0x0D and len(line) < 4095:
+                    line.append(ch)
+            text = bytes(line).partition(b"\x00")[0]  # a C string
+            if not text:
+                break
+            lines.append(text)
+        length = 0
+        if lines:
+            words = [w for w in re.split(rb"[ \t]+", lines[0]) if w]
+            if words and words[0].startswith(b"RTSP/"):
+                codes.append(number(words[1]) if len(words) > 1 else 0)
+            for header in lines[1:]:
+                if header[:15].lower() == b"content-length:":
+                    length = number(header[15:])
+        i += max(0, length)
+    return codes
+
+
+REPLY_PARTS = [
+    b"RTSP/1.0 200 OK\r\n", b"RTSP/1.0 302 Found\r\n", b"RTSP/1.0 4294967598 x\n", b"  RTSP/1.0\t0302\n",
+    b"RTSP/1.0 +301\r\n", b"RTSP/1.0 401 Unauthorized\r\n", b"RTSP/1.0\x0b302\n", b"RTSP/1.0 200\x0b302\n",
+    b"Content-Length: 5\r\n", b"content-length:  +3\n", b"Content-Length: -1\r\n",
+    b"Content-Length: 3\x005\n", b"Content-Length: 4294967301\r\n", b"\r\n", b"\n", b"\r", b"$",
+    b"$\x00\x00\x05", b"\x00", b"\x00x\n", b"hello", b"Location: rtsp://10.0.0.1/\r\n",
+    b"ANNOUNCE rtsp://x/ RTSP/1.0\r\n", b"CSeq: 2\r\n",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(REPLY_PARTS), max_size=30), st.lists(st.integers(1, 40), min_size=1))
+def test_no_redirect_ffmpeg_would_read_passes_the_relay(parts: list[bytes], sizes: list[int]) -> None:
+    from childshield.stream.relay import RtspReplies
+
+    stream = b"".join(parts)
+    replies, out, k = RtspReplies(), b"", 0
+    while k < len(stream):
+        size = sizes[k % len(sizes)]
+        out += replies.feed(stream[k : k + size])
+        k += size
+    assert stream.startswith(out)  # passed on unchanged, or cut: never altered
+    assert not any(300 <= code < 400 for code in ffmpeg_statuses(out)), out

@@ -3,9 +3,10 @@ FFmpeg would otherwise take elsewhere on its own.
 
 RTSP: FFmpeg's client follows a ``3xx`` reply's ``Location`` to any host, with no option to stop it, and
 again on every reconnect.  The relay reads the server's bytes as FFmpeg's reader does (lines ended by
-``\\n``, ``\\r`` dropped, ``$`` at a line's start an interleaved packet, ``Content-Length`` bodies) and cuts
-the connection before a redirect (or a reply it cannot read the way FFmpeg would) reaches FFmpeg.  The
-watch asks for interleaved TCP transport, so the control connection is the only one.
+``\\n``, ``\\r`` dropped, a line read up to a NUL, ``$`` at a line's start an interleaved packet,
+``Content-Length`` bodies) and cuts the connection before a redirect (or a reply it cannot read the way
+FFmpeg would) reaches FFmpeg.  The watch asks for interleaved TCP transport, so the control connection
+is the only one.
 
 TLS (rtsps, rtmps): the relay makes the TLS connection itself, verified against the source's host name,
 so FFmpeg talks plain RTSP/RTMP to the relay and the server still sees its own name (SNI)."""
@@ -106,7 +107,7 @@ class RtspReplies:
             del buf[: nl + 1]
             if len(self.raw) > MAX_HEADER:
                 raise Cut("the server sent a reply header over 64 KiB")
-            line = bytes(self.line)
+            line = bytes(self.line).partition(b"\x00")[0]  # FFmpeg reads a line as a C string
             self.line.clear()
             if line:
                 self.lines.append(line)
