@@ -5,7 +5,9 @@ All streams are made of generated pictures and stay on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -269,3 +271,258 @@ def test_any_playlist_is_read_or_refused_clearly(lines: list[str]) -> None:
         return
     assert all(urlsplit(url).scheme for _, url in playlist.segments)  # absolute (the guard checks the rest)
     assert [n for n, _ in playlist.segments] == sorted(n for n, _ in playlist.segments)
+
+
+class Listener:
+    """A loopback TCP listener standing in for an address the guard refuses: it only counts who came."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server((host, port))
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_an_rtsp_redirect_to_a_refused_address_is_never_followed(db: Database, stream_video: bytes) -> None:
+    """An allowed RTSP server answers DESCRIBE with a 302 to a refused address (here 127.0.0.2, loopback,
+    outside the allowed 127.0.0.1/32): FFmpeg's client would follow it, at every reconnect.  Cut before
+    FFmpeg sees it; the victim never gets a connection."""
+    from childshield.crawl.guard import AddressPolicy
+    from childshield.testing.streams import RtspServer
+
+    victim = Listener("127.0.0.2")
+    watches = Watches(db, holder_with_known(db))
+    allowed = AddressPolicy.from_text("127.0.0.1/32")
+    redirect = f"rtsp://127.0.0.2:{victim.port}/inside"
+    with RtspServer(stream_video, redirect=redirect) as server:
+        watches.start(server.url, "moved", WatchConfig(guard=allowed, read_timeout=5, max_reconnects=1))
+        assert wait_for(lambda: watches.statuses()[0].state == "failed")
+        status = watches.statuses()[0]
+    watches.close()
+    victim.close()
+    assert server.connections >= 2 and server.requests.count("DESCRIBE") >= 2  # reconnected, cut again
+    assert victim.accepted == 0
+    assert "redirects are not followed" in status.error and redirect in status.error
+
+
+def test_rtsp_is_watched_through_the_guarded_relay(db: Database, stream_video: bytes) -> None:
+    from childshield.crawl.guard import AddressPolicy
+    from childshield.testing.streams import RtspServer
+
+    alerts: list[Alert] = []
+    watches = Watches(db, holder_with_known(db), on_alert=lambda a, d: alerts.append(a))
+    allowed = AddressPolicy.from_text("127.0.0.1/32")
+    with RtspServer(stream_video) as server:
+        watches.start(server.url, "cam-rtsp", WatchConfig(guard=allowed, read_timeout=5, max_reconnects=3))
+        assert wait_for(lambda: bool(alerts))
+    watches.close()
+    assert alerts[0].stream_time == pytest.approx(SHOWN_AT, abs=0.1)
+    assert server.requests[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+
+
+def test_a_name_is_checked_at_every_connection_and_ffmpeg_gets_the_address(
+    db: Database, stream_video: bytes
+) -> None:
+    """``stream.test`` is known only to the guard's resolver: FFmpeg, given the checked address, never
+    resolves the name itself (it could not, and a rebinding name could answer it differently).  When
+    the name moves to a refused address, the next connection is refused before it is made."""
+    import socket
+
+    from childshield.crawl.guard import AddressPolicy, HostsResolver
+
+    answers = ["127.0.0.1"]
+
+    def resolve(
+        host: str, port: int, type: int = socket.SOCK_STREAM, **_: object
+    ) -> list[tuple[object, ...]]:
+        return HostsResolver({"stream.test": answers[-1]})(host, port, type)
+
+    alerts: list[Alert] = []
+    watches = Watches(db, holder_with_known(db), on_alert=lambda a, d: alerts.append(a))
+    config = WatchConfig(guard=AddressPolicy.from_text("127.0.0.1/32"), resolve=resolve, read_timeout=5,
+                         max_reconnects=1)  # fmt: skip
+    with TcpSender(stream_video) as sender:
+        victim = Listener("127.0.0.2", sender.port)
+        watches.start(f"tcp://stream.test:{sender.port}", "named", config)
+        assert wait_for(lambda: bool(alerts))
+        answers.append("127.0.0.2")  # the name now points inside
+        assert wait_for(lambda: watches.statuses()[0].state == "failed")
+        status = watches.statuses()[0]
+    watches.close()
+    victim.close()
+    assert status.connects == 1 and "127.0.0.2 is a loopback address" in status.error
+    assert victim.accepted == 0
+
+
+def test_a_checked_source_names_the_address_not_the_host() -> None:
+    from childshield.crawl.guard import AddressPolicy, HostsResolver
+    from childshield.stream.sources import SourceRefused, check_source
+
+    resolve = HostsResolver(
+        {"cam.test": "127.0.0.1", "v6.test": "::1", "both.test": ["127.0.0.1", "10.0.0.1"]}
+    )
+    policy = AddressPolicy.from_text("127.0.0.1/32,::1/128")
+    checked = check_source("rtsp://user:pw@cam.test/live/1?x=2", policy, resolve)
+    assert checked.url == "rtsp://user:pw@127.0.0.1:554/live/1?x=2" and checked.host == "cam.test"
+    assert checked.relayed and checked.relay_url(4000) == "rtsp://user:pw@127.0.0.1:4000/live/1?x=2"
+    assert checked.relay_options() == {"protocol_whitelist": "rtsp,tcp", "rtsp_transport": "tcp"}
+    assert check_source("srt://v6.test:9000", policy, resolve).url == "srt://[::1]:9000"
+    rtmps = check_source("rtmps://cam.test/app/key", policy, resolve)
+    assert rtmps.url == "rtmps://127.0.0.1:443/app/key" and rtmps.relay_url(5) == "rtmp://127.0.0.1:5/app/key"
+    with pytest.raises(SourceRefused, match=r"10\.0\.0\.1 is a private address"):  # any address refused: all
+        check_source("tcp://both.test:9000", policy, resolve)
+
+
+RTSP_OK = b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 5\r\n\r\nhello"
+NUL_ENDS = b"RTSP/1.0 200 OK\r\n\x00x\r\n"
+TWO_LENGTHS = b"RTSP/1.0 200 OK\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("stream", "passed"),
+    [
+        (RTSP_OK + b"$\x00\x00\x03abc" + RTSP_OK, RTSP_OK + b"$\x00\x00\x03abc" + RTSP_OK),
+        (b"RTSP/1.0 200 OK\r\nContent-Length: 14\r\n\r\nRTSP/1.0 302\n\n", None),  # a body: passed
+        (RTSP_OK + b"RTSP/1.0 302 Found\r\nLocation: rtsp://10.0.0.1/\r\n\r\n", RTSP_OK),
+        (RTSP_OK + b"RTSP/1.0 302 Found\nLocation: rtsp://10.0.0.1/\n\n", RTSP_OK),  # bare \n, as FFmpeg
+        (RTSP_OK + b"  RTSP/1.0  301\r\r\n\r\n", RTSP_OK),
+        (RTSP_OK + b"RTSP/1.0 4294967598 Found\r\n\r\n", RTSP_OK),  # FFmpeg's atoi wraps it to 302
+        (RTSP_OK + b"RTSP/1.0 200 OK\r\n$\x00\x00\x00\r\n\r\n", RTSP_OK),  # a packet inside a reply
+        (TWO_LENGTHS + b"RTSP/1.0 307\r\n\r\n", TWO_LENGTHS),  # the last length counts, as in FFmpeg
+        (b"RTSP/1.0 200 OK\r\nX: " + b"0" * 5000 + b"\r\n\r\n", b""),
+        (b"\r$\x01\x00\x02ok\n", b"\r$\x01\x00\x02ok\n"),
+        (NUL_ENDS + b"RTSP/1.0 302 Found\r\n\r\n", NUL_ENDS),  # FFmpeg: a line from a NUL on is empty
+    ],
+)  # fmt: skip
+def test_rtsp_replies_are_read_as_ffmpeg_reads_them(stream: bytes, passed: bytes | None) -> None:
+    """Whatever the chunking, the relay passes the same bytes, and nothing of a redirect (or of a reply
+    FFmpeg might read as one)."""
+    from childshield.stream.relay import RtspReplies
+
+    for size in (1, 2, 3, 7, len(stream)):
+        replies, out = RtspReplies(), b""
+        for k in range(0, len(stream), size):
+            out += replies.feed(stream[k : k + size])
+        assert out == (stream if passed is None else passed), size
+        assert bool(replies.refused) == (passed is not None and passed != stream), size
+
+
+def test_rtsps_is_relayed_over_tls_verified_for_the_host(stream_video: bytes, tmp_path: Path) -> None:
+    """The relay makes the TLS connection (FFmpeg would send the address, not the name, as SNI, and
+    verifies nothing by default): a certificate for the host is taken, one it cannot verify is not."""
+    import ssl
+
+    import av
+
+    from childshield.stream.relay import Relay, RtspReplies
+    from childshield.testing.streams import RtspServer
+    from smtp_helpers import self_signed
+
+    cert, key = self_signed(tmp_path)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    options = {"rtsp_transport": "tcp", "protocol_whitelist": "rtsp,tcp"}
+    with RtspServer(stream_video, tls=served) as server:
+        address = ("127.0.0.1", server.port)
+        relay = Relay(address, replies=RtspReplies, tls_host="localhost", tls_context=trusted)
+        with relay, av.open(f"rtsp://127.0.0.1:{relay.port}/live", options=options, timeout=(5, 5)) as c:
+            frames = 0
+            for _ in c.decode(video=0):
+                frames += 1
+                if frames == 10:
+                    break
+        untrusted = Relay(address, replies=RtspReplies, tls_host="localhost")  # the system's CAs only
+        with untrusted, pytest.raises(av.error.FFmpegError):
+            av.open(f"rtsp://127.0.0.1:{untrusted.port}/live", options=options, timeout=(5, 5))
+        assert frames == 10 and "certificate verify failed" in untrusted.cut
+    assert server.requests[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+
+
+def ffmpeg_statuses(data: bytes) -> list[int]:
+    """The status codes FFmpeg's RTSP client reads from ``data``: its reply reader (``ff_rtsp_read_reply``)
+    written again byte by byte, as a second opinion on the relay's own framing."""
+
+    def number(word: bytes) -> int:  # C's atoi/strtol: sign, digits, clamped to long, then an int
+        found = re.match(rb"[ \t\v\f]*([+-]?)([0-9]*)", word)
+        assert found is not None
+        value = int(found.group(2) or b"0") * (-1 if found.group(1) == b"-" else 1)
+        value = max(-(2**63), min(2**63 - 1, value))
+        return (value + 2**31) % 2**32 - 2**31
+
+    codes, i = [], 0
+    while i < len(data):
+        lines: list[bytes] = []
+        while True:
+            line = bytearray()
+            while True:
+                if i >= len(data):
+                    return codes
+                ch = data[i]
+                i += 1
+                if ch == 0x0A:
+                    break
+                if ch == 0x24 and not line:  # an interleaved packet: skipped
+                    if i + 3 > len(data):
+                        return codes
+                    i += 3 + int.from_bytes(data[i + 1 : i + 3], "big")
+                elif ch != 0x0D and len(line) < 4095:
+                    line.append(ch)
+            text = bytes(line).partition(b"\x00")[0]  # a C string
+            if not text:
+                break
+            lines.append(text)
+        length = 0
+        if lines:
+            words = [w for w in re.split(rb"[ \t]+", lines[0]) if w]
+            if words and words[0].startswith(b"RTSP/"):
+                codes.append(number(words[1]) if len(words) > 1 else 0)
+            for header in lines[1:]:
+                if header[:15].lower() == b"content-length:":
+                    length = number(header[15:])
+        i += max(0, length)
+    return codes
+
+
+REPLY_PARTS = [
+    b"RTSP/1.0 200 OK\r\n", b"RTSP/1.0 302 Found\r\n", b"RTSP/1.0 4294967598 x\n", b"  RTSP/1.0\t0302\n",
+    b"RTSP/1.0 +301\r\n", b"RTSP/1.0 401 Unauthorized\r\n", b"RTSP/1.0\x0b302\n", b"RTSP/1.0 200\x0b302\n",
+    b"Content-Length: 5\r\n", b"content-length:  +3\n", b"Content-Length: -1\r\n",
+    b"Content-Length: 3\x005\n", b"Content-Length: 4294967301\r\n", b"\r\n", b"\n", b"\r", b"$",
+    b"$\x00\x00\x05", b"\x00", b"\x00x\n", b"hello", b"Location: rtsp://10.0.0.1/\r\n",
+    b"ANNOUNCE rtsp://x/ RTSP/1.0\r\n", b"CSeq: 2\r\n",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(REPLY_PARTS), max_size=30), st.lists(st.integers(1, 40), min_size=1))
+def test_no_redirect_ffmpeg_would_read_passes_the_relay(parts: list[bytes], sizes: list[int]) -> None:
+    from childshield.stream.relay import RtspReplies
+
+    stream = b"".join(parts)
+    replies, out, k = RtspReplies(), b"", 0
+    while k < len(stream):
+        size = sizes[k % len(sizes)]
+        out += replies.feed(stream[k : k + size])
+        k += size
+    assert stream.startswith(out)  # passed on unchanged, or cut: never altered
+    assert not any(300 <= code < 400 for code in ffmpeg_statuses(out)), out

@@ -7,12 +7,18 @@ least ``scene_gap`` seconds after the last frame taken.  Each picture handed on 
 ``max_side`` pixels on its longer side (PDQ looks at 64x64 anyway; hashes differ by a few bits at most).
 
 Limits are checked on the stream's header before any frame is decoded (pixels per frame), and while
-decoding (duration, frames decoded, frames taken, wall time): a file over a limit is refused with a clear
-error, never half-hashed in silence.
+decoding (duration, frames decoded, pixels decoded, frames taken, wall time): a file over a limit is
+refused with a clear error, or its frames before the limit are kept and ``VideoInfo.note`` says so, never
+half-hashed in silence.
+
+Untrusted bytes reach FFmpeg only as one of the containers ``container_format`` recognises, named to
+FFmpeg explicitly (no probing: FFmpeg would otherwise pick its SDP, HLS or concat demuxers, which open
+network sockets and other URLs named in the file), and with no protocol allowed for any nested open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -47,6 +53,11 @@ class VideoLimits:
     max_decoded_frames: int = 2_000_000
     max_samples: int = 50_000
     max_wall_seconds: float = 3600.0
+    max_decoded_pixels: int = 4_000_000_000
+    """Pixels of all the frames decoded, summed: the decoding work one video may cost, whatever its frame
+    size (about 64 s of 1080p at 30 fps, 7 min of 640x480, 60 frames of 8192x8192)."""
+    decoder_threads: int = 2
+    """Threads FFmpeg decodes one video with (0: one per core): one upload never takes every core."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,43 +99,96 @@ class VideoInfo:
     """Why not all of the video was hashed (damage, a limit); the frames before it were kept."""
 
 
-def is_video(head: bytes) -> bool:
-    """Whether the first bytes look like a video container (MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS,
-    FLV, MPEG-PS, ASF/WMV, Ogg).  Anything with an image format's signature is an image, whatever
-    bytes follow it (a GIF's palette can look like MPEG-TS sync bytes)."""
+SNIFF_BYTES = 1024
+"""How much of the start ``container_format`` looks at."""
+
+NO_PROTOCOLS = "none"
+"""FFmpeg's ``protocol_whitelist`` naming no protocol: a demuxer's nested open (a URL named in the file)
+is refused, while the bytes themselves come through Python's file object, which needs none."""
+
+
+def container_format(head: bytes) -> str | None:
+    """FFmpeg's demuxer for the container the first bytes (``SNIFF_BYTES``) show: MP4/MOV/3GP (``mov``),
+    Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS (``mpeg``), ASF/WMV, Ogg video; None for anything else.
+    Anything with an image format's signature is an image, whatever bytes follow it (a GIF's palette can
+    look like MPEG-TS sync bytes)."""
     if sniff(head[:32]) is not None:
-        return False
+        return None
     if len(head) >= 12 and head[4:8] == b"ftyp":
-        return head[8:12] not in IMAGE_BRANDS
+        return None if head[8:12] in IMAGE_BRANDS else "mov"
     if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):  # old QuickTime
-        return True
+        return "mov"
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska, WebM
-        return True
+        return "matroska"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return True
-    if head[:3] == b"FLV" or head[:4] == b"\x00\x00\x01\xba":  # FLV, MPEG program stream
-        return True
+        return "avi"
+    if head[:3] == b"FLV":
+        return "flv"
+    if head[:4] == b"\x00\x00\x01\xba":  # MPEG program stream
+        return "mpeg"
     if head[:4] == b"OggS":
-        return b"theora" in head[:200]  # Ogg video, not Ogg audio
-    if head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"):  # ASF
-        return True
-    return len(head) > 4 * 188 and all(head[188 * k] == 0x47 for k in range(5))  # MPEG-TS: 5 sync bytes
+        return "ogg" if b"theora" in head[:200] else None  # Ogg video, not Ogg audio
+    if head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"):
+        return "asf"
+    if len(head) > 4 * 188 and all(head[188 * k] == 0x47 for k in range(5)):  # MPEG-TS: 5 sync bytes
+        return "mpegts"
+    return None
+
+
+def is_video(head: bytes) -> bool:
+    """Whether the first bytes look like a video container we read (``container_format``)."""
+    return container_format(head) is not None
+
+
+def demuxer_options(name: str) -> dict[str, str]:
+    """FFmpeg options for opening untrusted bytes with the demuxer ``name``: no protocol for nested
+    opens, and (MOV) no external data references followed, whatever FFmpeg's defaults become."""
+    options = {"protocol_whitelist": NO_PROTOCOLS}
+    if name == "mov":
+        options |= {"enable_drefs": "0", "use_absolute_path": "0"}
+    return options
 
 
 def has_video_extension(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _open(source: bytes | str | os.PathLike[str]):  # type: ignore[no-untyped-def]  # noqa: ANN202
+@contextlib.contextmanager
+def _open(source: bytes | str | os.PathLike[str]) -> Iterator[Any]:
+    """The container, opened with the demuxer our own sniffing names: a path is read through a Python
+    file too (FFmpeg never sees a name it could take for a URL or a protocol)."""
     import av
 
+    if isinstance(source, bytes):
+        target: io.BufferedIOBase = io.BytesIO(source)
+    else:
+        try:
+            target = open(source, "rb")  # noqa: SIM115 - closed with the container, below
+        except OSError as exc:
+            raise NotAnImage(f"cannot read the video: {exc.strerror or exc}") from None
     try:
-        target = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
-        return av.open(target, mode="r", metadata_errors="ignore")
+        name = container_format(target.read(SNIFF_BYTES))
+        if name is None:
+            raise NotAnImage("not a video container childshield reads (MP4/MOV, Matroska/WebM, AVI, "
+                             "MPEG-TS, MPEG-PS, FLV, ASF, Ogg)")  # fmt: skip
+        target.seek(0)
+        container = av.open(
+            target, mode="r", format=name, options=demuxer_options(name), metadata_errors="ignore"
+        )
     except av.error.InvalidDataError:
-        raise NotAnImage("not a readable video (no container format recognised)") from None
+        target.close()
+        raise NotAnImage("not a readable video (the container cannot be read)") from None
     except av.error.FFmpegError as exc:
-        raise CorruptImage(f"cannot open the video: {exc}") from None
+        target.close()
+        raise CorruptImage(f"cannot open the video as {name}: {exc.strerror or exc}") from None
+    except BaseException:
+        target.close()
+        raise
+    try:
+        with container:
+            yield container
+    finally:
+        target.close()
 
 
 class FramePicker:
@@ -211,8 +275,10 @@ class PacketFrames:
             yield from frames
 
 
+# Frames are scaled on the thread that decodes them (``threads=1``): swscale's default is a thread per
+# core for every frame, which no decoder thread limit would bound.
 def _thumb(frame) -> npt.NDArray[np.float32]:  # type: ignore[no-untyped-def]  # noqa: ANN001
-    small = frame.reformat(width=32, height=32, format="gray", interpolation="FAST_BILINEAR")
+    small = frame.reformat(width=32, height=32, format="gray", interpolation="FAST_BILINEAR", threads=1)
     out: npt.NDArray[np.float32] = np.asarray(small.to_ndarray(), dtype=np.float32)
     return out
 
@@ -221,15 +287,17 @@ def frame_picture(frame, max_side: int, number: int) -> Picture:  # type: ignore
     width, height = frame.width, frame.height
     scale = min(1.0, max_side / max(width, height))
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA", threads=1).to_ndarray()
     return Picture(np.ascontiguousarray(rgb), w, h, 1, number)
 
 
-def _over_limit(limits: VideoLimits, t: float, decoded: int, taken: int, wall: float) -> str:
+def _over_limit(limits: VideoLimits, t: float, decoded: int, taken: int, wall: float, pixels: int = 0) -> str:
     if t > limits.max_seconds:
         return f"the limit of {limits.max_seconds:.0f} s of video"
     if decoded > limits.max_decoded_frames:
         return f"the limit of {limits.max_decoded_frames} decoded frames"
+    if pixels > limits.max_decoded_pixels:
+        return f"the limit of {limits.max_decoded_pixels} decoded pixels"
     if taken >= limits.max_samples:
         return f"the limit of {limits.max_samples} frames hashed"
     if wall > limits.max_wall_seconds:
@@ -255,6 +323,7 @@ def sample_frames(
             raise NotAnImage("the file has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = max(0, limits.decoder_threads)
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         if width * height > limits.max_pixels:
@@ -268,7 +337,7 @@ def sample_frames(
         info.duration, info.fps = duration, rate
         picker = FramePicker(sampling)
         clock = StreamClock(rate)
-        taken = decoded = 0
+        taken = decoded = pixels = 0
         frames = PacketFrames(container, stream, info)
         try:
             for frame in frames():
@@ -276,8 +345,9 @@ def sample_frames(
                 info.decoded = decoded
                 if frame.width * frame.height > limits.max_pixels:
                     raise ImageTooLarge(f"a frame of {frame.width}x{frame.height} exceeds the limit")
+                pixels += frame.width * frame.height
                 t = clock(frame.time)
-                stop = _over_limit(limits, t, decoded, taken, time.monotonic() - started)
+                stop = _over_limit(limits, t, decoded, taken, time.monotonic() - started, pixels)
                 if stop:  # what was hashed so far stands: a limit never hides what came before it
                     info.note = f"stopped at {t:.1f} s: {stop}"
                     break
@@ -293,4 +363,4 @@ def sample_frames(
         if info.errors and not info.note:
             info.note = f"{info.errors} damaged packets skipped"
         if taken == 0:
-            raise CorruptImage("the video has no decodable frame")
+            raise CorruptImage(f"the video has no decodable frame{f' ({info.note})' if info.note else ''}")

@@ -149,6 +149,12 @@ class HlsReader:
                 return
             self.stop.wait(playlist.target / 2)
 
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer at the end), left to be read: how the container is told."""
+        while len(self._buffer) < size and not self._ended and not self.stop.is_set():
+            self._more()
+        return bytes(self._buffer[:size])
+
     def read(self, size: int = -1) -> bytes:
         while not self._buffer and not self._ended and not self.stop.is_set():
             self._more()

@@ -4,15 +4,21 @@ Over HTTP (``POST /v1/watches``) a source is a network URL whose host passes the
 ``/v1/scan/url``: no loopback, private, link-local or metadata address unless ``CHILDSHIELD_FETCH_ALLOW``
 names it), and FFmpeg is held to that scheme's protocols (``protocol_whitelist``): a playlist cannot
 send it to ``file:`` or another protocol.  Local files and capture devices only with
-``CHILDSHIELD_WATCH_LOCAL=1`` (the command line may watch anything its user can open)."""
+``CHILDSHIELD_WATCH_LOCAL=1`` (the command line may watch anything its user can open).
+
+The host is checked again at every connection (``check_source``), and FFmpeg is given the address that
+was checked, never the name (which it would resolve again: DNS rebinding).  RTSP and the TLS schemes go
+through a relay on 127.0.0.1 (``stream.relay``): FFmpeg's RTSP client follows redirects to any host,
+and TLS needs the host's name, not the address."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, check_ip
+from childshield.crawl.guard import AddressPolicy, BlockedAddress, IPAddress, Resolver, check_ip
 from childshield.stream.hls import is_hls
 
 PROTOCOLS: dict[str, str] = {
@@ -27,14 +33,50 @@ PROTOCOLS: dict[str, str] = {
     "udp": "udp,rtp",
 }
 DEFAULT_PORTS = {"http": 80, "https": 443, "rtmp": 1935, "rtmps": 443, "rtsp": 554, "rtsps": 322}
+RELAYED = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmps": "rtmp"}
+"""Schemes read through ``stream.relay``, and the plain scheme FFmpeg then speaks to it."""
+RELAYED_PROTOCOLS = {"rtsp": "rtsp,tcp", "rtmp": "rtmp,tcp"}
 
 
 class SourceRefused(ValueError):
     """A source this service will not open: the message says why."""
 
 
-def network_options(source: str, policy: AddressPolicy) -> dict[str, str]:
-    """Check a network source's host; returns the FFmpeg options that keep it to its protocols."""
+@dataclass(frozen=True)
+class CheckedSource:
+    """A network source whose host passed the guard: where FFmpeg connects, and how."""
+
+    scheme: str
+    host: str
+    port: int
+    ip: IPAddress
+    url: str
+    """The source with its host replaced by ``ip`` (FFmpeg never resolves the name again)."""
+    options: dict[str, str] = field(default_factory=dict)
+    """FFmpeg options keeping it to the scheme's protocols."""
+
+    @property
+    def relayed(self) -> bool:
+        return self.scheme in RELAYED
+
+    def relay_url(self, port: int) -> str:
+        """What FFmpeg opens when the source goes through a relay listening on ``port`` of 127.0.0.1."""
+        parts = urlsplit(self.url)
+        auth = parts.netloc.rpartition("@")[0]
+        netloc = f"{auth}@127.0.0.1:{port}" if auth else f"127.0.0.1:{port}"
+        return urlunsplit((RELAYED[self.scheme], netloc, parts.path, parts.query, ""))
+
+    def relay_options(self) -> dict[str, str]:
+        plain = RELAYED[self.scheme]
+        options = {"protocol_whitelist": RELAYED_PROTOCOLS[plain]}
+        if plain == "rtsp":  # the control connection only: no RTP over UDP to where a reply says
+            options["rtsp_transport"] = "tcp"
+        return options
+
+
+def check_source(source: str, policy: AddressPolicy, resolve: Resolver | None = None) -> CheckedSource:
+    """Resolve and check a network source's host (every address it has must pass); raises
+    ``SourceRefused``."""
     parts = urlsplit(source)
     scheme = parts.scheme.lower()
     if scheme not in PROTOCOLS:
@@ -48,15 +90,28 @@ def network_options(source: str, policy: AddressPolicy) -> dict[str, str]:
     except ValueError:
         raise SourceRefused("the port is not a number from 0 to 65535") from None
     try:
-        infos = socket.getaddrinfo(parts.hostname, port or None, type=socket.SOCK_STREAM)
+        infos = (resolve or socket.getaddrinfo)(parts.hostname, port or None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise SourceRefused(f"cannot resolve {parts.hostname!r}: {exc}") from None
-    for info in infos:
+    addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+    if not addresses:
+        raise SourceRefused(f"{parts.hostname!r} has no address")
+    for ip in addresses:
         try:
-            check_ip(ipaddress.ip_address(str(info[4][0]).split("%")[0]), policy)
+            check_ip(ip, policy)
         except BlockedAddress as exc:
             raise SourceRefused(str(exc)) from None
-    return {"protocol_whitelist": PROTOCOLS[scheme]}
+    ip = addresses[0]
+    literal = f"[{ip}]" if ip.version == 6 else str(ip)
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = (f"{auth}@" if auth else "") + literal + (f":{port}" if port else "")
+    url = urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+    return CheckedSource(scheme, parts.hostname, port, ip, url, {"protocol_whitelist": PROTOCOLS[scheme]})
+
+
+def network_options(source: str, policy: AddressPolicy, resolve: Resolver | None = None) -> dict[str, str]:
+    """Check a network source's host; returns the FFmpeg options that keep it to its protocols."""
+    return check_source(source, policy, resolve).options
 
 
 def service_options(source: str, policy: AddressPolicy, *, allow_local: bool) -> dict[str, str]:

@@ -16,17 +16,30 @@ timeout, so a worker never hangs.  ``stop()`` ends a watch within about a second
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from childshield.crawl.guard import AddressPolicy
+from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.matching.matcher import Match, MatchResult
-from childshield.media.video import FramePicker, PacketFrames, Sampling, StreamClock, VideoInfo, frame_picture
+from childshield.media.video import (
+    SNIFF_BYTES,
+    FramePicker,
+    PacketFrames,
+    Sampling,
+    StreamClock,
+    VideoInfo,
+    container_format,
+    demuxer_options,
+    frame_picture,
+)
 from childshield.signals.pdq_picture import hash_picture
 from childshield.signals.pdq_variants import query_variants
 from childshield.stream.hls import HlsError, HlsReader, is_hls
+from childshield.stream.relay import Relay, RtspReplies
+from childshield.stream.sources import SourceRefused, check_source
 
 log = logging.getLogger("childshield.stream")
 
@@ -54,7 +67,11 @@ class WatchConfig:
     options: dict[str, str] = field(default_factory=dict)
     """FFmpeg options for the input (e.g. ``{"protocol_whitelist": "tcp,http,hls"}``)."""
     guard: AddressPolicy | None = None
-    """Read HLS through ``stream.hls`` with this address guard on every request, not FFmpeg's reader."""
+    """The address guard for network sources, checked again at every connection: HLS is read through
+    ``stream.hls`` (every request guarded), not FFmpeg's reader; other schemes are opened at the address
+    checked (RTSP and TLS through ``stream.relay``: no redirect followed)."""
+    resolve: Resolver | None = None
+    """How the guard resolves names (``socket.getaddrinfo`` when None)."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +172,7 @@ class Watch:
                 except Stalled as exc:
                     self._set("stalled", str(exc))
                     ended = False
-                except HlsError as exc:  # refused by the guard, or not a playlist we read
+                except (HlsError, SourceRefused) as exc:  # refused by the guard, or not a source we read
                     self._set("reconnecting", str(exc))
                     ended = False
                 except av.error.FFmpegError as exc:
@@ -189,22 +206,66 @@ class Watch:
         """Network sources are live: their end is a drop, to be reconnected."""
         return "://" in self.source and not self.source.startswith("file:")
 
+    def _open(self, relays: list[Relay]):  # type: ignore[no-untyped-def]  # noqa: ANN202
+        """The container of one connection; a relay it needs is added to ``relays`` (closed after)."""
+        import av
+
+        cfg = self.config
+        source, options, fmt = self.source, dict(cfg.options), cfg.format
+        if cfg.guard is not None and is_hls(source):
+            reader = HlsReader(source, cfg.guard, stop=self._stop, timeout=cfg.read_timeout)
+            fmt = fmt or container_format(reader.peek(SNIFF_BYTES))
+            if fmt is None:  # never FFmpeg's probing on a remote server's bytes (SDP, playlists...)
+                raise HlsError("the HLS segments are not in a container childshield reads (MPEG-TS, MP4)")
+            return av.open(reader, format=fmt, options=demuxer_options(fmt), metadata_errors="ignore")
+        if cfg.guard is not None and "://" in source:
+            checked = check_source(source, cfg.guard, cfg.resolve)  # at every connection: names move
+            source, options = checked.url, {**options, **checked.options}
+            if checked.relayed:
+                tls = checked.scheme in ("rtsps", "rtmps")
+                relay = Relay(
+                    (str(checked.ip), checked.port),
+                    replies=RtspReplies if checked.scheme.startswith("rtsp") else None,
+                    tls_host=checked.host if tls else None,
+                    timeout=cfg.open_timeout,
+                )
+                relays.append(relay.start())
+                source, options = checked.relay_url(relay.port), {**options, **checked.relay_options()}
+        elif "://" not in source and fmt is None and os.path.isfile(source):
+            with open(source, "rb") as file:  # our sniffing names the demuxer where it can
+                fmt = container_format(file.read(SNIFF_BYTES))
+            options = {"protocol_whitelist": "file", **options}
+            if fmt is not None:
+                options = {**demuxer_options(fmt), **options}
+        return av.open(
+            source,
+            format=fmt,
+            options=options,
+            timeout=(cfg.open_timeout, cfg.read_timeout),
+            metadata_errors="ignore",
+        )
+
     def _read_once(self) -> tuple[bool, int]:
         """One connection: (whether the source ended normally, frames decoded)."""
         import av
 
+        relays: list[Relay] = []
+        try:
+            return self._read(relays)
+        except av.error.FFmpegError:
+            cut = next((r.cut for r in relays if r.cut), "")
+            if cut:  # the relay's reason, not FFmpeg's "end of file"
+                raise SourceRefused(cut) from None
+            raise
+        finally:
+            for relay in relays:
+                relay.close()
+
+    def _read(self, relays: list[Relay]) -> tuple[bool, int]:
+        import av
+
         cfg = self.config
-        if cfg.guard is not None and is_hls(self.source):
-            reader = HlsReader(self.source, cfg.guard, stop=self._stop, timeout=cfg.read_timeout)
-            container = av.open(reader, format=cfg.format, metadata_errors="ignore")
-        else:
-            container = av.open(
-                self.source,
-                format=cfg.format,
-                options=dict(cfg.options),
-                timeout=(cfg.open_timeout, cfg.read_timeout),
-                metadata_errors="ignore",
-            )
+        container = self._open(relays)
         frames = 0
         with container:
             if not container.streams.video:
