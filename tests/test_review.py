@@ -374,7 +374,8 @@ def test_disagreement_goes_to_a_senior_whose_rejection_feeds_the_negative_bank(
         states = c.execute(
             text(
                 "SELECT e.signal_type, e.state, e.state_reason FROM entries e "
-                "JOIN banks b ON b.id = e.bank_id WHERE b.name != 'false-matches' AND e.signal_type IN ('md5', 'sha1', 'sha256')"
+                "JOIN banks b ON b.id = e.bank_id WHERE b.name != 'false-matches' "
+                "AND e.signal_type IN ('md5', 'sha1', 'sha256')"
             )
         ).all()
     assert {(t, st) for t, st, _ in states} == {
