@@ -323,7 +323,7 @@ _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;1
 """Bytes per pixel of Pillow's storage of a mode (4 for every other mode)."""
 _PNG_STRIP_BYTES = 4 << 20
 """About this many bytes of rows decoded at once by the PNG strip reader."""
-_TRIM_AFTER_BYTES = 64 << 20
+_TRIM_AFTER_BYTES = 16 << 20
 """After a decode this big, hand freed memory back to the system (see ``release_memory``)."""
 
 

@@ -58,7 +58,7 @@ class ServiceSettings:
     """Megabytes of decoded pictures a worker holds at once (``$CHILDSHIELD_DECODE_MEMORY_MB``), over API
     scans, URL scans and the crawler together: a decode waits until what its header says it needs is
     free, and one needing more than all of it is refused (422)."""
-    decode_wait_seconds: float = field(default_factory=lambda: _env_float("CHILDSHIELD_DECODE_WAIT", 10.0))
+    decode_wait_seconds: float = field(default_factory=lambda: _env_float("CHILDSHIELD_DECODE_WAIT", 30.0))
     """How long an API scan waits for a scan thread and decode memory (``$CHILDSHIELD_DECODE_WAIT``)
     before it is answered 503 with ``Retry-After`` (the crawler waits as long as it takes)."""
     scan_threads: int = field(default_factory=lambda: _env_int("CHILDSHIELD_SCAN_THREADS", 8))

@@ -39,11 +39,12 @@ def _readiness(db: Database, holder: MatcherHolder) -> int:
 
 
 @router.get("/v1/ready", responses={503: {"description": "not ready"}})
-async def ready(request: Request, db: Annotated[Database, Depends(database)]) -> dict[str, object]:
+async def ready(request: Request) -> dict[str, object]:
     """The database answers and the banks' index is loaded (readiness): route traffic here.  Answers
     within about a second whatever the load: checks still running then mean "not ready" (the first
     call starts loading the index, which goes on in the background)."""
-    state = request.app.state
+    state = request.app.state  # not through a dependency: sync ones run in the shared thread pool
+    db: Database = state.db
     loop = asyncio.get_running_loop()
     probe: asyncio.Future[int] | None = getattr(state, "ready_probe", None)
     if probe is None or probe.done() or probe.get_loop() is not loop:  # one check in flight at a time
