@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -38,7 +39,7 @@ from childshield.testing.corpus import encode, generated_photo
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
 
-decode_module = importlib.import_module("childshield.media.decode")  # the package re-exports decode()
+decode_module: Any = importlib.import_module("childshield.media.decode")  # the package re-exports decode()
 
 MB = 1 << 20
 
@@ -320,7 +321,8 @@ def test_lookups_are_counted_by_signal(
 
     def lookup(c: TestClient, n: int) -> httpx.Response:
         body = {"signals": [{"type": "md5", "value": f"{k:032x}"} for k in range(n)]}
-        return c.post("/v1/lookup", json=body, headers=headers)
+        answer: httpx.Response = c.post("/v1/lookup", json=body, headers=headers)
+        return answer
 
     with TestClient(create_app(settings)) as c:
         assert lookup(c, 7).status_code == 200
@@ -367,7 +369,7 @@ def test_health_and_ready_answer_within_a_second_while_scans_fill_the_worker(tmp
         load = threading.Thread(target=post_all, args=(server, "/v1/scan", [gif] * 48, 60), daemon=True)
         load.start()
         time.sleep(2.5)  # every upload received: the scan slots busy, the rest waiting their turn
-        took = {}
+        took: dict[str, float] = {}
         for path in ("/v1/health", "/v1/ready", "/v1/health", "/v1/ready"):
             start = time.perf_counter()
             r = httpx.get(server.url + path, timeout=30)
@@ -375,3 +377,31 @@ def test_health_and_ready_answer_within_a_second_while_scans_fill_the_worker(tmp
             assert r.status_code == 200, (path, r.text)
         assert load.is_alive(), "the scans were over before health was asked: not under load"
     assert max(took.values()) < 1.0, took
+
+
+def test_a_scan_waits_for_decode_memory_then_is_told_to_come_back(
+    db: Database, service_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the worker's decode memory taken (by other scans, or the crawler), a scan waits
+    ``decode_wait_seconds`` and is answered 503 with ``Retry-After``; once it is free the same scan
+    passes.  A picture needing more than the whole budget is refused as too large (422)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    settings = ServiceSettings(
+        database_url=db.url, refresh_seconds=0, decode_memory_mb=50, decode_wait_seconds=0.3
+    )
+    headers = {"Authorization": f"Bearer {service_key}", "Content-Type": "application/octet-stream"}
+    data = encode(generated_photo(4, 640, 480), "PNG")
+    with TestClient(create_app(settings)) as c:
+        budget = c.app.state.matchers.hashing.budget  # type: ignore[attr-defined]
+        with budget.take(budget.max_bytes):
+            start = time.monotonic()
+            busy = c.post("/v1/scan", content=data, headers=headers)
+            assert time.monotonic() - start >= 0.3
+        assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
+        assert "busy" in busy.json()["detail"]
+        assert c.post("/v1/scan", content=data, headers=headers).status_code == 200
+        assert budget.used == 0
+        big = io.BytesIO()
+        Image.new("RGB", (4000, 4000), (1, 2, 3)).save(big, "WEBP", lossless=True)  # ~256 MB to decode
+        refused = c.post("/v1/scan", content=big.getvalue(), headers=headers)
+        assert refused.status_code == 422 and "over this worker's decode memory" in refused.json()["detail"]

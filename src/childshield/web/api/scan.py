@@ -39,6 +39,7 @@ from childshield.web.api.schemas import (
 from childshield.web.deps import Scanner, charge, database, debit, matchers, metrics, settings
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
+from childshield.web.ratelimit import retry_after
 from childshield.web.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["scan"])
@@ -83,11 +84,11 @@ def _scan(
     return holder.scan_then(data, decided, wait=wait)
 
 
-def _busy() -> HTTPException:
+def _busy(wait: float = 5.0) -> HTTPException:
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         "this worker is busy scanning other uploads: try again shortly",
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": retry_after(wait)},
     )
 
 
@@ -113,8 +114,8 @@ async def _hashed(
         work = functools.partial(_scan, holder, data, left)
         # The slot held is the bound: the thread is not also taken from the pool the other routes share.
         return await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
-    except DecodeBusy:
-        raise _busy() from None
+    except DecodeBusy as exc:
+        raise _busy(exc.retry_after) from None
     finally:
         slots.release()
 
