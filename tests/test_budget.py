@@ -364,7 +364,7 @@ def test_health_and_ready_answer_within_a_second_while_scans_fill_the_worker(tmp
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40)
     gif = buffer.getvalue()
-    env = {"CHILDSHIELD_SCAN_THREADS": "2", "CHILDSHIELD_DECODE_WAIT": "120"}
+    env = {"CHILDSHIELD_SCAN_THREADS": "1", "CHILDSHIELD_DECODE_WAIT": "120"}
     with served(tmp_path, **env) as server:
         load = threading.Thread(target=post_all, args=(server, "/v1/scan", [gif] * 48, 60), daemon=True)
         load.start()
