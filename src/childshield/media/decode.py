@@ -350,8 +350,8 @@ _FORMAT_EXTRA = {"WEBP": 12, "HEIF": 4, "AVIF": 6}
 def decode_cost(image: Image.Image, fmt: str, wanted: int, frames: int, strips: bool) -> int:
     """What decoding ``image`` will allocate at most, in bytes, known from its header alone.
 
-    The figures are peaks measured per format and mode (docs/security.md); a decode that needs more than
-    this is a bug to fix here, not a risk to the worker: the budget is a bound with headroom."""
+    The figures are peak RSS growths measured per format and mode on 16-36 MP pictures, rounded up; a
+    decode found to need more than this is a bug to fix here."""
     width, height = image.size
     if strips:  # a strip is held in about ten copies (inflated, stored, Pillow's buffer and picture)
         rows = _strip_rows(width, wanted) + 1
