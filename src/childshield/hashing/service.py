@@ -15,6 +15,7 @@ from childshield.hashing.result import FrameHash, HashResult
 from childshield.media.decode import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
+    DecodeBudget,
     DecodedImage,
     DecodeLimits,
     Picture,
@@ -56,10 +57,19 @@ class HashOptions:
     """A video's frames of lower PDQ quality are dropped (the best one is kept if all are lower)."""
     dedupe_distance: int = vpdq.DEFAULT_DEDUPE_DISTANCE
     """A video frame within this many bits of the frame kept before it is dropped (-1: keep all)."""
+    budget: DecodeBudget | None = field(default=None, compare=False)
+    """The process's decode memory, shared by every decode that gets these options (None: unbounded)."""
+    budget_wait: float | None = None
+    """Seconds a decode waits for ``budget`` before ``DecodeBusy`` (None: as long as it takes)."""
 
     @property
     def limits(self) -> DecodeLimits:
-        return DecodeLimits(max_pixels=self.max_pixels, max_frames=self.max_frames)
+        return DecodeLimits(
+            max_pixels=self.max_pixels,
+            max_frames=self.max_frames,
+            budget=self.budget,
+            budget_wait=self.budget_wait,
+        )
 
 
 def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | None = None) -> HashResult:

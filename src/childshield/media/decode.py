@@ -5,16 +5,30 @@ decoded in the DCT domain at 1/2, 1/4 or 1/8 scale (each output pixel is the
 average of a block), and other formats are box-reduced after decoding, by a
 factor the caller chooses; the caller is told the factor so it can account for
 it.  Pixels are hashed as stored: EXIF orientation is not applied.
+
+Large 8-bit PNGs are decoded a strip of rows at a time and reduced as they go,
+so a 100 MP PNG never has its full picture in memory (the result is the same
+as reducing the full picture).  Other decodes allocate the full picture; a
+:class:`DecodeBudget` bounds how many bytes of them a process has in flight
+at once, counted from the header before any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import ctypes
+import ctypes.util
 import io
 import re
 import struct
+import threading
+import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -38,10 +52,85 @@ _DRAFT_SCALES = (8, 4, 2)
 _UINT8_MODES = frozenset({"L", "RGB", "RGBA"})
 
 
+class DecodeBusy(Exception):
+    """The process's decode memory stayed taken for longer than the caller would wait: try again later.
+
+    Not a :class:`MediaError`: nothing is wrong with the file."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DecodeBudget:
+    """Bytes of decoded pictures a process may hold at once, shared by all its threads.
+
+    A decode asks for what its header says it will allocate (:func:`decode_cost`) and waits, first come
+    first served, until that much is free; one that needs more than the whole budget is refused as too
+    large.  Waiting is bounded by the caller's ``wait``: past it, :class:`DecodeBusy`.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 1:
+            raise ValueError("a decode budget must be positive")
+        self.max_bytes = max_bytes
+        self._used = 0
+        self._cond = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+
+    @property
+    def used(self) -> int:
+        """Bytes taken now (for tests and metrics)."""
+        return self._used
+
+    @contextmanager
+    def take(self, cost: int, wait: float | None = None) -> Iterator[None]:
+        """Hold ``cost`` bytes of the budget for the ``with`` block."""
+        if cost > self.max_bytes:
+            raise ImageTooLarge(
+                f"decoding this image needs {_mb(cost)}, over this worker's decode memory of "
+                f"{_mb(self.max_bytes)}"
+            )
+        ticket = object()
+        deadline = None if wait is None else time.monotonic() + wait
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                # First come, first served: many small decodes must not starve a large one.
+                while self._queue[0] is not ticket or self._used + cost > self.max_bytes:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise DecodeBusy(
+                            "this worker is busy decoding other uploads: try again shortly",
+                            retry_after=max(1.0, min(30.0, wait or 1.0)),
+                        )
+                    self._cond.wait(left)
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()  # the next in line may fit now (or be the head)
+            self._used += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= cost
+                self._cond.notify_all()
+            if cost >= _TRIM_AFTER_BYTES:
+                release_memory()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
+    budget: DecodeBudget | None = field(default=None, compare=False)
+    """Shared by the process's decodes: each holds what it allocates while it runs (None: no bound)."""
+    budget_wait: float | None = None
+    """Seconds a decode waits for ``budget`` before :class:`DecodeBusy` (None: as long as it takes)."""
 
     def __post_init__(self) -> None:
         if self.max_pixels < 1 or self.max_frames < 1:
@@ -230,6 +319,220 @@ def _jpeg_block_means(data: bytes, width: int, height: int, wanted: int) -> Pict
     return Picture(plane, width, height, 8)
 
 
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+"""Bytes per pixel of Pillow's storage of a mode (4 for every other mode)."""
+_PNG_STRIP_BYTES = 4 << 20
+"""About this many bytes of rows decoded at once by the PNG strip reader."""
+_TRIM_AFTER_BYTES = 16 << 20
+"""After a decode this big, hand freed memory back to the system (see ``release_memory``)."""
+
+
+def _per_pixel(mode: str, reduced: bool) -> int:
+    """Bytes a decode of one pixel in ``mode`` may hold at its peak, all copies together."""
+    stored = _STORED_BYTES.get(mode, 4)
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        extra = 28  # the float path: a copy, float64 steps, the float32 result
+    elif mode in _UINT8_MODES:
+        extra = 0
+    elif mode in ("1", "LA", "La"):
+        extra = 1
+    else:
+        extra = 4  # converted to RGB(A)
+    if not reduced:
+        extra += 16  # kept at full size: the array, its float luma and PDQ's filter passes
+    return stored + extra
+
+
+_FORMAT_EXTRA = {"WEBP": 12, "HEIF": 4, "AVIF": 6}
+"""Bytes per pixel a format's decoder holds beyond the picture (its own buffer, then a copy), measured."""
+
+
+def decode_cost(image: Image.Image, fmt: str, wanted: int, frames: int, strips: bool) -> int:
+    """What decoding ``image`` will allocate at most, in bytes, known from its header alone.
+
+    The figures are peak RSS growths measured per format and mode on 16-36 MP pictures, rounded up; a
+    decode found to need more than this is a bug to fix here."""
+    width, height = image.size
+    if strips:  # a strip is held in about ten copies (inflated, stored, Pillow's buffer and picture)
+        rows = _strip_rows(width, wanted) + 1
+        return rows * width * 40 + (width // wanted + 1) * (height // wanted + 1) * 4
+    extra = 0
+    if fmt in ("JPEG", "MPO"):
+        if image.info.get("progressive") or image.info.get("progression"):
+            # libjpeg keeps every coefficient of a progressive JPEG, whatever the output scale
+            extra = width * height * 2 * len(image.getbands())
+        if wanted > 1:
+            scale = next((s for s in _DRAFT_SCALES if s <= wanted), 1)
+            width, height = -(-width // scale), -(-height // scale)
+    cost = width * height * (_per_pixel(image.mode, wanted > 1) + _FORMAT_EXTRA.get(fmt, 0)) + extra
+    return cost * 2 if frames > 1 else cost  # animations: the canvas and the frame drawn onto it
+
+
+@dataclass(frozen=True, slots=True)
+class _PngLayout:
+    width: int
+    height: int
+    channels: int
+    rawmode: str
+    ihdr: bytes
+    extra: bytes
+    """PLTE and tRNS chunks, as they were: what the pixels' colours depend on."""
+    idat: tuple[tuple[int, int], ...]
+    """(offset, length) of each IDAT chunk's data."""
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: (1, "L"), 2: (3, "RGB"), 3: (1, "P"), 4: (2, "LA"), 6: (4, "RGBA")}
+
+
+def _png_layout(data: bytes) -> _PngLayout | None:
+    """The chunks of a plain (8-bit, not interlaced, not animated) PNG, or None to decode it whole."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pos, n = 8, len(data)
+    ihdr = b""
+    extra: list[bytes] = []
+    idat: list[tuple[int, int]] = []
+    while pos + 8 <= n:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        start, end = pos + 8, pos + 8 + length
+        if end + 4 > n:  # the file ends inside this chunk: its data so far, as Pillow would read it
+            if kind == b"IDAT" and (not idat or idat[-1][0] + idat[-1][1] + 12 == start):
+                idat.append((start, min(end, n) - start))
+            break
+        if kind == b"IHDR":
+            ihdr = data[start:end]
+        elif kind in (b"PLTE", b"tRNS"):
+            extra.append(data[pos : end + 4])
+        elif kind == b"IDAT":
+            if idat and idat[-1][0] + idat[-1][1] + 12 != start:
+                return None  # IDATs must be consecutive; leave oddities to Pillow
+            idat.append((start, length))
+        elif kind in (b"acTL", b"fcTL", b"fdAT"):
+            return None
+        elif kind == b"IEND":
+            break
+        pos = end + 4
+    if len(ihdr) != 13 or not idat:
+        return None
+    width, height, depth, colour, method, filtering, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if depth != 8 or colour not in _PNG_CHANNELS or method or filtering or interlace:
+        return None
+    channels, rawmode = _PNG_CHANNELS[colour]
+    return _PngLayout(width, height, channels, rawmode, ihdr, b"".join(extra), tuple(idat))
+
+
+def _png_chunk(kind: bytes, *parts: bytes) -> list[bytes]:
+    """A PNG chunk as pieces to join (the strips' IDATs are megabytes: no concatenation until the end)."""
+    crc = zlib.crc32(kind)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return [struct.pack(">I", sum(map(len, parts))), kind, *parts, struct.pack(">I", crc)]
+
+
+def _stored_zlib(body: bytes) -> list[bytes]:
+    """``body`` as a zlib stream of stored (uncompressed) deflate blocks: a copy, no compression work."""
+    view = memoryview(body)
+    out = [b"\x78\x01"]
+    last = len(body) - 1
+    for at in range(0, max(1, len(body)), 0xFFFF):
+        block = view[at : at + 0xFFFF]
+        size = len(block)
+        final = at + 0xFFFF > last
+        out.append(struct.pack("<BHH", final, size, size ^ 0xFFFF))
+        out.append(bytes(block))
+    out.append(struct.pack(">I", zlib.adler32(body)))
+    return out
+
+
+def _strip_rows(width: int, wanted: int) -> int:
+    return wanted * max(1, _PNG_STRIP_BYTES // max(1, width * 4 * wanted))
+
+
+def _png_strips(data: bytes, layout: _PngLayout, wanted: int) -> Picture:
+    """The PNG reduced by ``wanted``, decoded a strip of rows at a time (never the full picture).
+
+    PNG rows are filtered against the row above, so each strip is given to Pillow as a small PNG of its
+    own: the row above, unfiltered, then the strip's rows as stored.  Pillow does the unfiltering and
+    colour mapping exactly as for the whole file, and reducing strips of whole blocks gives the same
+    pixels as reducing the whole picture."""
+    width, height = layout.width, layout.height
+    stride = width * layout.channels + 1
+    rows_per_strip = _strip_rows(width, wanted)
+    inflater = zlib.decompressobj()
+    chunks = iter(layout.idat)
+    pending = b""
+    previous: bytes | None = None
+    out: list[npt.NDArray[np.uint8]] = []
+    for top in range(0, height, rows_per_strip):
+        rows = min(rows_per_strip, height - top)
+        need = rows * stride
+        parts: list[bytes] = []
+        got = 0
+        while got < need:
+            if not pending:
+                nxt = None if inflater.eof else next(chunks, None)
+                if nxt is None:
+                    break  # the data ends early: Pillow reports the strip as truncated, as for the whole
+                pending = data[nxt[0] : nxt[0] + nxt[1]]
+            try:
+                piece = inflater.decompress(pending, need - got)
+            except zlib.error as exc:
+                raise CorruptImage(f"truncated or corrupt image data ({_describe(exc)})") from None
+            pending = inflater.unconsumed_tail
+            parts.append(piece)
+            got += len(piece)
+        body = b"".join(parts)
+        first = 0 if previous is None else 1
+        if previous is not None:
+            body = b"\x00" + previous + body
+        ihdr = struct.pack(">II", width, rows + first) + layout.ihdr[8:]
+        strip_png = b"".join(
+            [
+                _PNG_SIGNATURE,
+                *_png_chunk(b"IHDR", ihdr),
+                layout.extra,
+                *_png_chunk(b"IDAT", *_stored_zlib(body)),
+                *_png_chunk(b"IEND"),
+            ]
+        )
+        del body, parts
+        with Image.open(io.BytesIO(strip_png), formats=["PNG"]) as strip:
+            strip.load()
+            previous = strip.crop((0, rows + first - 1, width, rows + first)).tobytes("raw", layout.rawmode)
+            normal = _normalise(strip)
+            assert not isinstance(normal, np.ndarray)  # 8-bit modes only
+            out.append(np.asarray(normal.reduce(wanted, (0, first, width, rows + first)), dtype=np.uint8))
+    return Picture(np.concatenate(out, axis=0), width, height, wanted)
+
+
+def release_memory() -> None:
+    """Hand memory freed by a large decode back to the system.
+
+    glibc keeps freed heap memory for reuse, and once a large block has been freed it serves the next
+    ones of that size from the heap too (its mmap threshold rises), so a worker that once decoded a few
+    large pictures keeps their memory for good.  ``malloc_trim`` returns it."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    fn: Callable[[int], int] = trim
+    return fn
+
+
+_malloc_trim = _libc_trim()
+
+
 def _picture(
     image: Image.Image, fmt: str, index: int, choose_factor: FactorChooser | None, data: bytes
 ) -> Picture:
@@ -272,7 +575,7 @@ def decode(
     if limits.max_pixels > (Image.MAX_IMAGE_PIXELS or 0) * 2 and Image.MAX_IMAGE_PIXELS is not None:
         # Our own limit is checked below; Pillow's built-in guard must not undercut it.
         Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.ExitStack() as held:
         warnings.simplefilter("ignore")
         image = _open(data, limits)
         try:
@@ -282,6 +585,14 @@ def decode(
             _check_size(width, height, limits)
             try:
                 count = int(getattr(image, "n_frames", 1)) if frames else 1
+                wanted = max(1, choose_factor(width, height)) if choose_factor else 1
+                layout = _png_layout(data) if fmt == "PNG" and wanted > 1 and count == 1 else None
+                if layout is not None and (layout.width, layout.height) != (width, height):
+                    layout = None
+                if limits.budget is not None:
+                    # Held until the picture is closed below (``held`` exits after the ``finally``).
+                    cost = decode_cost(image, fmt, wanted, count, layout is not None)
+                    held.enter_context(limits.budget.take(cost, limits.budget_wait))
                 pictures: list[Picture] = []
                 extents = _gif_frame_extents(data) if fmt == "GIF" and count > 1 else []
                 for index in range(min(count, limits.max_frames)):
@@ -290,8 +601,11 @@ def decode(
                             _check_size(max(width, extents[index][0]), max(height, extents[index][1]), limits)
                         image.seek(index)
                         _check_size(*image.size, limits)
-                    pictures.append(_picture(image, fmt, index, choose_factor, data))
-            except MediaError:
+                    if index == 0 and layout is not None:
+                        pictures.append(_png_strips(data, layout, wanted))
+                    else:
+                        pictures.append(_picture(image, fmt, index, choose_factor, data))
+            except (MediaError, DecodeBusy):
                 raise
             except MemoryError:
                 raise ImageTooLarge("out of memory while decoding") from None

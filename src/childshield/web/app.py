@@ -31,6 +31,7 @@ from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
 from childshield.stream.manager import Watches
 from childshield.web.api import banks, evidence, hotline, scan, system, watches
+from childshield.web.bodylimit import BodyLimit
 from childshield.web.deps import principal
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
@@ -86,7 +87,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.reporting = reporting
     app.state.settings = conf
     app.state.metrics = Metrics()
-    app.state.matchers = MatcherHolder(db, conf.refresh_seconds)
+    app.state.matchers = MatcherHolder(db, conf.refresh_seconds, hashing=conf.hashing())
     app.state.watches = Watches(db, app.state.matchers, webhook_url=conf.webhook_url)
     app.state.scan_limiter = RateLimiter(conf.scan_rate, conf.scan_burst)
     app.state.login_limiter = RateLimiter(
@@ -112,6 +113,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.middleware("http")(_ui_headers)
+    app.add_middleware(BodyLimit, paths={"/v1/lookup": conf.max_lookup_bytes}, json_bytes=conf.max_json_bytes)
     return app
 
 

@@ -69,15 +69,29 @@ def metrics_reader(request: Request, db: Annotated[Database, Depends(database)])
         allow()(principal(request, db))
 
 
-def _limited_scanner(request: Request, who: Annotated[Principal, Depends(allow(Role.SERVICE))]) -> Principal:
+def charge(request: Request, who: Principal, cost: float) -> None:
+    """Count ``cost`` units of work against the caller's allowance; 429 when it has not that much left.
+
+    Every scan and lookup costs 1 as it arrives (``Scanner``); the routes charge the rest as they learn
+    it: a lookup's signals, a scan's bytes (see ``ServiceSettings.scan_rate``)."""
     limiter: RateLimiter = request.app.state.scan_limiter
-    wait = limiter.check(who.key_prefix or who.name)
+    wait = limiter.check(who.key_prefix or who.name, cost)
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "too many requests for this API key: slow down",
             headers={"Retry-After": retry_after(wait)},
         )
+
+
+def debit(request: Request, who: Principal, cost: float) -> None:
+    """Count work already done (a scan's decoded pixels): the caller's next requests wait for it."""
+    limiter: RateLimiter = request.app.state.scan_limiter
+    limiter.debit(who.key_prefix or who.name, cost)
+
+
+def _limited_scanner(request: Request, who: Annotated[Principal, Depends(allow(Role.SERVICE))]) -> Principal:
+    charge(request, who, 1)
     return who
 
 

@@ -4,19 +4,26 @@ HMA's matcher reloads its index on a fixed 65 s schedule and grows memory on eve
 worker asks the store for its revision at most once per ``refresh_seconds`` (one indexed read) and
 catches up in place only when something changed.  Searches run concurrently (the index is read-only to
 them); a catch-up waits for the searches in flight and holds new ones back for its few milliseconds.
+
+Everything the worker scans (API uploads, URL scans, the crawler's media) is hashed here, with the
+worker's ``HashOptions``: its decode budget bounds the memory of all their decodes together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
 from childshield.store.db import Database
+
+if TYPE_CHECKING:
+    from childshield.hashing.service import HashOptions
 
 T = TypeVar("T")
 
@@ -61,9 +68,15 @@ class _ReadWriteLock:
 
 
 class MatcherHolder:
-    def __init__(self, db: Database, refresh_seconds: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, refresh_seconds: float = 1.0, *, hashing: HashOptions | None = None
+    ) -> None:
+        from childshield.hashing.service import HashOptions
+
         self.db = db
         self.refresh_seconds = refresh_seconds
+        self.hashing = hashing or HashOptions()
+        """The base of every scan's options (the decode budget, video limits); the matcher adds the rest."""
         self._lock = _ReadWriteLock()
         self._refreshing = threading.Lock()
         self._matcher: Matcher | None = None
@@ -96,17 +109,21 @@ class MatcherHolder:
     def loaded(self) -> bool:
         return self._matcher is not None
 
-    def scan(self, data: bytes) -> ScanResult:
+    def scan(self, data: bytes, *, wait: float | None = None) -> ScanResult:
         """Hash ``data`` outside the lock (a long video must not hold up the other threads), then match
-        it with a current matcher."""
-        return self.scan_then(data, lambda m, result: result)
+        it with a current matcher.  ``wait``: seconds to wait for decode memory before ``DecodeBusy``
+        (None: the options' own, by default as long as it takes)."""
+        return self.scan_then(data, lambda m, result: result, wait=wait)
 
-    def scan_then(self, data: bytes, then: Callable[[Matcher, ScanResult], T]) -> T:
+    def scan_then(
+        self, data: bytes, then: Callable[[Matcher, ScanResult], T], *, wait: float | None = None
+    ) -> T:
         """``scan``, then ``then(matcher, result)`` with the same matcher (its policy decides)."""
-        from childshield.hashing.service import HashOptions, hash_bytes
+        from childshield.hashing.service import hash_bytes
         from childshield.matching.scan import scan_hashed
 
+        base = self.hashing if wait is None else dataclasses.replace(self.hashing, budget_wait=wait)
         # Every frame of an animation (GIF, WebP, APNG: up to 1000) is matched, not only the first.
-        options = self.run(lambda m: HashOptions(variants=m.wants_query_variants, frames=True))
+        options = self.run(lambda m: dataclasses.replace(base, variants=m.wants_query_variants, frames=True))
         hashed = hash_bytes(data, options)
         return self.run(lambda m: then(m, scan_hashed(m, hashed, data, options)))

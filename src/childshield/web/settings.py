@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from childshield.review.intake import Intake
 from childshield.review.keys import Keyring
 from childshield.review.queue import DEFAULT_CLASSIFICATIONS
+
+if TYPE_CHECKING:
+    from childshield.hashing.service import HashOptions
 
 DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 
@@ -16,6 +21,11 @@ DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -39,13 +49,39 @@ class ServiceSettings:
     """How often (at most) a worker checks the banks for changes; every change is seen within this."""
     max_lookup: int = 10_000
     """Signals per lookup request."""
+    max_lookup_bytes: int = field(default_factory=lambda: _env_int("CHILDSHIELD_MAX_LOOKUP_BYTES", 6_000_000))
+    """Bytes of a lookup's JSON body (``$CHILDSHIELD_MAX_LOOKUP_BYTES``), refused with 413 before it is
+    parsed; the default fits ``max_lookup`` signals with every field at its longest."""
+    max_json_bytes: int = field(default_factory=lambda: _env_int("CHILDSHIELD_MAX_JSON_BYTES", 32 << 20))
+    """Bytes of any other JSON body (bank imports: ``$CHILDSHIELD_MAX_JSON_BYTES``), refused likewise."""
+    decode_memory_mb: int = field(default_factory=lambda: _env_int("CHILDSHIELD_DECODE_MEMORY_MB", 2048))
+    """Megabytes of decoded pictures a worker holds at once (``$CHILDSHIELD_DECODE_MEMORY_MB``), over API
+    scans, URL scans and the crawler together: a decode waits until what its header says it needs is
+    free, and one needing more than all of it is refused (422)."""
+    decode_wait_seconds: float = field(default_factory=lambda: _env_float("CHILDSHIELD_DECODE_WAIT", 30.0))
+    """How long an API scan waits for a scan thread and decode memory (``$CHILDSHIELD_DECODE_WAIT``)
+    before it is answered 503 with ``Retry-After`` (the crawler waits as long as it takes)."""
+    scan_threads: int = field(default_factory=lambda: _env_int("CHILDSHIELD_SCAN_THREADS", 8))
+    """API scans hashed at once per worker (``$CHILDSHIELD_SCAN_THREADS``), in threads of their own: the
+    rest wait without holding a thread, and health, readiness and the other endpoints keep theirs."""
+    video_decoded_pixels: int | None = field(
+        default_factory=lambda: _env_int("CHILDSHIELD_VIDEO_DECODED_PIXELS", 0) or None
+    )
+    """Pixels times frames a video upload may have decoded (``$CHILDSHIELD_VIDEO_DECODED_PIXELS``; none:
+    ``media.video``'s default), where ``VideoLimits`` has that bound."""
     webhook_url: str | None = field(default_factory=lambda: os.environ.get("CHILDSHIELD_WEBHOOK_URL") or None)
     """Where decisions are posted (signed with ``webhook_secret``); none: no webhooks."""
     webhook_secret: str = field(default_factory=lambda: os.environ.get("CHILDSHIELD_WEBHOOK_SECRET", ""))
     webhook_poll_seconds: float = 1.0
-    scan_rate: float = field(default_factory=lambda: float(os.environ.get("CHILDSHIELD_SCAN_RATE", "500")))
-    """Scans and lookups per second per API key and worker (0: no limit)."""
-    scan_burst: float = 1000.0
+    scan_rate: float = field(default_factory=lambda: _env_float("CHILDSHIELD_SCAN_RATE", 2000.0))
+    """Units of work per second per API key and worker for scans and lookups (``$CHILDSHIELD_SCAN_RATE``;
+    0: no limit).  A request costs 1, a lookup 1 more per signal after the first, a scan 1 more per
+    started ``work_unit_bytes`` uploaded and per started ``work_unit_pixels`` decoded."""
+    scan_burst: float = field(default_factory=lambda: _env_float("CHILDSHIELD_SCAN_BURST", 20_000.0))
+    """Units a key may spend at once (``$CHILDSHIELD_SCAN_BURST``); a request costing more is allowed on a
+    full allowance only."""
+    work_unit_bytes: int = 1 << 20
+    work_unit_pixels: int = 1_000_000
     fetch_allow: str = field(default_factory=lambda: os.environ.get("CHILDSHIELD_FETCH_ALLOW", ""))
     """Networks ``/v1/scan/url`` may reach although not public (comma-separated CIDRs); none by default."""
     fetch_timeout: float = 20.0
@@ -92,6 +128,19 @@ class ServiceSettings:
     metrics_open: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_METRICS_OPEN", False))
     """Serve ``/metrics`` without an API key (for a scraper on a private network); otherwise it needs an
     admin's key (its figures name the banks and the volumes)."""
+
+    def hashing(self) -> HashOptions:
+        """How a worker hashes what it scans: with a decode budget of its own (call once per worker)."""
+        from childshield.hashing.service import HashOptions
+        from childshield.media.decode import DecodeBudget
+        from childshield.media.video import VideoLimits
+
+        video = VideoLimits()
+        # media.video's pixels x frames budget, where this version of it has one.
+        bound: dict[str, int] = {"max_decoded_pixels": self.video_decoded_pixels or 0}
+        if self.video_decoded_pixels and bound.keys() <= {f.name for f in dataclasses.fields(VideoLimits)}:
+            video = dataclasses.replace(video, **bound)
+        return HashOptions(budget=DecodeBudget(self.decode_memory_mb * 1_000_000), video_limits=video)
 
     def intake(self, keyring: Keyring | None) -> Intake:
         """How content goes into the review queue under these settings."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 import uuid
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +25,7 @@ from childshield.crawl.fetch import FetchError, fetch
 from childshield.crawl.guard import AddressPolicy
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
+from childshield.media.decode import DecodeBusy
 from childshield.media.errors import MediaError
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
@@ -38,9 +42,10 @@ from childshield.web.api.schemas import (
     VideoOut,
     problems,
 )
-from childshield.web.deps import Scanner, database, matchers, metrics, settings
+from childshield.web.deps import Scanner, charge, database, debit, matchers, metrics, settings
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
+from childshield.web.ratelimit import retry_after
 from childshield.web.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["scan"])
@@ -74,13 +79,51 @@ async def _body(request: Request, limit: int) -> bytes:
     return data
 
 
-def _scan(holder: MatcherHolder, data: bytes) -> tuple[ScanResult, str, PolicySnapshot | None]:
+def _scan(
+    holder: MatcherHolder, data: bytes, wait: float | None = None
+) -> tuple[ScanResult, str, PolicySnapshot | None]:
     """The scan, the decision and the policy in force, all by one matcher."""
 
     def decided(m: Matcher, result: ScanResult) -> tuple[ScanResult, str, PolicySnapshot | None]:
         return result, decide(result.matches, m), snapshot(m) if result.matches else None
 
-    return holder.scan_then(data, decided)
+    return holder.scan_then(data, decided, wait=wait)
+
+
+def _busy(wait: float = 5.0) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "this worker is busy scanning other uploads: try again shortly",
+        headers={"Retry-After": retry_after(wait)},
+    )
+
+
+async def _hashed(
+    request: Request, holder: MatcherHolder, data: bytes, conf: ServiceSettings
+) -> tuple[ScanResult, str, PolicySnapshot | None]:
+    """``_scan`` in one of the worker's scan threads (``scan_threads``), waiting for one at most
+    ``decode_wait_seconds`` without holding a thread: scans cannot take the threads that health,
+    readiness and the other endpoints run in."""
+    state = request.app.state
+    slots: anyio.CapacityLimiter | None = getattr(state, "scan_slots", None)
+    if slots is None:
+        slots = state.scan_slots = anyio.CapacityLimiter(conf.scan_threads)
+    start = time.monotonic()
+    acquired = False
+    with anyio.move_on_after(conf.decode_wait_seconds):
+        await slots.acquire()
+        acquired = True
+    if not acquired:
+        raise _busy()
+    try:
+        left = max(0.0, conf.decode_wait_seconds - (time.monotonic() - start))
+        work = functools.partial(_scan, holder, data, left)
+        # The slot held is the bound: the thread is not also taken from the pool the other routes share.
+        return await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
+    except DecodeBusy as exc:
+        raise _busy(exc.retry_after) from None
+    finally:
+        slots.release()
 
 
 @router.post(
@@ -120,8 +163,9 @@ async def scan(
     location) are kept with a match's decision for the report to a clearinghouse."""
     start = time.perf_counter()
     data = await _body(request, conf.max_upload_bytes)
+    charge(request, who, math.ceil(len(data) / conf.work_unit_bytes))
     out = await _scan_and_record(
-        data, who, request.app.state.keyring, holder, db, conf, stats, context.stored()
+        data, who, request.app.state.keyring, holder, db, conf, stats, context.stored(), request=request
     )
     stats.latency.labels("scan").observe(time.perf_counter() - start)
     return out
@@ -148,9 +192,10 @@ async def scan_url(
     except FetchError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    charge(request, who, math.ceil(len(fetched.body) / conf.work_unit_bytes))
     context = body.context.stored() if body.context else None
     out = await _scan_and_record(
-        fetched.body, who, request.app.state.keyring, holder, db, conf, stats, context
+        fetched.body, who, request.app.state.keyring, holder, db, conf, stats, context, request=request
     )
     out.url = fetched.url
     stats.latency.labels("scan_url").observe(time.perf_counter() - start)
@@ -166,14 +211,18 @@ async def _scan_and_record(
     conf: ServiceSettings,
     stats: Metrics,
     context: dict[str, str] | None = None,
+    *,
+    request: Request,
 ) -> ScanOut:
     try:
-        result, action, policy = await run_in_threadpool(_scan, holder, data)
+        result, action, policy = await _hashed(request, holder, data, conf)
     except MediaError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     assert result.hashes is not None
     h = result.hashes
+    # The pixels decoded, known only now: charged as debt that the caller's next requests wait out.
+    debit(request, who, math.ceil(h.width * h.height * max(1, len(h.frames)) / conf.work_unit_pixels))
     content_id = uuid.uuid4().hex
     if policy is not None:  # matched: the decision is recorded (and its webhook queued) before we answer
         intake = review_intake(conf.intake(keyring), data) if action in conf.review_actions else None
@@ -231,6 +280,7 @@ async def _scan_and_record(
 
 @router.post("/lookup", response_model=LookupOut, responses=problems(400, 401, 403, 413, 422, 429))
 def lookup(
+    request: Request,
     body: LookupIn,
     who: Scanner,
     holder: Annotated[MatcherHolder, Depends(matchers)],
@@ -238,12 +288,14 @@ def lookup(
     stats: Annotated[Metrics, Depends(metrics)],
 ) -> LookupOut:
     """Match signals (no media): one answer per signal, in order, echoing ``id``.  A malformed signal gets
-    an ``error`` of its own and does not disturb the others."""
+    an ``error`` of its own and does not disturb the others.  Each signal counts against the key's rate
+    limit (the body's size is limited before it is parsed: ``CHILDSHIELD_MAX_LOOKUP_BYTES``)."""
     start = time.perf_counter()
     if len(body.signals) > conf.max_lookup:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"at most {conf.max_lookup} signals per lookup"
         )
+    charge(request, who, len(body.signals) - 1)  # the request itself was counted as it came in
     results: list[LookupResult | None] = [None] * len(body.signals)
     good: list[int] = []
     for k, s in enumerate(body.signals):

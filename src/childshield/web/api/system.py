@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -12,28 +14,48 @@ from childshield.review.queue import counts
 from childshield.store.db import Database
 from childshield.store.models import WebhookDelivery
 from childshield.web.deps import database, metrics, metrics_reader
+from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/v1/health")
-def health() -> dict[str, str]:
-    """The process answers (liveness)."""
+async def health() -> dict[str, str]:
+    """The process answers (liveness).  Async: it needs no thread, so busy scan threads cannot delay it."""
     return {"status": "ok"}
 
 
+READY_TIMEOUT = 1.0
+"""Seconds readiness waits for its checks; past that the worker is reported not ready."""
+_probes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="childshield-ready")
+"""Readiness checks run here, not in the pool the routes share: scans cannot hold them up."""
+
+
+def _readiness(db: Database, holder: MatcherHolder) -> int:
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return holder.run(lambda m: len(m.index))  # loads the index on first call
+
+
 @router.get("/v1/ready", responses={503: {"description": "not ready"}})
-def ready(request: Request, db: Annotated[Database, Depends(database)]) -> dict[str, object]:
-    """The database answers and the banks' index is loaded (readiness): route traffic here."""
+async def ready(request: Request) -> dict[str, object]:
+    """The database answers and the banks' index is loaded (readiness): route traffic here.  Answers
+    within about a second whatever the load: checks still running then mean "not ready" (the first
+    call starts loading the index, which goes on in the background)."""
+    state = request.app.state  # not through a dependency: sync ones run in the shared thread pool
+    db: Database = state.db
+    loop = asyncio.get_running_loop()
+    probe: asyncio.Future[int] | None = getattr(state, "ready_probe", None)
+    if probe is None or probe.done() or probe.get_loop() is not loop:  # one check in flight at a time
+        probe = state.ready_probe = loop.run_in_executor(_probes, _readiness, db, state.matchers)
     try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        items = await asyncio.wait_for(asyncio.shield(probe), READY_TIMEOUT)
+    except TimeoutError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "checks did not answer within 1 s") from None
     except Exception as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"database: {type(exc).__name__}") from None
-    holder = request.app.state.matchers
-    holder.run(lambda m: None)  # loads the index on first call
-    return {"status": "ready", "index_items": holder.run(lambda m: len(m.index))}
+    return {"status": "ready", "index_items": items}
 
 
 @router.get("/metrics", include_in_schema=False)
