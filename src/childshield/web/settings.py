@@ -68,7 +68,7 @@ class ServiceSettings:
         default_factory=lambda: _env_int("CHILDSHIELD_VIDEO_DECODED_PIXELS", 0) or None
     )
     """Pixels times frames a video upload may have decoded (``$CHILDSHIELD_VIDEO_DECODED_PIXELS``; none:
-    ``media.video``'s default), where ``VideoLimits`` has that bound."""
+    ``media.video``'s default of 4e9, about 64 s of 1080p at 30 fps)."""
     webhook_url: str | None = field(default_factory=lambda: os.environ.get("CHILDSHIELD_WEBHOOK_URL") or None)
     """Where decisions are posted (signed with ``webhook_secret``); none: no webhooks."""
     webhook_secret: str = field(default_factory=lambda: os.environ.get("CHILDSHIELD_WEBHOOK_SECRET", ""))
@@ -136,10 +136,8 @@ class ServiceSettings:
         from childshield.media.video import VideoLimits
 
         video = VideoLimits()
-        # media.video's pixels x frames budget, where this version of it has one.
-        bound: dict[str, int] = {"max_decoded_pixels": self.video_decoded_pixels or 0}
-        if self.video_decoded_pixels and bound.keys() <= {f.name for f in dataclasses.fields(VideoLimits)}:
-            video = dataclasses.replace(video, **bound)
+        if self.video_decoded_pixels:
+            video = dataclasses.replace(video, max_decoded_pixels=self.video_decoded_pixels)
         return HashOptions(budget=DecodeBudget(self.decode_memory_mb * 1_000_000), video_limits=video)
 
     def intake(self, keyring: Keyring | None) -> Intake:
