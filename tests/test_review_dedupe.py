@@ -40,6 +40,7 @@ def _service(
         media_key_file=str(tmp_path / "keys" / "media.keys"),
         scan_rate=0,
         login_attempts_per_minute=1000,  # many sign-ins from one test client
+        decode_wait_seconds=600,  # 50 scans at once on a loaded machine: they queue, never turned away
         **settings,  # type: ignore[arg-type]
     )
     app = create_app(conf)

@@ -39,7 +39,12 @@ RELAYED_PROTOCOLS = {"rtsp": "rtsp,tcp", "rtmp": "rtmp,tcp"}
 
 
 class SourceRefused(ValueError):
-    """A source this service will not open: the message says why."""
+    """A source this service will not open: the message says why (never where an internal name resolves:
+    ``detail`` has that, for logs and operators)."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def check_source(source: str, policy: AddressPolicy, resolve: Resolver | None = 
         try:
             check_ip(ip, policy)
         except BlockedAddress as exc:
-            raise SourceRefused(str(exc)) from None
+            raise SourceRefused(str(exc), exc.detail) from None
     ip = addresses[0]
     literal = f"[{ip}]" if ip.version == 6 else str(ip)
     auth = parts.netloc.rpartition("@")[0]

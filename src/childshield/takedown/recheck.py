@@ -97,7 +97,7 @@ async def _check(
             resolve=settings.resolve,
         )
     except CrawlFetchError as exc:  # refused by the guard, DNS, timeout, reset: our check failed
-        return _Verdict("error", str(exc)[:200] or type(exc).__name__)
+        return _Verdict("error", (exc.detail or str(exc))[:200] or type(exc).__name__)  # for operators
     if answer.status in GONE_STATUSES:
         return _Verdict(GONE_STATUSES[answer.status])
     if answer.status != 200:

@@ -129,7 +129,7 @@ async def _hashed(
 @router.post(
     "/scan",
     response_model=ScanOut,
-    responses=problems(400, 401, 403, 413, 422, 429),
+    responses=problems(400, 401, 403, 413, 422, 429, 503),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -171,7 +171,7 @@ async def scan(
     return out
 
 
-@router.post("/scan/url", response_model=ScanOut, responses=problems(400, 401, 403, 422, 429))
+@router.post("/scan/url", response_model=ScanOut, responses=problems(400, 401, 403, 422, 429, 503))
 async def scan_url(
     request: Request,
     body: UrlIn,

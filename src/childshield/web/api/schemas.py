@@ -463,12 +463,13 @@ _PROBLEM_TEXT = {
     415: "Unsupported content type",
     422: "Invalid input: ``detail`` says why (``errors`` field by field)",
     429: "Too many requests for this API key (``Retry-After`` says when to try again)",
-    503: "Not ready",
+    503: "Busy or not ready: ``detail`` says which (``Retry-After`` says when to try again)",
 }
 _PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
     405: {"Allow": {"schema": {"type": "string"}, "description": "The methods this path has"}},
     429: {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait"}},
+    503: {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait"}},
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from childshield.review.queue import counts
 from childshield.store.db import Database
 from childshield.store.models import WebhookDelivery
+from childshield.web.api.schemas import problems
 from childshield.web.deps import database, metrics, metrics_reader
 from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
@@ -38,7 +39,10 @@ def _readiness(db: Database, holder: MatcherHolder) -> int:
     return holder.run(lambda m: len(m.index))  # loads the index on first call
 
 
-@router.get("/v1/ready", responses={503: {"description": "not ready"}})
+_AGAIN = {"Retry-After": "1"}
+
+
+@router.get("/v1/ready", responses=problems(503, c503="Not ready (the database or the index)"))
 async def ready(request: Request) -> dict[str, object]:
     """The database answers and the banks' index is loaded (readiness): route traffic here.  Answers
     within about a second whatever the load: checks still running then mean "not ready" (the first
@@ -52,9 +56,13 @@ async def ready(request: Request) -> dict[str, object]:
     try:
         items = await asyncio.wait_for(asyncio.shield(probe), READY_TIMEOUT)
     except TimeoutError:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "checks did not answer within 1 s") from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "checks did not answer within 1 s", headers=_AGAIN
+        ) from None
     except Exception as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"database: {type(exc).__name__}") from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"database: {type(exc).__name__}", headers=_AGAIN
+        ) from None
     return {"status": "ready", "index_items": items}
 
 
