@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import time
 import uuid
+import weakref
 from typing import Annotated
 
 import anyio
@@ -105,9 +107,17 @@ async def _hashed(
     ``decode_wait_seconds`` without holding a thread: scans cannot take the threads that health,
     readiness and the other endpoints run in."""
     state = request.app.state
-    slots: anyio.CapacityLimiter | None = getattr(state, "scan_slots", None)
+    # A limiter belongs to the event loop it was made in (a worker has one; a test client may run each
+    # request in a loop of its own, whose waiters another loop's limiter would never wake).
+    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = getattr(
+        state, "scan_slots", None
+    )
+    if by_loop is None:
+        by_loop = state.scan_slots = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    slots = by_loop.get(loop)
     if slots is None:
-        slots = state.scan_slots = anyio.CapacityLimiter(conf.scan_threads)
+        slots = by_loop[loop] = anyio.CapacityLimiter(conf.scan_threads)
     start = time.monotonic()
     acquired = False
     with anyio.move_on_after(conf.decode_wait_seconds):
