@@ -40,8 +40,19 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    create_db: Annotated[
+        bool,
+        typer.Option(
+            "--create-db",
+            help="Let this command create its database if it does not exist (else only `bank create`, "
+            "`account add` and `crawl add` do: a mistyped path is refused, never scanned clean).",
+        ),
+    ] = False,
 ) -> None:
     """childshield command line."""
+    from childshield.cli_bank import creating
+
+    creating["db"] = create_db
 
 
 def _parse_size(text: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from childshield.banks import (
 from childshield.banks.entries import ImportReport, add_outcomes, export_rows, import_rows, set_entry_state
 from childshield.banks.formats import ListFormat, detect_format, parse, write
 from childshield.hashing.output import OutputFormat
-from childshield.store.db import ENV_VAR, Database, open_database
+from childshield.store.db import ENV_VAR, Database, DatabaseMissing, open_database
 from childshield.store.models import BankKind, EntryState
 
 bank_app = typer.Typer(
@@ -40,13 +41,33 @@ DbOption = Annotated[
 ]
 
 
+CREATE_ENV = "CHILDSHIELD_CREATE_DB"
+creating = {"db": False}
+"""Set by ``childshield --create-db``: any command may create its database (else only the commands
+that start one: ``bank create``, ``account add``, ``crawl add``)."""
+
+
 @contextmanager
-def _database(url: str | None) -> Iterator[Database]:
+def _database(url: str | None, *, create: bool = False) -> Iterator[Database]:
+    """The database, opened for a command.  A SQLite file that does not exist is refused unless this
+    command starts a database (``create``) or ``--create-db`` / ``$CHILDSHIELD_CREATE_DB`` says so: a
+    mistyped path must never create an empty database and scan clean."""
+    allowed = create or creating["db"] or os.environ.get(CREATE_ENV, "").lower() in ("1", "true", "yes")
+    err = Console(stderr=True)
     try:
-        db = open_database(url)
+        db = open_database(url, create=allowed)
+    except DatabaseMissing as exc:
+        err.print(
+            f"cannot open the database: {exc}. Check the path (--db, ${ENV_VAR}); start one with "
+            "`childshield bank create NAME`, or pass --create-db.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # a path is never broken over lines
+        )
+        raise typer.Exit(1) from None
     except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
-        Console(stderr=True).print(
-            f"[red]cannot open the database:[/] {type(exc).__name__}: {str(exc)[:300]}"
+        err.print(
+            f"cannot open the database: {type(exc).__name__}: {str(exc)[:300]}", markup=False, soft_wrap=True
         )
         raise typer.Exit(1) from None
     try:
@@ -191,7 +212,7 @@ def create(
 ) -> None:
     """Create a bank."""
     thresholds = {"pdq": pdq_threshold} if pdq_threshold is not None else None
-    with _database(db) as database:
+    with _database(db, create=True) as database:
         bank = create_bank(
             database,
             name,

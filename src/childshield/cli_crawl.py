@@ -51,7 +51,7 @@ def crawl_add(
         given += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not given:
         raise typer.BadParameter("give URLs or --file")
-    with _database(db) as database:
+    with _database(db, create=True) as database:
         added, again, refused = frontier.add(database, given, source=source, reporter_ref=reporter_ref)
     for reason in refused:
         err.print(f"[yellow]refused[/] {reason}", highlight=False)

@@ -73,6 +73,7 @@ def match_command(
         raise typer.BadParameter("give exactly one of --pdq, --md5, --sha1, --sha256, or --stdin")
     with _database(db) as database:
         matcher = Matcher.load(database, min_quality=min_quality)
+        warn_if_no_banks(matcher)
         if not stdin:
             kind, value = given[0]
             try:
@@ -83,7 +84,18 @@ def match_command(
             sys.stdout.write(json.dumps(_record(result, kind, value)) + "\n")
             raise typer.Exit(EXIT_MATCHED if result.matched else 0)
         any_match, failed = _match_stream(matcher, sys.stdin, batch)
-    raise typer.Exit(1 if failed else EXIT_MATCHED if any_match else 0)
+    raise typer.Exit(EXIT_MATCHED if any_match else 1 if failed else 0)  # matches win over errors
+
+
+def warn_if_no_banks(matcher: Matcher) -> None:
+    """Nothing can match without an enabled bank: say so, or a wrong database reads as "all clean"."""
+    if not matcher.policies:
+        Console(stderr=True).print(
+            "warning: no bank is enabled in this database: nothing can match "
+            "(`childshield bank list` shows the banks; check --db)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _match_stream(matcher: Matcher, lines: Iterable[str], batch: int) -> tuple[bool, bool]:

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from childshield.cli_bank import DbOption, _database
-from childshield.cli_match import EXIT_MATCHED
+from childshield.cli_match import EXIT_MATCHED, warn_if_no_banks
 from childshield.csvcells import SafeDictWriter
 from childshield.hashing.batch import Skipped, hash_many
 from childshield.hashing.discover import discover
@@ -107,6 +107,7 @@ def scan_command(
     fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
     with _database(db) as database:
         matcher = Matcher.load(database, min_quality=min_quality)
+        warn_if_no_banks(matcher)
         _scan(matcher, paths, fmt, err, workers=workers, frames=frames, progress=progress)
 
 

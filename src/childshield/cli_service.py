@@ -91,7 +91,7 @@ def account_add(
     """Create an account.  People get a password; service accounts sign in with API keys only."""
     from childshield.accounts.service import AccountError, create_user
 
-    with _database(db) as database:
+    with _database(db, create=True) as database:
         try:
             create_user(database, name, role, password=_password(password, role is not Role.SERVICE))
         except AccountError as exc:

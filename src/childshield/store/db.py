@@ -61,7 +61,31 @@ def _create_private(path: Path) -> None:
     os.chmod(path, 0o600)  # whatever the umask
 
 
+class DatabaseMissing(LookupError):
+    """The database named does not exist (and was not to be created): the message names it."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases, in-memory and ``file:`` URIs)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def _normalized(url: str) -> str:
+    """``postgres://`` (as Heroku, libpq and many hosts write it) is PostgreSQL."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgres+"):
+        return "postgresql+" + url[len("postgres+") :]
+    return url
+
+
 def make_engine(url: str, *, busy_ms: int | None = None) -> Engine:
+    url = _normalized(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
@@ -72,8 +96,15 @@ def make_engine(url: str, *, busy_ms: int | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas(busy_ms))
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        url = str(parsed.set(drivername="postgresql+psycopg"))  # psycopg 3 unless another driver is named
-    return create_engine(url, pool_pre_ping=True)
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)  # psycopg 3
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:
+        if parsed.get_backend_name() == "postgresql":
+            raise ImportError(
+                f"PostgreSQL needs its driver ({exc.name or exc}): pip install 'childshield[postgres]'"
+            ) from None
+        raise
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -127,12 +158,18 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str | None = None, *, migrate: bool = True, busy_ms: int | None = None) -> Database:
+def open_database(
+    url: str | None = None, *, migrate: bool = True, busy_ms: int | None = None, create: bool = True
+) -> Database:
     """Open (and migrate) the database; ``busy_ms``: SQLite's busy timeout (``$CHILDSHIELD_SQLITE_BUSY_MS``,
-    default 10 s)."""
+    default 10 s).  ``create=False``: a SQLite file that does not exist is :class:`DatabaseMissing`, not a
+    new empty database (a mistyped path must never scan clean)."""
     from childshield.store.migrate import upgrade
 
-    url = url or default_database_url()
+    url = _normalized(url or default_database_url())
+    path = sqlite_path(url)
+    if not create and path is not None and not path.exists():
+        raise DatabaseMissing(f"there is no database at {path}")
     engine = make_engine(url, busy_ms=busy_ms)
     if migrate:
         upgrade(engine)
