@@ -164,18 +164,24 @@ def warmed(server: Served) -> int:
 # --------------------------------------------------------------------------- decoding big pictures
 
 
+def peak_growth(tmp_path: Path, upload: bytes, count: int, **env: str) -> int:
+    """How much a served worker's peak memory grew while ``count`` scans of ``upload`` ran at once (all
+    answered 200)."""
+    with served(tmp_path, **env) as server:
+        before = warmed(server)
+        codes = post_all(server, "/v1/scan", [upload] * count)
+        after = server.memory()
+    assert codes == [200] * count
+    return after["VmHWM"] - before
+
+
 def test_concurrent_scans_of_a_300kb_png_of_100_megapixels_keep_memory_bounded(
     tmp_path: Path, big_png: bytes
 ) -> None:
     """The attack: a 316 KB single-colour 9999x9999 PNG, scanned 6 times at once.  Decoded whole it is
     400 MB a scan (2.4 GB for six; 4.6 GB measured for twelve); decoded a strip at a time, ~50 MB."""
     assert len(big_png) < 400_000
-    with served(tmp_path) as server:
-        before = warmed(server)
-        codes = post_all(server, "/v1/scan", [big_png] * 6)
-        after = server.memory()
-    assert codes == [200] * 6
-    growth = after["VmHWM"] - before
+    growth = peak_growth(tmp_path, big_png, 6)
     assert growth < 600 * MB, f"peak grew by {growth / MB:.0f} MB"
 
 
@@ -186,12 +192,7 @@ def test_the_decode_budget_bounds_decodes_that_cannot_be_reduced(tmp_path: Path)
     Image.new("RGB", (4000, 4000), (10, 200, 30)).save(buffer, "WEBP", lossless=True)
     webp = buffer.getvalue()
     env = {"CHILDSHIELD_DECODE_MEMORY_MB": "400", "CHILDSHIELD_DECODE_WAIT": "120"}
-    with served(tmp_path, **env) as server:
-        before = warmed(server)
-        codes = post_all(server, "/v1/scan", [webp] * 4)
-        after = server.memory()
-    assert codes == [200] * 4
-    growth = after["VmHWM"] - before
+    growth = peak_growth(tmp_path, webp, 4, **env)
     assert growth < 500 * MB, f"peak grew by {growth / MB:.0f} MB"
 
 

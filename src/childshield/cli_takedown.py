@@ -197,7 +197,7 @@ def takedown_template(
     """Print (or copy out) the default notice template, or check yours; use it with
     CHILDSHIELD_NOTICE_TEMPLATE.  Templates render in Jinja2's sandbox over plain data (docs/takedown.md)."""
     from childshield.takedown.notices import DEFAULT_TEMPLATE
-    from childshield.takedown.template import TemplateError, load_template
+    from childshield.takedown.template import SAMPLE_CONTEXT, TemplateError, load_template
 
     if check is not None:
         try:
@@ -206,7 +206,7 @@ def takedown_template(
             err.print(f"refused: {exc}", markup=False, highlight=False)
             raise typer.Exit(1) from None
         err.print(f"{check}: the template compiles and renders a sample notice", markup=False)
-        subject, _ = template.render(_sample())
+        subject, _ = template.render(SAMPLE_CONTEXT)
         err.print(f"sample subject: {subject}", markup=False, highlight=False)
         return
     text = DEFAULT_TEMPLATE.read_text()
@@ -215,9 +215,3 @@ def takedown_template(
         return
     out.write_text(text)
     err.print(f"wrote {out}; set CHILDSHIELD_NOTICE_TEMPLATE={out}")
-
-
-def _sample() -> dict[str, object]:
-    from childshield.takedown.template import SAMPLE_CONTEXT
-
-    return dict(SAMPLE_CONTEXT)

@@ -96,10 +96,32 @@ def record_decision(
     the same transaction; returns its id.  A busy database is waited for (the whole transaction tried
     again) up to ``patience`` seconds, then ``DecisionNotRecorded`` is raised."""
 
-    def write() -> int:
-        return _write(
-            db, content_id, decision, policy, matches, actor, sha256, pdq, source, webhook_url, then, context
-        )
+    def write() -> int:  # one whole transaction: tried again from the start while the database is busy
+        with db.session() as session:
+            session.execute(
+                upsert_insert(session)(PolicyVersion)
+                .values(version=policy.version, banks=policy.banks)
+                .on_conflict_do_nothing(index_elements=["version"])
+            )
+            row = Decision(
+                content_id=content_id,
+                at=utcnow(),
+                decision=decision,
+                policy_version=policy.version,
+                actor=actor,
+                source=source,
+                sha256=sha256,
+                pdq=pdq,
+                matches=[_match(m) for m in matches],
+                context=context,
+            )
+            session.add(row)
+            session.flush()
+            if webhook_url:
+                enqueue(session, row.id, webhook_url, payload(row))
+            if then is not None:  # e.g. queue it for review: in the same transaction, so both or neither
+                then(session, row)
+            return row.id
 
     try:
         return retry_busy(write, patience=patience)
@@ -107,47 +129,6 @@ def record_decision(
         if not is_busy(exc):
             raise
         raise DecisionNotRecorded(content_id, decision, "the database stayed busy") from exc
-
-
-def _write(
-    db: Database,
-    content_id: str,
-    decision: str,
-    policy: PolicySnapshot,
-    matches: Sequence[Match],
-    actor: str,
-    sha256: str | None,
-    pdq: str | None,
-    source: str,
-    webhook_url: str | None,
-    then: Callable[[Session, Decision], None] | None,
-    context: dict[str, Any] | None,
-) -> int:
-    with db.session() as session:
-        session.execute(
-            upsert_insert(session)(PolicyVersion)
-            .values(version=policy.version, banks=policy.banks)
-            .on_conflict_do_nothing(index_elements=["version"])
-        )
-        row = Decision(
-            content_id=content_id,
-            at=utcnow(),
-            decision=decision,
-            policy_version=policy.version,
-            actor=actor,
-            source=source,
-            sha256=sha256,
-            pdq=pdq,
-            matches=[_match(m) for m in matches],
-            context=context,
-        )
-        session.add(row)
-        session.flush()
-        if webhook_url:
-            enqueue(session, row.id, webhook_url, payload(row))
-        if then is not None:  # e.g. queue it for review: in the same transaction, so both or neither
-            then(session, row)
-        return row.id
 
 
 def payload(row: Decision) -> dict[str, Any]:

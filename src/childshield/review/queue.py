@@ -27,6 +27,7 @@ from childshield.actions.webhooks import enqueue as enqueue_webhook
 from childshield.audit.log import record
 from childshield.banks.entries import add_signals_in, set_state_in
 from childshield.banks.errors import BankError
+from childshield.matching.allowlist import CRYPTOGRAPHIC
 from childshield.review.consensus import VERDICTS, Outcome, Vote, settle
 from childshield.review.media import expire_now
 from childshield.store.db import Database, upsert_insert
@@ -386,16 +387,13 @@ def _apply(
         )
 
 
-_CRYPTOGRAPHIC = frozenset({"md5", "sha1", "sha256"})
-
-
 def _dispute_exact(session: Session, decision: Decision, item_id: int) -> list[int]:
     """Entries that matched the rejected file by an exact digest are disputed (they stop matching): an
     allow-list never outweighs an exact match of known material, so a list entry that reviewers found
     wrong is itself taken out of matching, with the reason, for its bank's operator to look at."""
     disputed: list[int] = []
     for m in decision.matches or ():
-        if not isinstance(m, dict) or m.get("signal_type") not in _CRYPTOGRAPHIC:
+        if not isinstance(m, dict) or m.get("signal_type") not in CRYPTOGRAPHIC:
             continue
         if m.get("check") not in (None, m.get("signal_type")) or not isinstance(m.get("entry_id"), int):
             continue

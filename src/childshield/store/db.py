@@ -88,8 +88,9 @@ def make_engine(url: str, *, busy_ms: int | None = None) -> Engine:
     url = _normalized(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            _create_private(Path(parsed.database).expanduser())
+        path = sqlite_path(url)
+        if path is not None:
+            _create_private(path)
         engine = create_engine(url)
         if busy_ms is None:
             busy_ms = int(os.environ.get(BUSY_ENV_VAR) or 10_000)

@@ -56,6 +56,8 @@ def parse(text: str, base: str) -> Playlist:
             except ValueError:
                 raise HlsError("a malformed #EXT-X-TARGETDURATION") from None
         elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            if out.segments:  # RFC 8216: before the first segment; later, it would renumber those read
+                raise HlsError("#EXT-X-MEDIA-SEQUENCE after a segment")
             try:
                 sequence = int(line.split(":", 1)[1])
             except ValueError:

@@ -67,9 +67,9 @@ class CheckedSource:
     def relay_url(self, port: int) -> str:
         """What FFmpeg opens when the source goes through a relay listening on ``port`` of 127.0.0.1."""
         parts = urlsplit(self.url)
-        auth = parts.netloc.rpartition("@")[0]
-        netloc = f"{auth}@127.0.0.1:{port}" if auth else f"127.0.0.1:{port}"
-        return urlunsplit((RELAYED[self.scheme], netloc, parts.path, parts.query, ""))
+        return urlunsplit(
+            (RELAYED[self.scheme], _netloc(parts.netloc, "127.0.0.1", port), parts.path, parts.query, "")
+        )
 
     def relay_options(self) -> dict[str, str]:
         plain = RELAYED[self.scheme]
@@ -108,10 +108,14 @@ def check_source(source: str, policy: AddressPolicy, resolve: Resolver | None = 
             raise SourceRefused(str(exc), exc.detail) from None
     ip = addresses[0]
     literal = f"[{ip}]" if ip.version == 6 else str(ip)
-    auth = parts.netloc.rpartition("@")[0]
-    netloc = (f"{auth}@" if auth else "") + literal + (f":{port}" if port else "")
-    url = urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+    url = urlunsplit((scheme, _netloc(parts.netloc, literal, port), parts.path, parts.query, parts.fragment))
     return CheckedSource(scheme, parts.hostname, port, ip, url, {"protocol_whitelist": PROTOCOLS[scheme]})
+
+
+def _netloc(netloc: str, host: str, port: int) -> str:
+    """``netloc`` with its host and port replaced, its credentials (``user:pw@``) kept."""
+    auth = netloc.rpartition("@")[0]
+    return (f"{auth}@" if auth else "") + host + (f":{port}" if port else "")
 
 
 def network_options(source: str, policy: AddressPolicy, resolve: Resolver | None = None) -> dict[str, str]:

@@ -152,16 +152,17 @@ def _write(
     domain = settings.from_addr.rpartition("@")[2] or "childshield.invalid"
     notice.reference = reference
     notice.message_id = f"<{reference.lower()}@{domain}>"
+    views = item_views(items)
     notice.subject, notice.body = template.render(
         {
             "sender": settings.sender,
             "reference": reference,
             "provider": provider_view(provider.key, provider.name, provider.country),
-            "items": item_views(items),
+            "items": views,
             "round": round_,
             "escalation": escalation,
             "legal_basis": settings.legal_basis,
-            "checked_at": utc(max(seen_online(i) for i in items)),
+            "checked_at": utc(max(v.checked_at for v in views)),  # the latest time one was seen online
             "renotify_hours": hours(settings.renotify_every),
         },
     )
@@ -173,11 +174,6 @@ def _write(
         {"provider": provider.key, "items": len(items), "round": round_, "escalation": escalation},
     )
     return notice.id
-
-
-def seen_online(item: TakedownItem) -> dt.datetime:
-    """When the item was last seen online: its last answered re-check, else when it was found."""
-    return aware(item.last_checked_at or item.found_at)
 
 
 def hours(every: dt.timedelta) -> int | float:

@@ -173,7 +173,6 @@ async def scan(
     location) are kept with a match's decision for the report to a clearinghouse."""
     start = time.perf_counter()
     data = await _body(request, conf.max_upload_bytes)
-    charge(request, who, math.ceil(len(data) / conf.work_unit_bytes))
     out = await _scan_and_record(
         data, who, request.app.state.keyring, holder, db, conf, stats, context.stored(), request=request
     )
@@ -202,7 +201,6 @@ async def scan_url(
     except FetchError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    charge(request, who, math.ceil(len(fetched.body) / conf.work_unit_bytes))
     context = body.context.stored() if body.context else None
     out = await _scan_and_record(
         fetched.body, who, request.app.state.keyring, holder, db, conf, stats, context, request=request
@@ -224,6 +222,7 @@ async def _scan_and_record(
     *,
     request: Request,
 ) -> ScanOut:
+    charge(request, who, math.ceil(len(data) / conf.work_unit_bytes))  # the bytes, before any decoding
     try:
         result, action, policy = await _hashed(request, holder, data, conf)
     except MediaError as exc:
