@@ -88,13 +88,13 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
         frontier.add(db, [web.url(s) for s in sites])
         asyncio.run(Crawler(db, matcher, CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
         rdap = RdapClient(rdap_server.base)
-        assert follow_hits(db, rdap, now=T0) == 4
-        assert follow_hits(db, rdap, now=T0) == 0  # followed once
+        assert follow_hits(db, rdap, now=T0).created == 4
+        assert follow_hits(db, rdap, now=T0).created == 0  # followed once
         assert len(rdap_server.requests) == 3  # one lookup per address (cached)
 
         first = plan(db, settings, now=T0)
         assert len(first) == 2  # Alpha (2 items) and Beta; Gamma has no contact yet
-        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0)) == 2
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0)).sent == 2
         mails = smtp.mailbox.messages
         assert all(smtp.mailbox.encrypted) and sorted(m["To"] for m in mails) == [
             "abuse@alpha.test",
@@ -125,7 +125,7 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
 
         set_contact(db, "ORG-GAMMA", "desk@gamma.test")  # an analyst found Gamma's contact
         reminders = plan(db, settings, now=T0 + 25 * H)
-        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0 + 25 * H)) == 2
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0 + 25 * H)).sent == 2
         late = smtp.mailbox.messages[2:]
         to_alpha = next(m for m in late if m["To"] == "abuse@alpha.test")
         assert "Reminder 1" in to_alpha["Subject"] and "/a2.jpg" in to_alpha.get_payload()
@@ -160,7 +160,7 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
         web.put("alpha.test", "/again/copy.jpg", image(known[0]))
         frontier.add(db, [web.url("alpha.test", "/again/")])
         asyncio.run(Crawler(db, matcher, CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
-        assert follow_hits(db, rdap, now=T0 + 60 * H) == 1
+        assert follow_hits(db, rdap, now=T0 + 60 * H).created == 1
         with db.session() as session:
             copy = session.scalars(select(TakedownItem).where(TakedownItem.url.like("%/copy.jpg"))).one()
             original = session.scalars(select(TakedownItem).where(TakedownItem.url.like("%/a1.jpg"))).one()
@@ -190,13 +190,13 @@ def test_smtp_refusals_fail_only_what_they_concern(db: Database, tmp_path: Path)
     with SmtpServer(tmp_path) as smtp:
         smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
         smtp.mailbox.refuse_sender = True  # our side is wrong: nothing fails for good, the run stops
-        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0)) == 0
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0)).sent == 0
         with db.session() as session:
             states = sorted((n.state, n.attempts) for n in session.scalars(select(Notice)).all())
         assert states == [("queued", 0), ("queued", 0), ("queued", 1)]
         smtp.mailbox.refuse_sender = False
         smtp.mailbox.refuse_rcpt = {"abuse@p0.test"}  # one dead address: only its notice fails
-        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0 + H)) == 2
+        assert asyncio.run(send_due(db, settings, smtp_settings, now=T0 + H)).sent == 2
         assert sorted(m["To"] for m in smtp.mailbox.messages) == ["abuse@p1.test", "abuse@p2.test"]
     with db.session() as session:
         failed = session.scalars(select(Notice).where(Notice.state == "failed")).one()
@@ -216,16 +216,17 @@ def test_a_provider_missed_by_rdap_is_found_later(db: Database) -> None:
     with LocalWeb({"late.test": {"/": page("<img src='/k.jpg'>"), "/k.jpg": image(known)}}) as web:
         frontier.add(db, [web.url("late.test")])
         asyncio.run(Crawler(db, Matcher.load(db), CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
-    with FakeRdap([]) as server:  # the registry does not know the address yet (or is down)
+    with FakeRdap([]) as server:  # the registry does not know the address yet
         rdap = RdapClient(server.base)
-        assert follow_hits(db, rdap, now=T0) == 1
-        with db.session() as session:
-            assert session.scalars(select(TakedownItem.provider_id)).one() is None
+        first = follow_hits(db, rdap, now=T0)
+        assert (first.created, first.without_provider) == (1, 1)
+        [(ip, cause, error)] = first.failures  # said, with its cause: not a silent "0 notices"
+        assert ip == "127.0.0.2" and cause == "not-found" and "not found" in error
+        asked = len(server.requests)
+        # a failure is not cached for an hour (only answers are): the next round asks again
         server.networks.append(networks()[0])
-        follow_hits(db, rdap, now=T0 + 10 * dt.timedelta(minutes=1))  # failures are cached for an hour
-        with db.session() as session:
-            assert session.scalars(select(TakedownItem.provider_id)).one() is None
-        follow_hits(db, rdap, now=T0 + 2 * H)
+        again = follow_hits(db, rdap, now=T0 + 5 * dt.timedelta(minutes=1))
+        assert len(server.requests) == asked + 1 and again.failures == [] and again.without_provider == 0
         with db.session() as session:
             assert session.scalars(select(TakedownItem.provider_id)).one() is not None
         rdap.close()
@@ -243,7 +244,7 @@ def test_our_failed_checks_are_never_removals_and_reminders_say_the_real_check(d
         frontier.add(db, [web.url("held.test")])
         asyncio.run(Crawler(db, Matcher.load(db), CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
         rdap = RdapClient(rdap_server.base)
-        assert follow_hits(db, rdap, now=T0) == 1
+        assert follow_hits(db, rdap, now=T0).created == 1
         rdap.close()
         assert len(plan(db, settings, now=T0)) == 1
         refused = RecheckSettings(

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -42,7 +43,8 @@ def crawl_add(
     reporter_ref: Annotated[str, typer.Option(help="The report's reference at its source.")] = "",
     db: DbOption = None,
 ) -> None:
-    """Queue reported URLs (a URL already queued or crawled is not queued again)."""
+    """Queue reported URLs (a URL already queued or crawled is not queued again; one that failed is
+    named, with its reason and how to queue it again: `crawl requeue`)."""
     from childshield.crawl import frontier
 
     given = list(urls or [])
@@ -53,10 +55,15 @@ def crawl_add(
         raise typer.BadParameter("give URLs or --file")
     with _database(db, create=True) as database:
         added, again, refused = frontier.add(database, given, source=source, reporter_ref=reporter_ref)
+        failed = frontier.failures(database, urls=given) if again else []
     for reason in refused:
         err.print(f"[yellow]refused[/] {reason}", highlight=False)
-    err.print(f"queued {added} URLs ({again} already known, {len(refused)} refused)")
-    if refused and not added:
+    for f in failed:
+        say(f"already crawled and failed ({f.cause}): {f.url}: {f.error}")
+        say(f"  to crawl it again: childshield crawl requeue {shlex.quote(f.url)}")
+    known = f"{again} already known" + (f", {len(failed)} of them failed" if failed else "")
+    err.print(f"queued {added} URLs ({known}, {len(refused)} refused)", highlight=False)
+    if (refused or failed) and not added:
         raise typer.Exit(1)
 
 
@@ -102,18 +109,45 @@ def crawl_run(
     processes: Annotated[
         int, typer.Option(min=1, max=64, help="Crawler processes sharing the frontier (one core each).")
     ] = 1,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to wait at most for URLs due again later (later ones are left for the next run).",
+        ),
+    ] = 30.0,
+    dns_attempts: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Tries of a URL whose host cannot be resolved for now ($CHILDSHIELD_CRAWL_DNS_ATTEMPTS, 5).",
+        ),
+    ] = None,
+    dns_backoff: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Seconds before the first DNS retry, doubling ($CHILDSHIELD_CRAWL_DNS_BACKOFF, 60)."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Work the frontier until it is empty; Ctrl-C (or SIGTERM) stops after the URLs in flight.  A crawl
-    killed at any point resumes where it stopped with the next `crawl run`."""
+    killed at any point resumes where it stopped with the next `crawl run`.  Each URL that failed is
+    printed with its reason; the exit status is 1 when any did (`crawl requeue` queues them again)."""
+    from childshield.crawl import frontier
     from childshield.crawl.crawler import CrawlConfig, Crawler
     from childshield.crawl.guard import AddressPolicy
+    from childshield.crawl.settings import dns_retry
     from childshield.matching.matcher import Matcher
 
     try:
         policy = AddressPolicy.from_text(allow)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--allow") from None
+    try:
+        env_attempts, env_backoff = dns_retry()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     config = CrawlConfig(
         max_depth=max_depth,
         patience=patience,
@@ -126,18 +160,45 @@ def crawl_run(
         policy=policy,
         lease=dt.timedelta(seconds=lease),
         resolve=_resolver(list(resolve or [])),
+        wait=wait,
+        dns_attempts=dns_attempts or env_attempts,
+        dns_backoff=env_backoff if dns_backoff is None else dns_backoff,
     )
     if processes > 1:
-        stats = _run_processes(db, config, processes, max_urls)
+        stats, broken = _run_processes(db, config, processes, max_urls)
     else:
+        broken = False
         with _database(db) as database:
             crawler = Crawler(database, Matcher.load(database), config)
             stats = asyncio.run(_run(crawler, max_urls))
+    for url, cause, reason in stats.failures:  # the operator's own tool: the guard's full reason
+        say(f"failed ({cause}): {url}: {reason}")
+    if stats.failed > len(stats.failures):
+        say(f"... and {stats.failed - len(stats.failures)} more (childshield crawl failed lists them all)")
     err.print(
         f"fetched {stats.fetched} ({stats.pages} pages, {stats.media} media) in {stats.seconds:.1f} s: "
-        f"{stats.hits} media matched, {stats.failed} failed, {stats.retried} to retry, "
-        f"{stats.skipped} skipped"
+        f"{stats.hits} media matched, {stats.failed} failed, {stats.retried} retried, "
+        f"{stats.skipped} skipped",
+        highlight=False,
     )
+    with _database(db) as database:
+        errors = frontier.status(database)["errors"]
+    if errors["retrying"]:
+        causes = ", ".join(f"{cause} {n}" for cause, n in errors["retrying"].items())
+        say(
+            f"{sum(errors['retrying'].values())} URLs wait to be tried again ({causes}), the next at "
+            f"{errors['next_retry_at']}: a later `crawl run` (or the service's crawl worker) takes them"
+        )
+    if stats.failed:
+        say("failed URLs by cause: " + ", ".join(f"{c} {n}" for c, n in errors["failed"].items()))
+        say("queue them again with: childshield crawl requeue --cause CAUSE (or --all-failed, or the URLs)")
+    if stats.failed or broken:
+        raise typer.Exit(1)
+
+
+def say(text: str) -> None:
+    """A line for the operator, printed as it is (URLs and reasons hold brackets Rich would eat)."""
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _worker(url: str | None, config: CrawlConfig, max_urls: int | None, out: Any) -> None:
@@ -153,7 +214,10 @@ def _worker(url: str | None, config: CrawlConfig, max_urls: int | None, out: Any
         db.close()
 
 
-def _run_processes(db: str | None, config: CrawlConfig, processes: int, max_urls: int | None) -> CrawlStats:
+def _run_processes(
+    db: str | None, config: CrawlConfig, processes: int, max_urls: int | None
+) -> tuple[CrawlStats, bool]:
+    """The processes' figures together, and whether any process failed."""
     import multiprocessing
 
     from childshield.crawl.crawler import CrawlStats
@@ -170,6 +234,7 @@ def _run_processes(db: str | None, config: CrawlConfig, processes: int, max_urls
 
     total = CrawlStats()
     got: list[CrawlStats] = []
+    broken = False
     while len(got) < len(children):
         try:
             got.append(results.get(timeout=1))
@@ -178,16 +243,15 @@ def _run_processes(db: str | None, config: CrawlConfig, processes: int, max_urls
         except _queue.Empty:
             dead = [c for c in children if not c.is_alive() and c.exitcode not in (0, None)]
             if dead and len(got) + len(dead) >= len(children):
+                broken = True
                 err.print(f"[red]{len(dead)} crawler process(es) failed[/] (exit {dead[0].exitcode}); "
                           "what they had in flight is crawled again by the next run")  # fmt: skip
                 break
     for child in children:
         child.join()
     for one in got:
-        for name in ("fetched", "pages", "media", "hits", "failed", "retried", "skipped"):
-            setattr(total, name, getattr(total, name) + getattr(one, name))
-        total.seconds = max(total.seconds, one.seconds)
-    return total
+        total.merge(one)
+    return total, broken
 
 
 async def _run(crawler: Crawler, max_urls: int | None, *, progress: bool = True) -> CrawlStats:
@@ -216,11 +280,58 @@ async def _run(crawler: Crawler, max_urls: int | None, *, progress: bool = True)
 
 @crawl_app.command("status")
 def crawl_status(db: DbOption = None) -> None:
-    """URLs per state, what was fetched, hits and sites, as JSON."""
+    """URLs per state, what was fetched, hits and sites, and errors by cause (failed URLs, and URLs
+    waiting to be tried again), as JSON."""
     from childshield.crawl import frontier
 
     with _database(db) as database:
         sys.stdout.write(json.dumps(frontier.status(database)) + "\n")
+
+
+@crawl_app.command("failed")
+def crawl_failed(
+    cause: Annotated[str | None, typer.Option(help="Only those that failed for this cause.")] = None,
+    db: DbOption = None,
+) -> None:
+    """URLs that failed, as JSON Lines: URL, cause, reason, tries, when."""
+    from childshield.crawl import frontier
+
+    with _database(db) as database:
+        for f in frontier.failures(database, cause=cause):
+            row = {"url": f.url, "cause": f.cause, "error": f.error, "attempts": f.attempts,
+                   "failed_at": f.fetched_at.isoformat() if f.fetched_at else None}  # fmt: skip
+            sys.stdout.write(json.dumps(row) + "\n")
+
+
+@crawl_app.command("requeue")
+def crawl_requeue(
+    urls: Annotated[list[str] | None, typer.Argument(help="Failed URLs to crawl again.")] = None,
+    cause: Annotated[
+        str | None, typer.Option(help="Every URL that failed for this cause (see `crawl status`).")
+    ] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every URL that failed.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Queue failed URLs again (their tries counted afresh), e.g. after allowing a network or when DNS
+    works again.  Exit 1 when a URL given is unknown or did not fail, or no URL failed for --cause."""
+    from childshield.crawl import frontier
+
+    if sum((bool(urls), cause is not None, all_failed)) != 1:
+        raise typer.BadParameter("give failed URLs, --cause CAUSE or --all-failed (one of them)")
+    with _database(db) as database:
+        done = frontier.requeue(database, urls=list(urls) if urls else None, cause=cause)
+        left = frontier.status(database)["errors"]["failed"]
+    for url in done.unknown:
+        say(f"not in the frontier: {url} (childshield crawl add queues it)")
+    for url, state in done.not_failed:
+        say(f"did not fail ({state}): {url}")
+    say(f"requeued {len(done.requeued)} URLs")
+    if cause is not None and not done.requeued:
+        causes = ", ".join(f"{c} {n}" for c, n in left.items()) or "none"
+        say(f"no URL failed for {cause!r}; failed URLs by cause: {causes}")
+        raise typer.Exit(1)
+    if done.unknown or done.not_failed:
+        raise typer.Exit(1)
 
 
 @crawl_app.command("hits")
@@ -241,7 +352,8 @@ def crawl_review_unmatched(
     db: DbOption = None,
 ) -> None:
     """Queue for human review the images that matched nothing but were on pages where known material
-    was found (fetched again, kept sealed like uploads; each URL once).  Review settings: docs/review.md."""
+    was found (fetched again, kept sealed like uploads; each URL once).  Fetches that failed are printed
+    with their reason and tried again by the next run (exit 1).  Review settings: docs/review.md."""
     from pathlib import Path as _Path
 
     from childshield.crawl.guard import AddressPolicy
@@ -265,7 +377,12 @@ def crawl_review_unmatched(
                 timeout=timeout,
             )
         )
+    for url, cause, reason in result.failures:
+        say(f"failed ({cause}): {url}: {reason}")
     err.print(
         f"queued {result.queued} for review ({result.already} already queued, {result.gone} gone, "
-        f"{result.matched_now} match now)"
+        f"{result.changed} no longer an image, {result.matched_now} match now, {result.failed} failed)",
+        highlight=False,
     )
+    if result.failed:
+        raise typer.Exit(1)

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from childshield.cli_bank import DbOption, _database
-from childshield.cli_crawl import AllowOption, ResolveOption, _resolver
+from childshield.cli_crawl import AllowOption, ResolveOption, _resolver, say
+
+if TYPE_CHECKING:
+    from childshield.takedown.intake import FollowResult
+    from childshield.takedown.notices import SendResult
 
 takedown_app = typer.Typer(
     help="Notice and takedown: providers, notices, re-checks, removal figures.", no_args_is_help=True
@@ -39,17 +43,19 @@ def takedown_run(
     db: DbOption = None,
 ) -> None:
     """Follow new hits (RDAP lookups), write the notices due, send them, and re-check what is online.
-    Settings: CHILDSHIELD_SMTP_*, CHILDSHIELD_NOTICE_*, CHILDSHIELD_RDAP_BASE (see docs/takedown.md)."""
+    Every failure is printed with its cause; with --once the exit status is 1 when any work failed (a
+    lookup, a re-check, a notice).  Settings: CHILDSHIELD_SMTP_*, CHILDSHIELD_NOTICE_*,
+    CHILDSHIELD_RDAP_BASE, CHILDSHIELD_RDAP_FAILURE_CACHE_SECONDS (see docs/takedown.md)."""
     from childshield.crawl.guard import AddressPolicy
     from childshield.matching.matcher import Matcher
     from childshield.takedown.intake import follow_hits
     from childshield.takedown.notices import plan, send_due
     from childshield.takedown.rdap import RdapClient
     from childshield.takedown.recheck import RecheckSettings, recheck_due
-    from childshield.takedown.settings import notice_settings, rdap_base, smtp_settings
+    from childshield.takedown.settings import notice_settings, rdap_base, rdap_failure_ttl, smtp_settings
     from childshield.takedown.template import TemplateError, load_template
 
-    notices, smtp = notice_settings(), smtp_settings()
+    notices, smtp, failure_ttl = notice_settings(), smtp_settings(), rdap_failure_ttl()
     try:
         load_template(notices.template)  # refused now, with the reason, not as a failed round later
     except TemplateError as exc:
@@ -71,21 +77,24 @@ def takedown_run(
         try:
             while True:
                 try:
-                    followed = follow_hits(database, rdap)
+                    followed = follow_hits(database, rdap, failure_ttl=failure_ttl)
                     # re-check first: a reminder may only say what a check has just seen
                     checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
                     planned = plan(database, notices)
                     sent = asyncio.run(send_due(database, notices, smtp))
                     err.print(
-                        f"followed {followed} new; re-checked {checked.checked}: {checked.removed} removed, "
-                        f"{checked.still_online} still online, {checked.failed} checks failed; wrote "
-                        f"{len(planned)} notices, sent {sent}",
+                        f"followed {followed.created} new ({followed.failed} lookups failed); re-checked "
+                        f"{checked.checked}: {checked.removed} removed, {checked.still_online} still online, "
+                        f"{checked.failed} checks failed; wrote {len(planned)} notices, sent {sent.sent} "
+                        f"({sent.failed} not sent)",
                         markup=False,
                         highlight=False,
                     )
+                    _lookup_failures(followed)
                     for cause, count in checked.errors.most_common():
                         err.print(f"  re-check failed ({count}): {cause}", markup=False, highlight=False)
-                    if once and checked.failed:
+                    _send_failures(sent)
+                    if once and (checked.failed or followed.failed or sent.failed):
                         raise typer.Exit(1)  # work that could not be done is never a silent success
                 except typer.Exit:
                     raise
@@ -111,7 +120,40 @@ def takedown_send(db: DbOption = None) -> None:
 
     with _database(db) as database:
         sent = asyncio.run(send_due(database, notice_settings(), smtp_settings()))
-    err.print(f"sent {sent} notices")
+    _send_failures(sent)
+    say(f"sent {sent.sent} notices ({sent.failed} not sent)")
+    if sent.failed:
+        raise typer.Exit(1)
+
+
+def _lookup_failures(followed: FollowResult) -> None:
+    for ip, cause, error in followed.failures:
+        say(f"  RDAP lookup failed ({cause}): {ip}: {error}")
+    if followed.without_provider:
+        say(
+            f"  {followed.without_provider} online items have no provider yet: no notices until RDAP names "
+            "one (asked again next round)"
+        )
+
+
+def _send_failures(sent: SendResult) -> None:
+    for f in sent.failures:
+        then = "failed for good" if f.final else "queued to be tried again"
+        say(f"  notice {f.reference} to {f.to_addr} not sent ({f.cause}): {f.error}; {then}")
+    if sent.stopped:
+        say(
+            "  sending stopped at a problem of ours or the server's: the other notices wait for a later round"
+        )
+
+
+@takedown_app.command("status")
+def takedown_status_command(db: DbOption = None) -> None:
+    """Items by state, those no notice can reach yet (no provider, no contact), notices by state, and
+    errors by cause (re-checks, RDAP lookups, notices waiting or failed), as JSON."""
+    from childshield.takedown.status import takedown_status
+
+    with _database(db) as database:
+        sys.stdout.write(json.dumps(takedown_status(database)) + "\n")
 
 
 @takedown_app.command("stats")

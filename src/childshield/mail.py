@@ -33,6 +33,10 @@ class Outcome:
     error: str = ""
     permanent: bool = False
     """A refusal that will not change (every recipient refused with a 5xx)."""
+    cause: str = ""
+    """Why it was not sent, in one word: ``recipient-refused``, ``smtp-unreachable``, ``smtp-timeout``,
+    ``smtp-starttls`` (the server offers no STARTTLS but it is required), ``smtp-tls``, ``smtp-auth``,
+    ``smtp-sender-refused``, ``smtp-error``."""
 
 
 async def send(msg: EmailMessage, smtp: SmtpSettings, context: ssl.SSLContext | None = None) -> Outcome:
@@ -53,11 +57,30 @@ async def send(msg: EmailMessage, smtp: SmtpSettings, context: ssl.SSLContext | 
     except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPRecipientRefused) as exc:
         codes = [r.code for r in getattr(exc, "recipients", [])] or [getattr(exc, "code", 0)]
         permanent = all(500 <= code < 600 for code in codes)
-        return Outcome("refused", f"recipient refused: {exc}"[:500], permanent)
+        return Outcome("refused", f"recipient refused: {exc}"[:500], permanent, "recipient-refused")
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        return Outcome("error", f"{type(exc).__name__}: {exc}"[:500])
+        said = f"{type(exc).__name__}: {exc}"[:500]
+        where = f" ({smtp.host}:{smtp.port})"
+        return Outcome("error", said + where, cause=failure_cause(exc))
     if refused:  # some recipients took it, some did not: not delivered as asked
         permanent = all(500 <= r.code < 600 for r in refused.values())
         who = ", ".join(sorted(refused))
-        return Outcome("refused", f"recipients refused: {who}"[:500], permanent)
+        return Outcome("refused", f"recipients refused: {who}"[:500], permanent, "recipient-refused")
     return Outcome("sent")
+
+
+def failure_cause(exc: BaseException) -> str:
+    """The cause of an SMTP failure that is not the recipient's, in one word (see :class:`Outcome`)."""
+    if isinstance(exc, ssl.SSLError):
+        return "smtp-tls"
+    if isinstance(exc, (aiosmtplib.SMTPTimeoutError, TimeoutError)):
+        return "smtp-timeout"
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return "smtp-auth"
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return "smtp-sender-refused"
+    if isinstance(exc, aiosmtplib.SMTPException) and "STARTTLS" in str(exc):
+        return "smtp-starttls"  # the server offers no STARTTLS, and we require it
+    if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError)):
+        return "smtp-unreachable"
+    return "smtp-error"

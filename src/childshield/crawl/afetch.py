@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from childshield.crawl.fetch import SEND_ERRORS, FetchError, Hops
+from childshield.crawl.fetch import SEND_ERRORS, TIMEOUT, TOO_LARGE, FetchError, Hops
 from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.media.formats import sniff
 
@@ -81,7 +81,7 @@ async def fetch_answer(
             _fetch(client, url, policy, max_bytes, timeout, resolve, page_bytes), timeout
         )
     except TimeoutError:
-        raise CrawlFetchError(f"timed out after {timeout:g} s", retry=True) from None
+        raise CrawlFetchError(f"timed out after {timeout:g} s", retry=True, cause=TIMEOUT) from None
 
 
 async def _fetch(
@@ -113,16 +113,16 @@ async def _fetch(
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise CrawlFetchError(
-                    f"the body is {int(declared)} bytes, over the limit of {max_bytes}", retry=False
+                    f"the body is {int(declared)} bytes, over the limit of {max_bytes}", cause=TOO_LARGE
                 )
             chunks, size = [], 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise CrawlFetchError(f"the body is over the limit of {max_bytes} bytes", retry=False)
+                    raise CrawlFetchError(f"the body is over the limit of {max_bytes} bytes", cause=TOO_LARGE)
                 chunks.append(chunk)
             return Answer(current, 200, ctype, b"".join(chunks), None, str(target.ip))
         except httpx.HTTPError as exc:
-            raise CrawlFetchError(f"{type(exc).__name__} reading {hops.current[:200]}", retry=True) from None
+            raise hops.read_failed(exc) from None
         finally:
             await response.aclose()

@@ -26,7 +26,7 @@ import httpx
 from childshield.crawl import frontier
 from childshield.crawl.afetch import Answer, CrawlFetchError, fetch_answer
 from childshield.crawl.extract import extract
-from childshield.crawl.fetch import no_cookies
+from childshield.crawl.fetch import DNS, no_cookies
 from childshield.crawl.frontier import Claimed, Finished
 from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.crawl.politeness import HostGate
@@ -35,7 +35,7 @@ from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
 from childshield.store.db import Database
-from childshield.store.models import CrawlState
+from childshield.store.models import CrawlState, utcnow
 
 log = logging.getLogger("childshield.crawl")
 
@@ -57,9 +57,25 @@ class CrawlConfig:
     max_page_bytes: int = 5 * 1024 * 1024
     max_media_bytes: int = 50 * 1024 * 1024
     max_attempts: int = 3
+    dns_attempts: int = 5
+    """Tries of a URL whose host name the resolver could not resolve for now (a temporary DNS failure:
+    a resolver timeout or outage); a name that does not exist fails at once."""
+    dns_backoff: float = 60.0
+    """Seconds before the first retry after a temporary DNS failure, doubling with each (at most
+    ``dns_backoff_max``)."""
+    dns_backoff_max: float = 3600.0
+    wait: float = 30.0
+    """A run that stops when the frontier is empty (``idle_exit``) waits at most this many seconds for
+    URLs due later (retries, paused hosts); those due later are left for the next run."""
     lease: dt.timedelta = dt.timedelta(minutes=2)
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     resolve: Resolver | None = None
+    clock: Callable[[], dt.datetime] = utcnow
+    """The frontier's time (claims, leases, retry times): tests move it instead of sleeping."""
+
+    def dns_delay(self, attempt: int) -> float:
+        """Seconds to wait after the ``attempt``-th try failed for a temporary DNS failure."""
+        return float(min(self.dns_backoff_max, self.dns_backoff * 2 ** max(0, min(attempt - 1, 30))))
 
 
 @dataclass
@@ -73,8 +89,28 @@ class CrawlStats:
     retried: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    """(URL, cause, reason) of URLs that failed in this run (the first ``MAX_LISTED``)."""
+
+    def add_failure(self, url: str, cause: str, reason: str) -> None:
+        self.failed += 1
+        if len(self.failures) < MAX_LISTED:
+            self.failures.append((url, cause, reason))
+
+    def merge(self, other: CrawlStats) -> None:
+        """Add another crawler's figures (one of several processes)."""
+        for name in ("fetched", "pages", "media", "hits", "failed", "retried", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds = max(self.seconds, other.seconds)
+        self.failures += other.failures[: max(0, MAX_LISTED - len(self.failures))]
 
 
+MAX_LISTED = 1000
+"""Failures a run keeps to show (all are counted, and all are in the frontier: ``crawl failed``)."""
+
+
+INTERNAL = "internal"
+"""The cause of a URL whose handling raised (a bug, or the database away)."""
 GROUP_COMMIT = 256
 """Results stored per transaction at most."""
 T = TypeVar("T")
@@ -116,7 +152,9 @@ class Crawler:
             while not self._writes.empty() and len(batch) < GROUP_COMMIT:
                 batch.append(self._writes.get_nowait())
             try:
-                results = await self._db(frontier.apply, self.db, [op for op, _ in batch])
+                results = await self._db(
+                    frontier.apply, self.db, [op for op, _ in batch], now=self.config.clock()
+                )
             except Exception as exc:  # the transaction failed: nothing of it was stored
                 log.exception("storing %d crawl results failed", len(batch))
                 for _, done in batch:
@@ -157,7 +195,9 @@ class Crawler:
         while True:
             await asyncio.sleep(every)
             with contextlib.suppress(Exception):  # the database away: the next beat tries again
-                await self._db(frontier.extend, self.db, list(self._inflight), self.config.lease)
+                await self._db(
+                    frontier.extend, self.db, list(self._inflight), self.config.lease, now=self.config.clock()
+                )
 
     async def _crawl(
         self, stop: asyncio.Event, max_urls: int | None, idle_exit: bool, running: set[asyncio.Task[None]]
@@ -168,17 +208,22 @@ class Crawler:
                 room = self.config.concurrency * 2 - len(running)
                 if max_urls is not None:
                     room = min(room, max_urls - taken)
+                gave_up: list[tuple[str, str]] = []
                 batch = (
                     await self._db(
                         frontier.claim,
                         self.db,
                         room,
                         self.config.lease,
+                        now=self.config.clock(),
                         max_attempts=self.config.max_attempts,
+                        gave_up=gave_up,
                     )
                     if room > 0
                     else []
                 )
+                for url, reason in gave_up:
+                    self.stats.add_failure(url, frontier.STALLED, reason)
                 for claimed in batch:
                     task = asyncio.create_task(self._one(client, claimed))
                     running.add(task)
@@ -190,7 +235,9 @@ class Crawler:
                     if running:
                         await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                         continue
-                    if idle_exit and not await self._db(frontier.has_work, self.db):
+                    if idle_exit and not await self._db(
+                        frontier.has_work, self.db, now=self.config.clock(), within=self.config.wait
+                    ):
                         break
                     await asyncio.sleep(0.2)  # work is only leased elsewhere, or not yet due
                     continue
@@ -208,15 +255,25 @@ class Crawler:
         except Exception as exc:  # a bug or the database away: leave it to be retried, keep crawling
             log.exception("crawling %s failed", claimed.url[:200])
             with contextlib.suppress(Exception):  # else its lease runs out and it is tried again
-                retry = frontier.Retry(
-                    claimed, f"internal error: {type(exc).__name__}", 60, self.config.max_attempts
-                )
-                await self._store(retry)
+                reason = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+                retry = frontier.Retry(claimed, reason, 60, self.config.max_attempts, INTERNAL)
+                if not await self._store(retry):
+                    self.stats.add_failure(claimed.url, INTERNAL, reason)
         finally:
             self._inflight.pop(claimed.id, None)
 
-    async def _retry(self, claimed: Claimed, error: str, wait: float) -> bool:
-        again = await self._store(frontier.Retry(claimed, error, wait, self.config.max_attempts))
+    async def _retry(
+        self, claimed: Claimed, error: str, wait: float, cause: str, most: int | None = None
+    ) -> bool:
+        """Back in the queue for another try after ``wait`` seconds (True), or failed after ``most``
+        tries (False, counted as failed with its reason)."""
+        again = await self._store(
+            frontier.Retry(claimed, error, wait, most or self.config.max_attempts, cause)
+        )
+        if again:
+            self.stats.retried += 1
+        else:
+            self.stats.add_failure(claimed.url, cause, error)
         return bool(again)
 
     async def _handle(self, clients: _Clients, claimed: Claimed) -> None:
@@ -243,18 +300,22 @@ class Crawler:
                     page_bytes=c.max_page_bytes,
                 )
         except CrawlFetchError as exc:  # the crawl's record is for its operators: the full reason
-            if exc.retry and await self._retry(claimed, exc.detail, self.gate.slow_down(host, None)):
-                self.stats.retried += 1
+            if exc.retry and exc.cause == DNS:  # the resolver had no answer now: ask again, later and later
+                await self._retry(claimed, exc.detail, c.dns_delay(claimed.attempts), DNS, c.dns_attempts)
                 return
-            self.stats.failed += 1
-            await self._store((claimed, Finished(state=CrawlState.FAILED, error=exc.detail)))
+            if exc.retry:
+                await self._retry(claimed, exc.detail, self.gate.slow_down(host, None), exc.cause)
+                return
+            self.stats.add_failure(claimed.url, exc.cause, exc.detail)
+            await self._store((claimed, Finished(state=CrawlState.FAILED, error=exc.detail, cause=exc.cause)))
             return
         self.stats.fetched += 1
         if answer.status in (429, 503) or answer.status >= 500:
             wait = self.gate.slow_down(host, answer.retry_after)
-            if await self._retry(claimed, f"HTTP {answer.status}", wait):
-                self.stats.retried += 1
-                return
+            await self._retry(
+                claimed, f"HTTP {answer.status} from {answer.url[:200]}", wait, f"http-{answer.status}"
+            )
+            return  # tried again later, or failed after its tries (the host never answered otherwise)
         self.gate.doing_fine(host)
         page = await self._db(self._page_of, claimed) if claimed.hint == "media" else None
         result = await asyncio.to_thread(self._result, claimed, answer, page)

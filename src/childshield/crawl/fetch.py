@@ -15,21 +15,39 @@ from urllib.parse import urljoin
 import httpx
 
 from childshield import __version__
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, Target, check_url
+from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, Target, Unresolved, check_url
 
 USER_AGENT = f"childshield/{__version__} (hash matching; +https://github.com/childshield)"
 MAX_REDIRECTS = 5
 
 
+REFUSED = "refused"
+"""The address guard refused the URL (not a public address, a port not allowed)."""
+DNS = "dns"
+"""The host name has no address, or the resolver could not answer (then ``retry`` is set)."""
+BAD_URL = "bad-url"
+REDIRECT = "redirect"
+"""A redirect loop, too many redirects, or a redirect to nowhere."""
+TIMEOUT = "timeout"
+NETWORK = "network"
+"""The connection failed or broke (refused, reset, TLS)."""
+TOO_LARGE = "too-large"
+# A server's answer other than 200 that proves nothing is ``http-<status>`` (``http-503``).
+
+
 class FetchError(Exception):
     """The URL could not be fetched.  ``str()`` says why in words anyone may be told (never which
     internal address a name resolved to); ``detail`` says it in full, for logs and operators; ``retry``
-    says whether another try later could do better."""
+    says whether another try later could do better; ``cause`` is one of the short names above, for
+    counting failures by cause and putting them back in the queue by cause."""
 
-    def __init__(self, message: str, *, retry: bool = False, detail: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry: bool = False, detail: str | None = None, cause: str = NETWORK
+    ) -> None:
         super().__init__(message)
         self.retry = retry
         self.detail = detail or message
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -53,18 +71,25 @@ class Hops:
     def target(self) -> Target:
         """Check the current URL (loop, guard); blocks on DNS, so async callers run it in a thread."""
         if len(self.seen) > MAX_REDIRECTS:
-            raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+            raise FetchError(f"more than {MAX_REDIRECTS} redirects", cause=REDIRECT)
         if self.current in self.seen:
-            raise FetchError(f"redirect loop at {self.current[:200]}")
+            raise FetchError(f"redirect loop at {self.current[:200]}", cause=REDIRECT)
         self.seen.add(self.current)
         try:
             return check_url(self.current, self.policy, self.resolve)
+        except Unresolved as exc:
+            raise FetchError(
+                f"{self.current[:200]}: {exc}",
+                detail=f"{self.current[:200]}: {exc.detail}",
+                retry=exc.temporary,
+                cause=DNS,
+            ) from None
         except BlockedAddress as exc:
             raise FetchError(
-                f"{self.current[:200]}: {exc}", detail=f"{self.current[:200]}: {exc.detail}"
+                f"{self.current[:200]}: {exc}", detail=f"{self.current[:200]}: {exc.detail}", cause=REFUSED
             ) from None
         except ValueError as exc:
-            raise FetchError(f"refused {self.current[:200]}: {exc}") from None
+            raise FetchError(f"refused {self.current[:200]}: {exc}", cause=BAD_URL) from None
 
     def request(
         self, client: httpx.Client | httpx.AsyncClient, target: Target, timeout: float
@@ -82,15 +107,35 @@ class Hops:
                 extensions={"sni_hostname": target.host},
             )
         except httpx.InvalidURL:
-            raise FetchError(f"refused {self.current[:200]}: the URL cannot be fetched") from None
+            raise FetchError(
+                f"refused {self.current[:200]}: the URL cannot be fetched", cause=BAD_URL
+            ) from None
 
     def send_failed(self, exc: Exception) -> FetchError:
         """What a failed send means.  httpx builds the next request of every redirect itself (even when
         not following it) and raises InvalidURL, not an HTTPError, for a Location it cannot parse: that is
         the server's answer, not worth another try."""
         if isinstance(exc, httpx.InvalidURL):
-            return FetchError(f"{self.current[:200]} redirects to a URL that cannot be fetched")
-        return FetchError(f"{type(exc).__name__} fetching {self.current[:200]}", retry=True)
+            return FetchError(
+                f"{self.current[:200]} redirects to a URL that cannot be fetched", cause=REDIRECT
+            )
+        said = f"{type(exc).__name__} fetching {self.current[:200]}"
+        return FetchError(
+            said,
+            retry=True,
+            detail=f"{said}: {str(exc)[:300]}" if str(exc) else said,
+            cause=TIMEOUT if isinstance(exc, httpx.TimeoutException) else NETWORK,
+        )
+
+    def read_failed(self, exc: httpx.HTTPError) -> FetchError:
+        """What a body that broke off means: worth another try."""
+        said = f"{type(exc).__name__} reading {self.current[:200]}"
+        return FetchError(
+            said,
+            retry=True,
+            detail=f"{said}: {str(exc)[:300]}" if str(exc) else said,
+            cause=TIMEOUT if isinstance(exc, httpx.TimeoutException) else NETWORK,
+        )
 
     def follow(self, response: httpx.Response) -> bool:
         """True (and the next hop current) if ``response`` is a redirect."""
@@ -98,11 +143,13 @@ class Hops:
             return False
         location = response.headers.get("location", "")
         if not location:
-            raise FetchError("a redirect without a Location")
+            raise FetchError("a redirect without a Location", cause=REDIRECT)
         try:
             self.current = urljoin(self.current, location)
         except ValueError:  # e.g. a bracketed host that is no IPv6 address
-            raise FetchError(f"{self.current[:200]} redirects to a URL that cannot be fetched") from None
+            raise FetchError(
+                f"{self.current[:200]} redirects to a URL that cannot be fetched", cause=REDIRECT
+            ) from None
         return True
 
 
@@ -129,7 +176,7 @@ def fetch(
             target = hops.target()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise FetchError("timed out", retry=True)
+                raise FetchError("timed out", retry=True, cause=TIMEOUT)
             try:
                 response = http.send(hops.request(http, target, left), stream=True)
             except SEND_ERRORS as exc:
@@ -139,23 +186,28 @@ def fetch(
                     continue
                 current = hops.current
                 if response.status_code != 200:
-                    raise FetchError(f"HTTP {response.status_code} from {current[:200]}")
+                    raise FetchError(
+                        f"HTTP {response.status_code} from {current[:200]}",
+                        cause=f"http-{response.status_code}",
+                    )
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchError(f"the body is {int(declared)} bytes, over the limit of {max_bytes}")
+                    raise FetchError(
+                        f"the body is {int(declared)} bytes, over the limit of {max_bytes}", cause=TOO_LARGE
+                    )
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise FetchError(f"the body is over the limit of {max_bytes} bytes")
+                        raise FetchError(f"the body is over the limit of {max_bytes} bytes", cause=TOO_LARGE)
                     if time.monotonic() > deadline:
-                        raise FetchError("timed out", retry=True)
+                        raise FetchError("timed out", retry=True, cause=TIMEOUT)
                     chunks.append(chunk)
                 return Fetched(
                     current, response.status_code, response.headers.get("content-type", ""), b"".join(chunks)
                 )
             except httpx.HTTPError as exc:
-                raise FetchError(f"{type(exc).__name__} reading {hops.current[:200]}", retry=True) from None
+                raise hops.read_failed(exc) from None
             finally:
                 response.close()
     finally:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from childshield.crawl.urls import BadUrl, normalize, site_of, url_hash
 from childshield.store.db import Database, is_postgres, lock_for_writing, upsert_insert
 from childshield.store.models import CrawlHit, CrawlSite, CrawlState, CrawlUrl, utcnow
+from childshield.timefmt import aware
 
 INSERT_BATCH = 500
 
@@ -45,6 +46,8 @@ class Finished:
     final_url: str | None = None
     size: int | None = None
     error: str = ""
+    cause: str = ""
+    """Why it failed, in one word (see ``crawl.fetch``); "" when it did not."""
     found: list[tuple[str, str, int]] = field(default_factory=list)
     """(normalised url, hint, depth) to add to the frontier."""
     hits: list[dict[str, Any]] = field(default_factory=list)
@@ -118,12 +121,14 @@ def claim(
     *,
     now: dt.datetime | None = None,
     max_attempts: int | None = None,
+    gave_up: list[tuple[str, str]] | None = None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` due URLs: expired leases first (a crawler died holding them), then queued
     ones by priority (media before pages), depth and age, each read off an index in order.
 
     An expired lease that has had ``max_attempts`` claims already fails instead of being claimed again:
-    a URL that kills or stalls every crawler that takes it would otherwise come back for ever."""
+    a URL that kills or stalls every crawler that takes it would otherwise come back for ever.  Those
+    are added to ``gave_up`` as (URL, reason) when it is given."""
     now = now or utcnow()
     expired = and_(CrawlUrl.state == CrawlState.LEASED, CrawlUrl.leased_until < now)
     queued = and_(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.next_at <= now)
@@ -131,17 +136,20 @@ def claim(
         postgres = is_postgres(session)
         lock_for_writing(session, "crawl_urls")
         if max_attempts is not None:
-            session.execute(
+            reason = (
+                f"given up after {max_attempts} attempts that never finished (the crawler stopped or "
+                "stalled while handling it)"
+            )
+            failed = session.scalars(
                 update(CrawlUrl)
                 .where(expired, CrawlUrl.attempts >= max_attempts)
                 .values(
-                    state=CrawlState.FAILED,
-                    leased_until=None,
-                    fetched_at=now,
-                    error=f"given up after {max_attempts} attempts that never finished (the crawler "
-                    "stopped or stalled while handling it)",
+                    state=CrawlState.FAILED, leased_until=None, fetched_at=now, error=reason, cause=STALLED
                 )
-            )
+                .returning(CrawlUrl.url)
+            ).all()
+            if gave_up is not None:
+                gave_up += [(url, f"{STALLED}: {reason}") for url in failed]
 
         def pick(condition: Any, order: Sequence[Any], room: int) -> list[int]:
             query = select(CrawlUrl.id).where(condition).order_by(*order).limit(room)
@@ -177,18 +185,29 @@ def finish(db: Database, claimed: Claimed, result: Finished) -> bool:
     return bool(apply(db, [(claimed, result)])[0])
 
 
-def retry_later(db: Database, claimed: Claimed, error: str, delay: float, *, max_attempts: int) -> bool:
+def retry_later(
+    db: Database, claimed: Claimed, error: str, delay: float, *, max_attempts: int, cause: str = ""
+) -> bool:
     """Put a URL back for another try after ``delay`` seconds, or fail it after ``max_attempts``; True if
     it will be tried again."""
-    return bool(apply(db, [Retry(claimed, error, delay, max_attempts)])[0])
+    return bool(apply(db, [Retry(claimed, error, delay, max_attempts, cause)])[0])
+
+
+STALLED = "stalled"
+"""The cause of a URL whose crawlers never finished it (see :func:`claim`)."""
 
 
 @dataclass(frozen=True)
 class Retry:
+    """Tried and failed for a reason that may pass: back in the queue after ``delay`` seconds, its error
+    and cause kept (``crawl status`` counts it as waiting for a retry), or failed after ``max_attempts``
+    claims."""
+
     claimed: Claimed
     error: str
     delay: float
     max_attempts: int
+    cause: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,7 +221,7 @@ class Defer:
 Op = tuple[Claimed, Finished] | Retry | Defer
 
 
-def extend(db: Database, ids: Sequence[int], lease: dt.timedelta) -> None:
+def extend(db: Database, ids: Sequence[int], lease: dt.timedelta, *, now: dt.datetime | None = None) -> None:
     """Renew the leases of URLs still in flight (a crawler's heartbeat)."""
     if not ids:
         return
@@ -210,11 +229,11 @@ def extend(db: Database, ids: Sequence[int], lease: dt.timedelta) -> None:
         session.execute(
             update(CrawlUrl)
             .where(CrawlUrl.id.in_(list(ids)), CrawlUrl.state == CrawlState.LEASED)
-            .values(leased_until=utcnow() + lease)
+            .values(leased_until=(now or utcnow()) + lease)
         )
 
 
-def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
+def apply(db: Database, ops: Sequence[Op], *, now: dt.datetime | None = None) -> list[bool]:
     """Results (finishes and retries) of many URLs in one transaction, a crawler's group commit: each
     URL's result is stored whole, or (the transaction failing) not at all, and its lease then runs out.
 
@@ -222,7 +241,7 @@ def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
     no longer leased (another crawler took them after our lease ran out) are dropped: theirs stand."""
     if not ops:
         return []
-    now = utcnow()
+    now = now or utcnow()
     with db.session() as session:
         lock_for_writing(session, "crawl_urls")  # nobody claims between our read and our writes
         ids = [op[0].id if isinstance(op, tuple) else op.claimed.id for op in ops]
@@ -266,6 +285,7 @@ def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
                         "next_at": now + dt.timedelta(seconds=op.delay),
                         "leased_until": None,
                         "error": op.error[:2000],
+                        "cause": op.cause[:32],
                         "fetched_at": None if again else now,
                     })  # fmt: skip
                 out.append(again)
@@ -283,6 +303,7 @@ def apply(db: Database, ops: Sequence[Op]) -> list[bool]:
                 "final_url": result.final_url,
                 "size": result.size,
                 "error": result.error[:2000],
+                "cause": result.cause[:32],
                 "fetched_at": now,
                 "leased_until": None,
                 "matched": bool(result.hits),
@@ -347,6 +368,8 @@ def site_counts(db: Database, site: str) -> CrawlSite | None:
 
 
 def status(db: Database) -> dict[str, Any]:
+    """URLs per state, what was fetched, hits, sites, and ``errors``: failed URLs by cause, and URLs
+    waiting to be tried again by the cause of their last failure (with the time the next one is due)."""
     with db.session() as session:
         states = dict(session.execute(select(CrawlUrl.state, func.count()).group_by(CrawlUrl.state)).all())
         kinds = dict(
@@ -356,21 +379,153 @@ def status(db: Database) -> dict[str, Any]:
         )
         hits = session.scalar(select(func.count()).select_from(CrawlHit)) or 0
         sites = session.scalar(select(func.count()).select_from(CrawlSite)) or 0
+        failed = dict(
+            session.execute(
+                select(CrawlUrl.cause, func.count())
+                .where(CrawlUrl.state == CrawlState.FAILED)
+                .group_by(CrawlUrl.cause)
+            ).all()
+        )
+        waiting = session.execute(
+            select(CrawlUrl.cause, func.count(), func.min(CrawlUrl.next_at))
+            .where(CrawlUrl.state == CrawlState.QUEUED, CrawlUrl.cause != "")
+            .group_by(CrawlUrl.cause)
+        ).all()
     return {
         "urls": {CrawlState(s).value: n for s, n in states.items()},
         "fetched": kinds,
         "hits": hits,
         "sites": sites,
+        "errors": {
+            "failed": {cause or "other": n for cause, n in sorted(failed.items())},
+            "retrying": {cause: n for cause, n, _ in sorted(waiting)},
+            "next_retry_at": min(aware(at) for _, _, at in waiting).isoformat() if waiting else None,
+        },
     }
 
 
-def has_work(db: Database) -> bool:
-    """Any URL queued or leased (work left, including other crawlers' leases)?"""
+def has_work(db: Database, *, now: dt.datetime | None = None, within: float | None = None) -> bool:
+    """Any URL leased (other crawlers' too), or queued (and, with ``within``, due in that many seconds
+    from ``now``)?"""
+    queued: Any = CrawlUrl.state == CrawlState.QUEUED
+    if within is not None:
+        queued = and_(queued, CrawlUrl.next_at <= (now or utcnow()) + dt.timedelta(seconds=within))
     with db.session() as session:
         found = session.scalar(
-            select(CrawlUrl.id).where(CrawlUrl.state.in_([CrawlState.QUEUED, CrawlState.LEASED])).limit(1)
+            select(CrawlUrl.id).where(or_(CrawlUrl.state == CrawlState.LEASED, queued)).limit(1)
         )
         return found is not None
+
+
+def next_due(db: Database) -> dt.datetime | None:
+    """When the next queued URL is due (None: nothing queued)."""
+    with db.session() as session:
+        at = session.scalar(select(func.min(CrawlUrl.next_at)).where(CrawlUrl.state == CrawlState.QUEUED))
+    return aware(at) if at is not None else None
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    url: str
+    cause: str
+    error: str
+    attempts: int
+    fetched_at: dt.datetime | None
+
+
+def failures(
+    db: Database, *, cause: str | None = None, urls: Iterable[str] | None = None
+) -> list[KnownFailure]:
+    """Failed URLs (with ``cause``, or among ``urls`` given in any spelling), oldest id first."""
+    query = select(CrawlUrl).where(CrawlUrl.state == CrawlState.FAILED).order_by(CrawlUrl.id)
+    if cause is not None:
+        query = query.where(CrawlUrl.cause == cause)
+    if urls is not None:
+        query = query.where(CrawlUrl.url_hash.in_(_hashes(urls)))
+    with db.session() as session:
+        return [
+            KnownFailure(
+                r.url, r.cause or "other", r.error, r.attempts, aware(r.fetched_at) if r.fetched_at else None
+            )
+            for r in session.scalars(query)
+        ]
+
+
+def _hashes(urls: Iterable[str]) -> list[str]:
+    out = []
+    for raw in urls:
+        try:
+            out.append(url_hash(normalize(raw)))
+        except BadUrl:
+            continue
+    return out
+
+
+@dataclass
+class Requeued:
+    requeued: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    """URLs given that are not in the frontier."""
+    not_failed: list[tuple[str, str]] = field(default_factory=list)
+    """URLs given that did not fail, with their state."""
+
+
+def requeue(
+    db: Database,
+    *,
+    urls: Sequence[str] | None = None,
+    cause: str | None = None,
+    now: dt.datetime | None = None,
+) -> Requeued:
+    """Put failed URLs back in the queue, due now, with their tries counted afresh: those among
+    ``urls``, or those that failed for ``cause``, or (neither given) every failed URL."""
+    now = now or utcnow()
+    out = Requeued()
+    with db.session() as session:
+        lock_for_writing(session, "crawl_urls")
+        query = select(CrawlUrl.id, CrawlUrl.url, CrawlUrl.url_hash, CrawlUrl.state)
+        if urls is not None:
+            wanted: dict[str, str] = {}
+            for raw in urls:
+                try:
+                    wanted.setdefault(url_hash(normalize(raw)), raw)
+                except BadUrl:
+                    out.unknown.append(raw)
+            rows = session.execute(query.where(CrawlUrl.url_hash.in_(list(wanted)))).all()
+            found = {r.url_hash for r in rows}
+            out.unknown += [raw for key, raw in wanted.items() if key not in found]
+            out.not_failed += [
+                (r.url, CrawlState(r.state).value) for r in rows if r.state != CrawlState.FAILED
+            ]
+            rows = [r for r in rows if r.state == CrawlState.FAILED]
+        else:
+            query = query.where(CrawlUrl.state == CrawlState.FAILED)
+            if cause is not None:
+                query = query.where(CrawlUrl.cause == cause)
+            rows = session.execute(query.order_by(CrawlUrl.id)).all()
+        ids = [r.id for r in rows]
+        for start in range(0, len(ids), INSERT_BATCH):
+            session.execute(
+                update(CrawlUrl)
+                .where(
+                    CrawlUrl.id.in_(ids[start : start + INSERT_BATCH]), CrawlUrl.state == CrawlState.FAILED
+                )
+                .values(
+                    state=CrawlState.QUEUED,
+                    attempts=0,
+                    next_at=now,
+                    leased_until=None,
+                    fetched_at=None,
+                    status=None,
+                    kind="",
+                    final_url=None,
+                    size=None,
+                    error="",
+                    cause="",
+                )
+            )
+        out.requeued = [r.url for r in rows]
+    return out
 
 
 def hit_rows(db: Database, *, after: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:

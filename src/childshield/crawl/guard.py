@@ -40,6 +40,20 @@ class BlockedAddress(Exception):
         self.detail = detail or message
 
 
+class Unresolved(BlockedAddress):
+    """The URL's host name has no address (DNS said so, or could not answer).  ``temporary``: the
+    resolver could not answer now (``EAI_AGAIN``: a resolver timeout or outage), so asking again later
+    may succeed; otherwise the name does not exist or has no address."""
+
+    def __init__(self, message: str, detail: str | None = None, *, temporary: bool = False) -> None:
+        super().__init__(message, detail)
+        self.temporary = temporary
+
+
+TEMPORARY_DNS = frozenset({socket.EAI_AGAIN})
+"""getaddrinfo's code for "no answer now" (a resolver timeout or outage), as opposed to "no such name"."""
+
+
 @dataclass(frozen=True)
 class AddressPolicy:
     allowed_networks: Sequence[IPNetwork] = field(default_factory=tuple)
@@ -166,10 +180,13 @@ def check_url(url: str, policy: AddressPolicy, resolve: Resolver | None = None) 
     try:
         infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise BlockedAddress(f"cannot resolve {host[:200]!r}", f"cannot resolve {host!r}: {exc}") from None
+        temporary = isinstance(exc, socket.gaierror) and exc.errno in TEMPORARY_DNS
+        raise Unresolved(
+            f"cannot resolve {host[:200]!r}", f"cannot resolve {host!r}: {exc}", temporary=temporary
+        ) from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     if not addresses:
-        raise BlockedAddress(f"{host[:200]!r} has no address")
+        raise Unresolved(f"{host[:200]!r} has no address")
     for ip in addresses:  # every address the name has must pass: the client might be given any of them
         try:
             check_ip(ip, policy)

@@ -1,13 +1,17 @@
 """Unmatched media found next to known material: on a page where the crawler found matches, the other
 images are likely to be new material of the same kind.  This pass (off unless asked for) fetches them
 again and queues them for human review, with the page and media URLs as context, so that reviewers can
-confirm them and they can be added to a bank.  Each media URL is queued once."""
+confirm them and they can be added to a bank.  Each media URL is queued once.
+
+Only the host's answer says an image is **gone** (404, 410, 451) or **changed** (no longer an image); a
+fetch of ours that failed (the address guard refusing, DNS, a timeout) or a refusal by the host (403,
+429, 5xx) is a **failure**, with its cause, and the image is fetched again by the next pass."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import httpx
@@ -29,12 +33,24 @@ log = logging.getLogger("childshield.crawl")
 REASON = "unmatched media on a page where known material was found"
 
 
+GONE = frozenset({404, 410, 451})
+
+
 @dataclass
 class UnmatchedResult:
     queued: int = 0
     already: int = 0
     gone: int = 0
+    """The host answered 404, 410 or 451."""
+    changed: int = 0
+    """The host answered with something that is not an image we can hash."""
     matched_now: int = 0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    """(media URL, cause, reason) of fetches that proved nothing: tried again by the next pass."""
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
 
 
 def _candidates(db: Database) -> list[tuple[str, str, str | None]]:
@@ -90,16 +106,23 @@ async def queue_unmatched(
                 answer = await fetch_answer(
                     client, media_url, policy, max_bytes=max_bytes, timeout=timeout, resolve=resolve
                 )
-            except CrawlFetchError:
+            except CrawlFetchError as exc:  # the operator's own tool: the full reason
+                out.failures.append((media_url, exc.cause, exc.detail))
+                continue
+            if answer.status in GONE:
                 out.gone += 1
                 continue
-            if answer.status != 200 or answer.kind != "media":
-                out.gone += 1
+            if answer.status != 200:
+                cause = f"http-{answer.status}"
+                out.failures.append((media_url, cause, f"HTTP {answer.status} from {answer.url[:200]}"))
+                continue
+            if answer.kind != "media":
+                out.changed += 1
                 continue
             try:
                 scanned = await asyncio.to_thread(scan_bytes, matcher, answer.body)
             except MediaError:
-                out.gone += 1
+                out.changed += 1
                 continue
             if scanned.matches:  # it matches now (the banks grew): the crawler's next visit records it
                 out.matched_now += 1

@@ -456,6 +456,9 @@ class CrawlUrl(Base):
     final_url: Mapped[str | None] = mapped_column(Text, default=None)
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     error: Mapped[str] = mapped_column(Text, default="")
+    cause: Mapped[str] = mapped_column(String(32), default="")
+    """Why it failed, or why it waits to be tried again (``refused``, ``dns``, ``timeout``, ``network``,
+    ``http-503`` ...; see ``crawl.fetch``): counted by ``crawl status``, chosen by ``crawl requeue``."""
     matched: Mapped[bool] = mapped_column(default=False)
 
 
@@ -530,6 +533,8 @@ class IpLookup(Base):
         ForeignKey("providers.id", ondelete="SET NULL"), default=None
     )
     error: Mapped[str] = mapped_column(Text, default="")
+    cause: Mapped[str] = mapped_column(String(32), default="")
+    """Why the last lookup failed (``unreachable``, ``not-found``, ``http-503``, ``malformed`` ...)."""
     looked_up_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -575,6 +580,8 @@ class TakedownItem(Base):
     """Re-checks in a row that proved nothing (our fetch failed, or the host refused): never a removal."""
     last_error: Mapped[str] = mapped_column(String(200), default="")
     """Why the last re-check proved nothing ("" after a check that got an answer)."""
+    last_cause: Mapped[str] = mapped_column(String(32), default="")
+    """The cause of ``last_error`` in one word (``refused``, ``dns``, ``http-503`` ...), for counting."""
     reupload_of: Mapped[int | None] = mapped_column(ForeignKey("takedown_items.id"), default=None)
     """An earlier, removed item with the same content: this is a re-upload."""
 
@@ -603,6 +610,8 @@ class Notice(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    cause: Mapped[str] = mapped_column(String(32), default="")
+    """Why the last try failed (``smtp-unreachable``, ``smtp-starttls``, ``recipient-refused`` ...)."""
 
 
 class Evidence(Base):

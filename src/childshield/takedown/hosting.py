@@ -1,9 +1,15 @@
-"""Which provider hosts an address, from RDAP, cached in the database (answers for a week, failures for an
-hour), with analysts' contact overrides kept across refreshes."""
+"""Which provider hosts an address, from RDAP, cached in the database, with analysts' contact overrides
+kept across refreshes.
+
+Only answers are cached (for a week).  A failed lookup (the registry unreachable, an error status, a
+malformed answer) is recorded with its cause, and asked again at the next round: a failure is cached
+only for ``failure_ttl`` (``CHILDSHIELD_RDAP_FAILURE_CACHE_SECONDS``, 0 by default), so that RDAP
+coming back is noticed at once.  A failed refresh keeps the provider the last answer named."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -13,25 +19,45 @@ from childshield.takedown.rdap import RdapClient, RdapError
 from childshield.timefmt import aware as _aware
 
 FRESH = dt.timedelta(days=7)
-RETRY_FAILED = dt.timedelta(hours=1)
 
 
-def provider_for_ip(db: Database, rdap: RdapClient, ip: str, *, now: dt.datetime | None = None) -> int | None:
-    """The provider id hosting ``ip`` (looked up, or cached); None when RDAP gave no answer."""
+@dataclass(frozen=True)
+class Lookup:
+    provider_id: int | None
+    """The provider hosting the address (the last answer's, when a refresh failed)."""
+    error: str = ""
+    """Why the lookup failed ("" when it did not)."""
+    cause: str = ""
+    cached: bool = False
+
+
+def provider_for_ip(
+    db: Database,
+    rdap: RdapClient,
+    ip: str,
+    *,
+    now: dt.datetime | None = None,
+    failure_ttl: dt.timedelta = dt.timedelta(0),
+) -> Lookup:
+    """The provider hosting ``ip``: looked up, or a cached answer (or a failure younger than
+    ``failure_ttl``)."""
     now = now or utcnow()
     with db.session() as session:
         cached = session.get(IpLookup, ip)
         if cached is not None:
             age = now - _aware(cached.looked_up_at)
-            if (cached.provider_id is not None and age < FRESH) or (cached.error and age < RETRY_FAILED):
-                return cached.provider_id
+            if cached.error and age < failure_ttl:
+                return Lookup(cached.provider_id, cached.error, cached.cause or "other", cached=True)
+            if cached.provider_id is not None and not cached.error and age < FRESH:
+                return Lookup(cached.provider_id, cached=True)
     try:
         network = rdap.lookup_ip(ip)
-        error = ""
+        error = cause = ""
     except RdapError as exc:
-        network, error = None, str(exc)
+        network, error, cause = None, str(exc), exc.cause
     with db.session() as session:
-        provider_id = None
+        row = session.get(IpLookup, ip) or IpLookup(ip=ip, network="", provider_id=None)
+        provider_id = row.provider_id  # kept when a refresh fails
         if network is not None:
             provider = session.scalar(select(Provider).where(Provider.key == network.provider_key[:200]))
             if provider is None:
@@ -43,13 +69,13 @@ def provider_for_ip(db: Database, rdap: RdapClient, ip: str, *, now: dt.datetime
             provider.updated_at = now
             session.flush()
             provider_id = provider.id
-        row = session.get(IpLookup, ip) or IpLookup(ip=ip)
-        row.network = network.cidr[:64] if network else ""
+            row.network = network.cidr[:64]
         row.provider_id = provider_id
         row.error = error[:1000]
+        row.cause = cause[:32]
         row.looked_up_at = now
         session.merge(row)
-        return provider_id
+        return Lookup(provider_id, error, cause)
 
 
 def clean_address(value: str) -> str:

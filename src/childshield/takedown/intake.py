@@ -1,29 +1,94 @@
-"""Follow what the crawler found: one takedown item per media URL that matched, with its provider."""
+"""Follow what the crawler found: one takedown item per media URL that matched, with its provider.
+
+A round asks RDAP about each address at most once.  Once the registry is unreachable (no answer at all),
+the round asks no more (each would wait for its timeout): the addresses not asked are failures of that
+cause too, and every one is asked again next round."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from childshield.crawl.urls import url_hash
 from childshield.store.db import Database
 from childshield.store.models import CrawlHit, TakedownItem, TakedownState, utcnow
-from childshield.takedown.hosting import provider_for_ip
-from childshield.takedown.rdap import RdapClient
+from childshield.takedown.hosting import Lookup, provider_for_ip
+from childshield.takedown.rdap import UNREACHABLE, RdapClient
 
 
-def follow_hits(db: Database, rdap: RdapClient, *, now: dt.datetime | None = None, batch: int = 1000) -> int:
-    """Create items for hits not followed yet (looking up their hosts); returns how many were created.
-    An item whose content was seen before at a URL since removed is marked as a re-upload of it.
-    Items whose provider could not be found before (RDAP away) are looked up again."""
+@dataclass
+class FollowResult:
+    created: int = 0
+    """Items created for new hits."""
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    """(address, cause, reason) of each RDAP lookup that failed this round."""
+    without_provider: int = 0
+    """Online items whose provider is not known after the round (they get no notices yet)."""
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Failed lookups by cause."""
+        return Counter(cause for _, cause, _ in self.failures)
+
+
+class _Lookups:
+    """One round's lookups: each address once, none after the registry was found unreachable."""
+
+    def __init__(self, db: Database, rdap: RdapClient, now: dt.datetime, failure_ttl: dt.timedelta) -> None:
+        self.db, self.rdap, self.now, self.failure_ttl = db, rdap, now, failure_ttl
+        self.done: dict[str, Lookup] = {}
+        self.unreachable = ""
+
+    def __call__(self, ip: str) -> Lookup:
+        if ip not in self.done:
+            if self.unreachable:
+                found = Lookup(None, f"not asked: {self.unreachable}", UNREACHABLE)
+            else:
+                found = provider_for_ip(self.db, self.rdap, ip, now=self.now, failure_ttl=self.failure_ttl)
+                if found.cause == UNREACHABLE and not found.cached:
+                    self.unreachable = f"RDAP was unreachable this round ({found.error[:200]})"
+            self.done[ip] = found
+        return self.done[ip]
+
+
+def follow_hits(
+    db: Database,
+    rdap: RdapClient,
+    *,
+    now: dt.datetime | None = None,
+    batch: int = 1000,
+    failure_ttl: dt.timedelta = dt.timedelta(0),
+) -> FollowResult:
+    """Create items for hits not followed yet (looking up their hosts).  An item whose content was seen
+    before at a URL since removed is marked as a re-upload of it.  Items whose provider could not be
+    found before (RDAP away) are looked up again.  Failed lookups are in the result, with their cause."""
     now = now or utcnow()
-    created = _follow_new(db, rdap, now, batch)
-    _find_missing_providers(db, rdap, now)
-    return created
+    lookups = _Lookups(db, rdap, now, failure_ttl)
+    out = FollowResult(created=_follow_new(db, lookups, batch))
+    _find_missing_providers(db, lookups)
+    out.failures = [
+        (ip, found.cause, found.error) for ip, found in sorted(lookups.done.items()) if found.error
+    ]
+    with db.session() as session:
+        out.without_provider = (
+            session.scalar(
+                select(func.count())
+                .select_from(TakedownItem)
+                .where(TakedownItem.provider_id.is_(None), TakedownItem.state == TakedownState.ONLINE)
+            )
+            or 0
+        )
+    return out
 
 
-def _find_missing_providers(db: Database, rdap: RdapClient, now: dt.datetime) -> None:
+def _find_missing_providers(db: Database, lookups: _Lookups) -> None:
     with db.session() as session:
         ips = set(
             session.scalars(
@@ -34,8 +99,8 @@ def _find_missing_providers(db: Database, rdap: RdapClient, now: dt.datetime) ->
                 )
             ).all()
         )
-    for ip in sorted(ips):  # failed lookups are cached for an hour: this asks again only after that
-        provider = provider_for_ip(db, rdap, ip, now=now)
+    for ip in sorted(ips):
+        provider = lookups(ip).provider_id
         if provider is not None:
             with db.session() as session:
                 session.execute(
@@ -45,7 +110,7 @@ def _find_missing_providers(db: Database, rdap: RdapClient, now: dt.datetime) ->
                 )
 
 
-def _follow_new(db: Database, rdap: RdapClient, now: dt.datetime, batch: int) -> int:
+def _follow_new(db: Database, lookups: _Lookups, batch: int) -> int:
     created = 0
     last = 0
     while True:
@@ -69,9 +134,7 @@ def _follow_new(db: Database, rdap: RdapClient, now: dt.datetime, batch: int) ->
         if not hits:
             return created
         last = hits[-1].id
-        providers = {
-            ip: provider_for_ip(db, rdap, ip, now=now) for ip in {h.ip for h in fresh.values() if h.ip}
-        }
+        providers = {ip: lookups(ip).provider_id for ip in sorted({h.ip for h in fresh.values() if h.ip})}
         with db.session() as session:
             for key, h in fresh.items():
                 earlier = session.scalar(
@@ -95,7 +158,7 @@ def _follow_new(db: Database, rdap: RdapClient, now: dt.datetime, batch: int) ->
                         md5=h.md5,
                         pdq=h.pdq,
                         found_at=h.found_at,
-                        next_check_at=now,
+                        next_check_at=lookups.now,
                         reupload_of=earlier,
                     )
                 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -205,6 +205,29 @@ def _claim(db: Database, now: dt.datetime) -> Notice | None:
     return claim_next(db, Notice, ready, state="sending", attempts=Notice.attempts + 1, next_at=now + LEASE)
 
 
+@dataclass(frozen=True)
+class NotSent:
+    reference: str
+    to_addr: str
+    cause: str
+    error: str
+    final: bool
+    """Failed for good (taken back from its items); else queued to be tried again."""
+
+
+@dataclass
+class SendResult:
+    sent: int = 0
+    """Notices the SMTP server accepted."""
+    failures: list[NotSent] = field(default_factory=list)
+    stopped: bool = False
+    """The round stopped at a problem of ours or the server's; the notices left wait for the next."""
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
 async def send_due(
     db: Database,
     settings: NoticeSettings,
@@ -212,43 +235,55 @@ async def send_due(
     *,
     now: dt.datetime | None = None,
     max_attempts: int = 8,
-) -> int:
-    """Send every notice that is due; returns how many were accepted by the SMTP server.
+) -> SendResult:
+    """Send every notice that is due; the result counts those the SMTP server accepted, and names
+    each one that was not, with the cause.
 
-    A refused recipient fails that notice alone (for good on a 5xx, else to be tried again); anything
-    else (the server away, TLS, authentication, our sender address refused) puts the notice back and
-    ends the run, so one problem of ours never marks every notice failed."""
+    A refused recipient fails that notice alone (for good on a 5xx or after ``max_attempts``, else to be
+    tried again); anything else (the server away or refusing, STARTTLS missing when required, TLS,
+    authentication, our sender address refused) puts the notice back, to be tried again with backoff
+    however often it happens, and ends the run: one problem of ours never marks a notice failed."""
     import asyncio
 
-    sent = 0
+    out = SendResult()
     context = ssl.create_default_context(cafile=smtp.ca_file or None) if smtp.starttls else None
     while True:
         when = now or utcnow()
         notice = await asyncio.to_thread(_claim, db, when)
         if notice is None:
-            return sent
+            return out
         try:
             msg = message(notice, settings)
         except (ValueError, TypeError) as exc:  # an address or header that cannot be sent at all
-            await asyncio.to_thread(_failed, db, notice, f"cannot build the message: {exc}"[:500], True, when)
+            error = f"cannot build the message: {exc}"[:500]
+            await asyncio.to_thread(_failed, db, notice, error, "bad-message", True, when)
+            out.failures.append(NotSent(notice.reference, notice.to_addr, "bad-message", error, True))
             continue
         outcome = await mail.send(msg, smtp, context)
         if outcome.status == "refused":
             final = outcome.permanent or notice.attempts >= max_attempts
-            await asyncio.to_thread(_failed, db, notice, outcome.error, final, when)
+            await asyncio.to_thread(_failed, db, notice, outcome.error, outcome.cause, final, when)
+            out.failures.append(
+                NotSent(notice.reference, notice.to_addr, outcome.cause, outcome.error, final)
+            )
             continue
         if outcome.status == "error":
-            final = notice.attempts >= max_attempts
-            await asyncio.to_thread(_failed, db, notice, outcome.error, final, when)
-            return sent  # the server, the connection or our own setup: try the rest later
+            await asyncio.to_thread(_failed, db, notice, outcome.error, outcome.cause, False, when)
+            out.failures.append(
+                NotSent(notice.reference, notice.to_addr, outcome.cause, outcome.error, False)
+            )
+            out.stopped = True
+            return out  # the server, the connection or our own setup: try the rest later
         await asyncio.to_thread(_sent, db, notice, when)
-        sent += 1
+        out.sent += 1
 
 
 def _sent(db: Database, notice: Notice, now: dt.datetime) -> None:
     with db.session() as session:
         session.execute(
-            update(Notice).where(Notice.id == notice.id).values(state="sent", sent_at=now, last_error="")
+            update(Notice)
+            .where(Notice.id == notice.id)
+            .values(state="sent", sent_at=now, last_error="", cause="")
         )
         record(
             session,
@@ -259,7 +294,7 @@ def _sent(db: Database, notice: Notice, now: dt.datetime) -> None:
         )
 
 
-def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datetime) -> None:
+def _failed(db: Database, notice: Notice, error: str, cause: str, final: bool, now: dt.datetime) -> None:
     """Back in the queue with backoff, or (final) failed: then the notice is taken back from its items,
     which are due again a round later (with whatever contact is right by then)."""
     backoff = retry_delay(notice.attempts)
@@ -267,7 +302,12 @@ def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datet
         session.execute(
             update(Notice)
             .where(Notice.id == notice.id)
-            .values(state="failed" if final else "queued", last_error=error, next_at=now + backoff)
+            .values(
+                state="failed" if final else "queued",
+                last_error=error,
+                cause=cause[:32],
+                next_at=now + backoff,
+            )
         )
         if not final:
             return
@@ -278,4 +318,10 @@ def _failed(db: Database, notice: Notice, error: str, final: bool, now: dt.datet
                 item.last_notice_at = now  # due again a full round later, not at once (no churn)
                 if item.notices == 0:
                     item.first_notice_at = None
-        record(session, "takedown", "notice.failed", f"notice:{notice.reference}", {"error": error})
+        record(
+            session,
+            "takedown",
+            "notice.failed",
+            f"notice:{notice.reference}",
+            {"error": error, "cause": cause},
+        )

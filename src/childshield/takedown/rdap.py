@@ -22,8 +22,21 @@ IANA_BOOTSTRAP = {4: "https://data.iana.org/rdap/ipv4.json", 6: "https://data.ia
 MAX_BODY = 1_000_000
 
 
+UNREACHABLE = "unreachable"
+"""No answer at all: the server refused or dropped the connection, TLS failed, or it timed out."""
+NOT_FOUND = "not-found"
+MALFORMED = "malformed"
+NO_SERVICE = "no-service"
+"""The bootstrap registry names no RDAP server for the address."""
+
+
 class RdapError(Exception):
-    """No usable answer (unreachable, not found, malformed): the message says which."""
+    """No usable answer: the message says why, ``cause`` in one word (``unreachable``, ``not-found``,
+    ``http-503``, ``malformed``, ``no-service``)."""
+
+    def __init__(self, message: str, cause: str = MALFORMED) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -131,7 +144,7 @@ def base_for(address: str, bootstrap: Mapping[str, Any]) -> str:
             if ip.version == net.version and ip in net and url and (best is None or net.prefixlen > best[0]):
                 best = (net.prefixlen, url)
     if best is None:
-        raise RdapError(f"no RDAP service for {address} in the bootstrap registry")
+        raise RdapError(f"no RDAP service for {address} in the bootstrap registry", NO_SERVICE)
     return best[1]
 
 
@@ -169,11 +182,12 @@ class RdapClient:
         try:
             response = self._client.get(url)
         except httpx.HTTPError as exc:
-            raise RdapError(f"{type(exc).__name__} asking {url[:200]}") from None
+            said = f"{type(exc).__name__} asking {url[:200]}"
+            raise RdapError(f"{said}: {str(exc)[:300]}" if str(exc) else said, UNREACHABLE) from None
         if response.status_code == 404:
-            raise RdapError(f"{url[:200]}: not found")
+            raise RdapError(f"{url[:200]}: not found", NOT_FOUND)
         if response.status_code != 200:
-            raise RdapError(f"{url[:200]}: HTTP {response.status_code}")
+            raise RdapError(f"{url[:200]}: HTTP {response.status_code}", f"http-{response.status_code}")
         if len(response.content) > MAX_BODY:
             raise RdapError(f"{url[:200]}: answer too large")
         try:

@@ -58,6 +58,8 @@ class _Verdict:
     outcome: str
     """``online``, ``error`` or a removal reason (``http-404``, ``http-410``, ``http-451``, ``changed``)."""
     cause: str = ""
+    kind: str = ""
+    """The error's cause in one word (``refused``, ``dns``, ``timeout``, ``http-503``, ``not-an-image``)."""
 
 
 async def recheck_due(
@@ -97,17 +99,19 @@ async def _check(
             resolve=settings.resolve,
         )
     except CrawlFetchError as exc:  # refused by the guard, DNS, timeout, reset: our check failed
-        return _Verdict("error", (exc.detail or str(exc))[:200] or type(exc).__name__)  # for operators
+        said = (exc.detail or str(exc))[:200] or type(exc).__name__  # for operators
+        return _Verdict("error", said, exc.cause)
     if answer.status in GONE_STATUSES:
         return _Verdict(GONE_STATUSES[answer.status])
     if answer.status != 200:
-        return _Verdict("error", f"http-{answer.status}")  # 403, 429, 5xx ...: not proof of removal
+        cause = f"http-{answer.status}"
+        return _Verdict("error", cause, cause)  # 403, 429, 5xx ...: not proof of removal
     try:
         scanned = await asyncio.to_thread(scan_bytes, matcher, answer.body)
     except MediaError:
         # A captcha or a block page aimed at us is no proof of removal: only an image that no longer
         # matches is "changed".
-        return _Verdict("error", "not an image")
+        return _Verdict("error", "not an image", "not-an-image")
     still = any(m.bank == item.bank for m in scanned.matches)
     return _Verdict("online") if still else _Verdict("changed")
 
@@ -127,11 +131,13 @@ def _store(
         if verdict.outcome == "error":
             row.failures += 1
             row.last_error = verdict.cause
+            row.last_cause = verdict.kind[:32]
             out.errors[verdict.cause] += 1
             return
         row.last_checked_at = now  # the last check that got an answer from the host
         row.failures = 0
         row.last_error = ""
+        row.last_cause = ""
         if verdict.outcome == "online":
             out.still_online += 1
             return

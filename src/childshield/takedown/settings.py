@@ -40,6 +40,12 @@ def smtp_settings() -> SmtpSettings:
     )
 
 
+def rdap_failure_ttl() -> dt.timedelta:
+    """How long a failed RDAP lookup is not asked again (``CHILDSHIELD_RDAP_FAILURE_CACHE_SECONDS``, 0:
+    asked again at the next round); answers are kept a week."""
+    return dt.timedelta(seconds=max(0.0, float(_env("RDAP_FAILURE_CACHE_SECONDS", "0") or 0)))
+
+
 def rdap_base() -> str | None:
     """A fixed RDAP server (``CHILDSHIELD_RDAP_BASE``); None: the IANA bootstrap registry picks one."""
     return _env("RDAP_BASE") or None

@@ -232,9 +232,16 @@ async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
     leases its own URLs, so several can run)."""
     from childshield.crawl.crawler import CrawlConfig, Crawler
     from childshield.crawl.guard import AddressPolicy
+    from childshield.crawl.settings import dns_retry
 
     holder: MatcherHolder = app.state.matchers
-    config = CrawlConfig(policy=AddressPolicy.from_text(conf.fetch_allow), timeout=conf.fetch_timeout)
+    attempts, backoff = dns_retry()
+    config = CrawlConfig(
+        policy=AddressPolicy.from_text(conf.fetch_allow),
+        timeout=conf.fetch_timeout,
+        dns_attempts=attempts,
+        dns_backoff=backoff,
+    )
     while True:
         try:
             crawler = Crawler(app.state.db, holder.scan, config)

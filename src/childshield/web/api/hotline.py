@@ -14,6 +14,7 @@ from childshield.crawl import frontier
 from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.takedown.stats import takedown_stats
+from childshield.takedown.status import takedown_status
 from childshield.web.api.schemas import AfterId, Text, problems
 from childshield.web.deps import allow, database
 
@@ -29,16 +30,27 @@ class UrlsIn(BaseModel):
     reporter_ref: Annotated[str, Text(200)] = ""
 
 
+class FailedUrl(BaseModel):
+    url: str
+    cause: str
+    """Why its crawl failed (``refused``, ``dns``, ``timeout`` ...); an analyst queues it again with
+    ``childshield crawl requeue``."""
+
+
 class UrlsOut(BaseModel):
     added: int
     already_known: int
     refused: list[str]
+    failed: list[FailedUrl] = []
+    """URLs given that were crawled before and failed (among ``already_known``)."""
 
 
 @router.post("/crawl/urls", response_model=UrlsOut, responses=problems(400, 401, 403, 422))
 def queue_urls(body: UrlsIn, who: Reporter, db: Db) -> UrlsOut:
-    """Queue reported URLs for the crawler (a URL already queued or crawled is not queued again)."""
+    """Queue reported URLs for the crawler (a URL already queued or crawled is not queued again; one
+    whose crawl failed is listed under ``failed`` with the cause)."""
     added, again, refused = frontier.add(db, body.urls, source=body.source, reporter_ref=body.reporter_ref)
+    failed = frontier.failures(db, urls=body.urls) if again else []
     with db.session() as session:
         record(
             session,
@@ -47,12 +59,18 @@ def queue_urls(body: UrlsIn, who: Reporter, db: Db) -> UrlsOut:
             f"crawl:{added}",
             {"source": body.source, "ref": body.reporter_ref},
         )
-    return UrlsOut(added=added, already_known=again, refused=refused[:100])
+    return UrlsOut(
+        added=added,
+        already_known=again,
+        refused=refused[:100],
+        failed=[FailedUrl(url=f.url, cause=f.cause) for f in failed[:100]],
+    )
 
 
 @router.get("/crawl/status", responses=problems(401, 403))
 def crawl_status(who: Analyst, db: Db) -> dict[str, Any]:
-    """URLs per state, what was fetched, hits and sites."""
+    """URLs per state, what was fetched, hits and sites, and errors by cause (failed URLs, and URLs
+    waiting to be tried again)."""
     return frontier.status(db)
 
 
@@ -71,6 +89,13 @@ def crawl_hits(
         if len(out) >= limit:
             break
     return out
+
+
+@router.get("/takedown/status", responses=problems(401, 403))
+async def status(who: Analyst, db: Db) -> dict[str, Any]:
+    """Items by state, online items no notice can reach yet (no provider, no contact), notices by
+    state, and errors by cause: re-checks, RDAP lookups, notices waiting to be retried or failed."""
+    return await run_in_threadpool(takedown_status, db)
 
 
 @router.get("/takedown/stats", responses=problems(401, 403, 422))
