@@ -1,4 +1,5 @@
-"""A real SMTP server for tests (aiosmtpd) that requires STARTTLS with a self-signed certificate."""
+"""A real SMTP server for tests (aiosmtpd) that requires STARTTLS with a self-signed certificate (or, with
+``starttls=False``, one that offers no STARTTLS at all)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self, folder: Path, *, delay: float = 0.0) -> None:
+    def __init__(self, folder: Path, *, delay: float = 0.0, starttls: bool = True) -> None:
+        self.starttls = starttls
         self.cert, key = self_signed(folder)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert, key)
@@ -103,8 +105,8 @@ class SmtpServer:
                 probe.bind(("127.0.0.1", 0))
                 self.port = probe.getsockname()[1]
             self.controller = Controller(
-                self.mailbox, hostname="127.0.0.1", port=self.port, tls_context=self.context,
-                require_starttls=True,
+                self.mailbox, hostname="127.0.0.1", port=self.port,
+                tls_context=self.context if self.starttls else None, require_starttls=self.starttls,
             )  # fmt: skip
             try:
                 self.controller.start()

@@ -39,3 +39,7 @@ def test_crawl_and_takedown_commands(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in takedown("stats", "--json", "--by", "country").stdout.splitlines()]
     assert rows[-1]["country"] == "all" and rows[-1]["media"] == 0
     assert takedown("stats", "--by", "planet").returncode == 2
+    status = json.loads(takedown("status").stdout)
+    assert status["items"] == {} and status["errors"] == {
+        "recheck": {}, "rdap": {}, "notices_retrying": {}, "notices_failed": {}
+    }  # fmt: skip

@@ -250,8 +250,15 @@ def test_unmatched_media_next_to_known_material_goes_to_review(
         frontier.add(db, [web.url("mixed.test")])
         crawl(db, matcher, config(web))
         web.remove("mixed.test", "/new2.jpg")  # gone by the time of the pass
+        # the guard refusing our fetch is no "gone" (it said so): a failure with its cause, tried again
+        refused = asyncio.run(
+            queue_unmatched(db, matcher, intake, policy=AddressPolicy(), resolve=web.resolver)
+        )
+        assert (refused.queued, refused.gone, refused.failed) == (0, 0, 2)
+        assert {cause for _, cause, _ in refused.failures} == {"refused"}
+        assert all("loopback" in reason for _, _, reason in refused.failures)
         result = asyncio.run(queue_unmatched(db, matcher, intake, policy=LOOPBACK, resolve=web.resolver))
-        assert (result.queued, result.gone) == (1, 1)
+        assert (result.queued, result.gone, result.failed) == (1, 1, 0)
         again = asyncio.run(queue_unmatched(db, matcher, intake, policy=LOOPBACK, resolve=web.resolver))
         assert again.queued == 0
     with db.session() as session:

@@ -175,11 +175,10 @@ def crawl_run(
         say(f"failed ({cause}): {url}: {reason}")
     if stats.failed > len(stats.failures):
         say(f"... and {stats.failed - len(stats.failures)} more (childshield crawl failed lists them all)")
-    err.print(
+    say(
         f"fetched {stats.fetched} ({stats.pages} pages, {stats.media} media) in {stats.seconds:.1f} s: "
         f"{stats.hits} media matched, {stats.failed} failed, {stats.retried} retried, "
-        f"{stats.skipped} skipped",
-        highlight=False,
+        f"{stats.skipped} skipped"
     )
     with _database(db) as database:
         errors = frontier.status(database)["errors"]
@@ -379,10 +378,9 @@ def crawl_review_unmatched(
         )
     for url, cause, reason in result.failures:
         say(f"failed ({cause}): {url}: {reason}")
-    err.print(
+    say(
         f"queued {result.queued} for review ({result.already} already queued, {result.gone} gone, "
-        f"{result.changed} no longer an image, {result.matched_now} match now, {result.failed} failed)",
-        highlight=False,
+        f"{result.changed} no longer an image, {result.matched_now} match now, {result.failed} failed)"
     )
     if result.failed:
         raise typer.Exit(1)

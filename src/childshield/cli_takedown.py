@@ -82,17 +82,15 @@ def takedown_run(
                     checked = asyncio.run(recheck_due(database, Matcher.load(database), recheck))
                     planned = plan(database, notices)
                     sent = asyncio.run(send_due(database, notices, smtp))
-                    err.print(
+                    say(
                         f"followed {followed.created} new ({followed.failed} lookups failed); re-checked "
                         f"{checked.checked}: {checked.removed} removed, {checked.still_online} still online, "
                         f"{checked.failed} checks failed; wrote {len(planned)} notices, sent {sent.sent} "
-                        f"({sent.failed} not sent)",
-                        markup=False,
-                        highlight=False,
+                        f"({sent.failed} not sent)"
                     )
                     _lookup_failures(followed)
                     for cause, count in checked.errors.most_common():
-                        err.print(f"  re-check failed ({count}): {cause}", markup=False, highlight=False)
+                        say(f"  re-check failed ({count}): {cause}")
                     _send_failures(sent)
                     if once and (checked.failed or followed.failed or sent.failed):
                         raise typer.Exit(1)  # work that could not be done is never a silent success
