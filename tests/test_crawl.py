@@ -385,9 +385,11 @@ def test_a_url_that_never_finishes_is_given_up_after_max_attempts(db: Database) 
         now += dt.timedelta(seconds=2)  # the previous lease has run out, unfinished
         (claimed,) = frontier.claim(db, 10, lease, now=now, max_attempts=3)
         assert claimed.attempts == attempt
+    gave_up: list[tuple[str, str]] = []
     for _ in range(2):
         now += dt.timedelta(seconds=2)
-        assert frontier.claim(db, 10, lease, now=now, max_attempts=3) == []
+        assert frontier.claim(db, 10, lease, now=now, max_attempts=3, gave_up=gave_up) == []
     row = rows(db)["http://poison.test/"]
     assert row.state is CrawlState.FAILED and "given up after 3 attempts" in row.error
+    assert row.cause == "stalled" and gave_up == [("http://poison.test/", row.error)]  # told once
     assert not frontier.has_work(db)

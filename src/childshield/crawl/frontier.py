@@ -149,7 +149,7 @@ def claim(
                 .returning(CrawlUrl.url)
             ).all()
             if gave_up is not None:
-                gave_up += [(url, f"{STALLED}: {reason}") for url in failed]
+                gave_up += [(url, reason) for url in failed]
 
         def pick(condition: Any, order: Sequence[Any], room: int) -> list[int]:
             query = select(CrawlUrl.id).where(condition).order_by(*order).limit(room)
