@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from childshield.cli_bank import DbOption, _database
@@ -23,7 +25,7 @@ def serve_command(
     host: Annotated[
         str, typer.Option(help="Address to listen on (behind a reverse proxy: keep 127.0.0.1).")
     ] = ("127.0.0.1"),
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port (logged at start).")] = 8000,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
     db: DbOption = None,
     proxy_headers: Annotated[
@@ -34,7 +36,7 @@ def serve_command(
     ] = "127.0.0.1",
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info, debug.")] = "info",
 ) -> None:
-    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs) on the banks' database."""
+    """Run the HTTP API (its OpenAPI document at /openapi.json) and the review UI on the banks' database."""
     import uvicorn
 
     from childshield.store.db import ENV_VAR, open_database
@@ -55,17 +57,22 @@ def serve_command(
     except Exception as exc:
         err.print(f"[red]cannot open the database:[/] {type(exc).__name__}: {str(exc)[:300]}")
         raise typer.Exit(1) from None
-    uvicorn.run(
-        "childshield.web.app:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips,
-        log_level=log_level,
-        server_header=False,
-    )
+    from childshield.web.multiproc import run_directory
+
+    # Several workers count metrics in files of this run's own (removed at exit), so that a scrape,
+    # whichever worker answers it, reports all of them, and nothing of an earlier run.
+    with run_directory(workers):
+        uvicorn.run(
+            "childshield.web.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+            log_level=log_level,
+            server_header=False,
+        )
 
 
 def _password(given: str | None, prompt: bool) -> str | None:
@@ -93,15 +100,35 @@ def account_add(
 
     with _database(db, create=True) as database:
         try:
-            create_user(database, name, role, password=_password(password, role is not Role.SERVICE))
+            create_user(
+                database,
+                name,
+                role,
+                password=_password(password, role is not Role.SERVICE),
+                actor=_actor(),
+            )
         except AccountError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
     err.print(f"account {name!r} ({role.value}) created", highlight=False)
 
 
+def _actor() -> str:
+    """Who made a change from the command line, for the audit log: the operating system's user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no name for this uid (a container): the uid itself
+        return f"cli:uid {os.getuid()}"
+
+
+def _refused(exc: Exception) -> typer.Exit:
+    err.print(f"error: {exc}", markup=False, highlight=False)
+    return typer.Exit(1)
+
+
 @account_app.command("list")
 def account_list(db: DbOption = None) -> None:
+    """Every account: role, whether disabled, API keys and sessions (JSON Lines when piped)."""
     from childshield.accounts.service import list_users
 
     with _database(db) as database:
@@ -110,11 +137,105 @@ def account_list(db: DbOption = None) -> None:
         for u in users:
             sys.stdout.write(json.dumps(u) + "\n")
         return
-    table = Table("name", "role", "disabled", "password", "API keys", "created")
+    columns = ("name", "role", "disabled", "password", "api_keys", "sessions", "created_at")
+    table = Table("name", "role", "disabled", "password", "API keys", "sessions", "created")
     for u in users:
-        table.add_row(
-            *(str(u[k]) for k in ("name", "role", "disabled", "password", "api_keys", "created_at"))
-        )
+        table.add_row(*(escape(str(u[k])) for k in columns))
+    Console().print(table)
+
+
+@account_app.command("disable")
+def account_disable(name: str, db: DbOption = None) -> None:
+    """Disable an account: it cannot sign in, and its sessions and API keys stop working at once."""
+    _set_disabled(name, True, db)
+
+
+@account_app.command("enable")
+def account_enable(name: str, db: DbOption = None) -> None:
+    """Enable a disabled account again (its unrevoked API keys work again; it signs in anew)."""
+    _set_disabled(name, False, db)
+
+
+def _set_disabled(name: str, disabled: bool, db: str | None) -> None:
+    from childshield.accounts.service import AccountError, set_disabled
+
+    with _database(db) as database:
+        try:
+            changed = set_disabled(database, name, disabled, actor=_actor())
+        except AccountError as exc:
+            raise _refused(exc) from None
+    state = "disabled" if disabled else "enabled"
+    err.print(
+        f"account {name!r} {state}" if changed else f"account {name!r} was {state} already",
+        markup=False,
+        highlight=False,
+    )
+
+
+@account_app.command("password")
+def account_password(name: str, db: DbOption = None) -> None:
+    """Set a new password (prompted twice, or one line read from standard input; never an argument):
+    the account's sessions end."""
+    from childshield.accounts.service import AccountError, set_password
+
+    with _database(db) as database:
+        password = _password(None, True)
+        if password is None:
+            err.print("error: no password given (type it at the prompt, or pipe one line)", markup=False)
+            raise typer.Exit(1)
+        try:
+            ended = set_password(database, name, password, actor=_actor())
+        except AccountError as exc:
+            raise _refused(exc) from None
+    err.print(f"password of {name!r} changed; {ended} session(s) ended", markup=False, highlight=False)
+
+
+@account_app.command("role")
+def account_role(
+    name: str,
+    role: Annotated[Role, typer.Argument(help="admin, senior, reviewer, service, custodian.")],
+    db: DbOption = None,
+) -> None:
+    """Give an account another role (effective on its next request).  Making it a service account
+    removes its password and ends its sessions."""
+    from childshield.accounts.service import AccountError, set_role
+
+    with _database(db) as database:
+        try:
+            changed = set_role(database, name, role, actor=_actor())
+        except AccountError as exc:
+            raise _refused(exc) from None
+    said = f"account {name!r} is now {role.value}" if changed else f"account {name!r} is {role.value} already"
+    err.print(said, markup=False, highlight=False)
+
+
+@account_app.command("keys")
+def account_keys(name: str, db: DbOption = None) -> None:
+    """An account's API keys (prefixes and labels, revoked ones too; JSON Lines when piped)."""
+    from childshield.accounts.service import AccountError, api_keys
+
+    with _database(db) as database:
+        try:
+            keys = api_keys(database, name)
+        except AccountError as exc:
+            raise _refused(exc) from None
+    rows = [
+        {
+            "prefix": k.prefix,
+            "label": k.label,
+            "created_at": k.created_at.isoformat(),
+            "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        }
+        for k in keys
+    ]
+    if not sys.stdout.isatty():
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+        return
+    table = Table("prefix", "label", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(*(escape(str(row[k] or "")) for k in row))
     Console().print(table)
 
 
@@ -127,7 +248,7 @@ def account_key(
 
     with _database(db) as database:
         try:
-            key = create_api_key(database, name, label=label)
+            key = create_api_key(database, name, label=label, actor=_actor())
         except AccountError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
@@ -142,7 +263,7 @@ def account_revoke(
 
     with _database(db) as database:
         try:
-            revoke_api_key(database, prefix.removeprefix("cs_").split("_")[0])
+            revoke_api_key(database, prefix.removeprefix("cs_").split("_")[0], actor=_actor())
         except AccountError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None

@@ -1,25 +1,43 @@
 """Accounts, roles, passwords and API keys."""
 
 from childshield.accounts.service import (
+    AccountConflict,
     AccountError,
+    AccountInfo,
+    AccountNotFound,
+    KeyInfo,
     Principal,
+    accounts,
+    api_keys,
     authenticate_key,
     authenticate_password,
     create_api_key,
     create_user,
     list_users,
     revoke_api_key,
+    set_disabled,
     set_password,
+    set_role,
+    update_account,
 )
 
 __all__ = [
+    "AccountConflict",
     "AccountError",
+    "AccountInfo",
+    "AccountNotFound",
+    "KeyInfo",
     "Principal",
+    "accounts",
+    "api_keys",
     "authenticate_key",
     "authenticate_password",
     "create_api_key",
     "create_user",
     "list_users",
     "revoke_api_key",
+    "set_disabled",
     "set_password",
+    "set_role",
+    "update_account",
 ]

@@ -30,7 +30,7 @@ from childshield.review.media import purge_expired
 from childshield.review.queue import ReviewConfig
 from childshield.store.db import Database, open_database
 from childshield.stream.manager import Watches
-from childshield.web.api import banks, evidence, hotline, scan, system, watches
+from childshield.web.api import accounts, banks, evidence, hotline, scan, system, watches
 from childshield.web.bodylimit import BodyLimit
 from childshield.web.deps import principal
 from childshield.web.matcher_holder import MatcherHolder
@@ -80,7 +80,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a CDN (blank offline, and
+        # third-party script on the reviewers' origin).  /openapi.json is the document (docs/api.md).
+        docs_url=None,
         redoc_url=None,
     )
     app.state.db = db
@@ -103,6 +105,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(scan.router)
     app.include_router(banks.router)
+    app.include_router(accounts.router)
     app.include_router(hotline.router)
     app.include_router(evidence.router)
     app.include_router(watches.router)
@@ -205,7 +208,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     return JSONResponse({"detail": "; ".join(said) + more or "invalid request", "errors": errors}, 422)
 
 
-_API = ("/v1/", "/metrics", "/openapi.json", "/docs")
+_API = ("/v1/", "/metrics", "/openapi.json")
 _UI_HEADERS = {
     # Scripts only from this site; inline style is allowed because htmx sets style attributes on swaps.
     "Content-Security-Policy": (

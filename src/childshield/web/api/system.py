@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from childshield.review.queue import counts
@@ -72,14 +72,11 @@ def prometheus(
     db: Annotated[Database, Depends(database)],
     _: Annotated[None, Depends(metrics_reader)],
 ) -> Response:
-    """Prometheus metrics (an admin's API key, unless ``CHILDSHIELD_METRICS_OPEN``); the queue depths
-    (review items, webhook outbox) are read from the database."""
-    for state, count in counts(db).items():
-        stats.review_queue.labels(state).set(count)
+    """Prometheus metrics (an admin's API key, unless ``CHILDSHIELD_METRICS_OPEN``): every worker's
+    counts added up; the queue depths (review items, webhook outbox) are read from the database."""
     with db.session() as session:
         hooks = dict(
             session.execute(select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)).all()
         )
-    for state in ("pending", "delivered", "dead"):
-        stats.webhook_queue.labels(state).set(hooks.get(state, 0))
-    return Response(generate_latest(stats.registry), media_type=CONTENT_TYPE_LATEST)
+    webhooks = {state: hooks.get(state, 0) for state in ("pending", "delivered", "dead")}
+    return Response(stats.exposition(counts(db), webhooks), media_type=CONTENT_TYPE_LATEST)
