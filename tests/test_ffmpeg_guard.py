@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -109,10 +110,8 @@ def test_an_upload_with_a_session_description_opens_no_socket(kind: str, tmp_pat
         bound = bound or port in udp_ports_bound()
         time.sleep(0.002)
     out, _ = child.communicate(timeout=30)
-    elapsed = time.monotonic() - started
     assert not seen and not bound, (seen, bound)
     assert child.returncode == 0 and "refused:" in out, out
-    assert elapsed < 15  # the interpreter's start and imports; unguarded, FFmpeg waited 20 s for RTP
 
 
 def test_the_api_refuses_such_an_upload_at_once(db: object, tmp_path: Path) -> None:
@@ -127,12 +126,23 @@ def test_the_api_refuses_such_an_upload_at_once(db: object, tmp_path: Path) -> N
     key = create_api_key(db, "platform")  # type: ignore[arg-type]
     port = free_udp_port()
     app = create_app(ServiceSettings(database_url=db.url, refresh_seconds=0))  # type: ignore[attr-defined]
+    bound = threading.Event()
+    answered = threading.Event()
+
+    def watch() -> None:  # unguarded, FFmpeg bound the port and held a thread 20 s listening on it
+        while not answered.is_set():
+            if port in udp_ports_bound():
+                bound.set()
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
     with TestClient(app) as client:
-        started = time.monotonic()
+        watcher.start()
         r = client.post("/v1/scan", content=crafted("flv", port), headers={"Authorization": f"Bearer {key}"})
-        elapsed = time.monotonic() - started
+        answered.set()
+        watcher.join()
     assert r.status_code == 422 and r.json()["detail"], r.text
-    assert elapsed < 5  # unguarded: 20 s, a thread held while FFmpeg listened on the port
+    assert not bound.is_set(), "FFmpeg bound the port the crafted file named"
 
 
 def test_files_given_by_path_are_read_the_same_way(tmp_path: Path) -> None:
