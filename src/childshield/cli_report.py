@@ -271,7 +271,7 @@ def report_status(
     """Where reports stand.  With a report id: its state, NCMEC's report id, the Request-ID of NCMEC's
     latest answer about it, attempts, last error and its files.  Without: whether each CyberTipline
     destination answers and takes the credentials (``GET /status``), and the reports by state.  Exits
-    1 when a destination does not answer, or the report is unknown."""
+    1 when a destination does not answer or refuses the credentials, or the report is unknown."""
     from collections import Counter
 
     from sqlalchemy import select
@@ -314,7 +314,7 @@ def report_status(
         try:
             answer = client.status()
         except ApiError as exc:
-            err.print(f"{name} ({target.url}) does not answer: {exc}", markup=False)
+            err.print(f"{name} ({target.url}): {exc}", markup=False)
             failed = True
             continue
         finally:
