@@ -274,13 +274,10 @@ def test_a_person_adds_to_the_report_by_hand(
     assert suspended.attrib == {"disabledDate": "2026-11-03T10:00:00Z", "userNotified": "false"}
     assert [f.details["annotations"] for f in files] == [["viral"], ["viral", "infant"]]
     assert all(f.details["exif_viewed"] is True for f in files)
-    for bad, says in [
-        (("--disabled-at", "2026-11-03 10:00"), "needs a time zone"),
-        (("--annotation", "sextortions"), "unknown sextortions"),
-    ]:
-        refused = report("queue", str(first), "--destination", "ncmec", *bad)
-        assert refused.returncode != 0 and says in " ".join(refused.stderr.split()), (bad, refused.stderr)
+    refused = report("queue", str(first), "--destination", "ncmec", "--disabled-at", "2026-11-03 10:00")
+    assert refused.returncode != 0 and "needs a time zone" in " ".join(refused.stderr.split())
     for context, file_context, says in [
+        ({"report_annotations": "sextortion,sextortions"}, {}, "unknown sextortions"),
         ({"ip_event": "Uplaod"}, {}, "ip_event"),
         ({"account_disabled": "forever"}, {}, "not one of temporarily, permanently"),
         ({"incident_kind": "fax"}, {}, "incident_kind"),
