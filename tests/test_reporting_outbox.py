@@ -4,6 +4,7 @@ errors, failed and retracted when refused, stopped on bad credentials."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -14,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from childshield.reporting.client import CyberTipClient
+from childshield.reporting.client import NO_SUCH_REPORT, ApiError, CyberTipClient
 from childshield.reporting.cybertip import Incident, Person, ReporterInfo, report_xml
-from childshield.reporting.outbox import LEASE, Stop, queue_report, send_due
+from childshield.reporting.outbox import LEASE, Stop, listing, queue_report, send_due
 from childshield.review.keys import Keyring
 from childshield.store.db import Database, open_database
 from childshield.store.models import Evidence, Report
@@ -213,6 +214,127 @@ def test_report_commands(sqlite_db: Database, tmp_path: Path) -> None:
             listed = [json.loads(line) for line in report("list").stdout.splitlines()]
             assert listed[0]["state"] == "done" and listed[0]["remote_id"] == fake.filed()[0].id
             assert len(fake.filed()[0].files) == 2
+            finish_id = dict(fake.request_ids)["finish"]
+            assert listed[0]["request_id"] == finish_id
+            one = report("status", str(listed[0]["id"]))
+            assert one.returncode == 0 and f"Request-ID of the latest answer: {finish_id}" in one.stdout
+            assert f"NCMEC report id: {fake.filed()[0].id}" in one.stdout
+            overall = report("status")
+            assert overall.returncode == 0, overall.stderr
+            assert (
+                "cybertipline: 1 done" in overall.stdout and "answers: 0 Remote User : esp" in overall.stdout
+            )
+            schema = report("schema", "--out", str(tmp_path / "ncmec.xsd"))
+            assert schema.returncode == 0 and (tmp_path / "ncmec.xsd").read_bytes().startswith(b"<?xml")
+            os.environ["CHILDSHIELD_CYBERTIP_PASSWORD"] = "wrong"
+            refused = cli_for(db, "report")("status")
+            assert refused.returncode == 1 and "401" in refused.stderr
         finally:
             os.environ.clear()
             os.environ.update(env_before)
+
+
+def test_finish_is_checked_against_the_files_ncmec_lists(
+    db: Database, outbox: tuple[Keyring, list[bytes], int]
+) -> None:
+    """NCMEC's ``reportDoneResponse`` lists the files it holds: the list we uploaded is done (with the
+    Request-ID kept); a shorter one is an error, never a report filed as we sent it."""
+    keyring, _, report_id = outbox
+    with FakeCyberTip() as fake:
+        client = CyberTipClient(fake.base, "esp", "secret")
+        fake.lose_files = 1
+        assert send_due(db, client, keyring, now=LATER) == 0
+        report = _state(db, report_id)
+        assert (
+            report.state == "failed" and "NCMEC does not list 1 of the 2 files uploaded" in report.last_error
+        )
+        [(endpoint, finish_id)] = fake.request_ids[-1:]
+        assert endpoint == "finish" and report.request_id == finish_id and finish_id in report.last_error
+        assert report.remote_id == fake.filed()[0].id  # finished there: we say what, not that it is done
+        assert send_due(db, client, keyring, now=LATER + HOUR) == 0  # a person looks at it, not a loop
+
+
+def test_a_report_filed_keeps_ncmecs_request_id(
+    db: Database, outbox: tuple[Keyring, list[bytes], int]
+) -> None:
+    keyring, _, report_id = outbox
+    with FakeCyberTip() as fake:
+        client = CyberTipClient(fake.base, "esp", "secret")
+        status = client.status()
+        assert status.ok and "Remote User : esp" in status.description and status.request_id
+        with pytest.raises(ApiError, match=r"401.*Request-ID [0-9a-f]{32}"):
+            CyberTipClient(fake.base, "esp", "wrong").status()
+        assert send_due(db, client, keyring, now=LATER) == 1
+        answer_ids = dict(fake.request_ids)
+        report = _state(db, report_id)
+        assert report.state == "done" and report.request_id == answer_ids["finish"]
+        [row] = listing(db)
+        assert row["request_id"] == answer_ids["finish"]
+
+
+def test_an_expired_report_is_opened_again_as_a_new_one(sqlite_db: Database, tmp_path: Path) -> None:
+    """NCMEC deletes an unfinished report 1 hour after its last change (or 24 hours after it was opened):
+    a sender that resumes after that opens a new report and files it once, with every file."""
+    db = sqlite_db
+    keyring, uploads, report_id = prepared(db, tmp_path)
+    clock = [NOW]
+    with FakeCyberTip(clock=lambda: clock[0]) as fake:
+        dying = CrashingClient(fake.base, "esp", "secret", at="file_info", when="after", nth=1)
+        with pytest.raises(Crash):
+            send_due(db, dying, keyring, now=LATER)  # one file up and described, then the sender died
+        [lost] = fake.reports.values()
+        assert lost.state == "open" and len(lost.files) == 1
+        clock[0] = NOW + dt.timedelta(minutes=61)
+        client = CyberTipClient(fake.base, "esp", "secret")
+        for n in range(1, 4):  # resume once the dead sender's lease is over (as often as it takes)
+            send_due(db, client, keyring, now=LATER + n * LEASE)
+        assert [r.id for r in fake.expired] == [lost.id] and lost.id not in fake.reports
+        [filed] = fake.filed()
+        assert filed.id != lost.id and sorted(filed.files.values()) == sorted(uploads)
+        report = _state(db, report_id)
+        assert report.state == "done" and report.remote_id == filed.id
+
+
+def test_the_local_service_expires_reports_as_ncmec_does(tmp_path: Path) -> None:
+    clock = [NOW]
+    with FakeCyberTip(clock=lambda: clock[0]) as fake:
+        client = CyberTipClient(fake.base, "esp", "secret")
+        document = report_xml(
+            Incident(at=NOW - HOUR, urls=["https://p.test/1"]), ReporterInfo(Person("r@p.test"))
+        )
+        busy = client.submit(document).report_id
+        idle = client.submit(document).report_id
+        assert busy is not None and idle is not None
+        for minutes in range(50, 24 * 60, 50):  # a change every 50 minutes keeps it for a day at most
+            clock[0] = NOW + dt.timedelta(minutes=minutes)
+            assert client.upload(busy, "f.bin", b"data").ok, minutes
+        assert client.upload(idle, "f.bin", b"x").code == NO_SUCH_REPORT  # an hour without a change
+        clock[0] = NOW + dt.timedelta(hours=24)
+        assert client.upload(busy, "f.bin", b"data").code == NO_SUCH_REPORT
+        assert [r.id for r in fake.expired] == [idle, busy]
+
+
+def test_the_local_service_validates_with_ncmecs_schema_file_when_it_has_one(tmp_path: Path) -> None:
+    """Given NCMEC's schema file (``CHILDSHIELD_CYBERTIP_XSD``) it validates with that, not ours: here a
+    stand-in schema that takes only reports with an ``additionalInfo``, which ours does not require."""
+    strict = tmp_path / "ncmec.xsd"
+    strict.write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:complexType name="any">'
+        '<xs:sequence><xs:any processContents="skip" maxOccurs="unbounded"/></xs:sequence>'
+        '<xs:anyAttribute/></xs:complexType><xs:element name="report"><xs:complexType><xs:sequence>'
+        '<xs:element name="incidentSummary" type="any"/><xs:element name="internetDetails" type="any"/>'
+        '<xs:element name="reporter" type="any"/>'
+        '<xs:element name="additionalInfo" type="xs:string"/></xs:sequence></xs:complexType></xs:element>'
+        "</xs:schema>"
+    )
+    incident = Incident(at=NOW - HOUR, urls=["https://p.test/1"])
+    plain = report_xml(incident, ReporterInfo(Person("r@p.test")))
+    with FakeCyberTip(schema_file=strict) as fake:
+        client = CyberTipClient(fake.base, "esp", "secret")
+        refused = client.submit(plain)
+        assert refused.code == 4100 and "additionalInfo" in refused.description
+        noted = report_xml(
+            dataclasses.replace(incident, additional_info="noted"), ReporterInfo(Person("r@p.test"))
+        )
+        assert client.submit(noted).ok
+        assert client.schema() == strict.read_bytes()  # GET /xsd: the file it validates with

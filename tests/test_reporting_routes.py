@@ -436,15 +436,51 @@ def test_custodians_and_only_they_handle_evidence_and_reports(db: Database, tmp_
     assert letter["incident"]["urls"] == ["https://platform.test/p/9"]
 
 
-def test_the_service_reports_confirmed_material_by_itself(db: Database, tmp_path: Path) -> None:
+def test_the_service_reports_confirmed_material_by_itself(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``serve`` with [auto] enabled: scan with context → review confirms → the purge round preserves
-    it → the reporting round queues it by the routes and files it with NCMEC and the hotline."""
-    import time
+    it → the reporting round queues it by the routes and files it with NCMEC and the hotline.
 
+    The test waits on the service's own rounds, not on a clock: each reporting round it completes is
+    observed (the real round, counted), and the test goes on when the report is filed and the letter
+    delivered, however long a loaded machine takes.  It fails when the service says it failed (a
+    destination stopped, a report failed) or when rounds that ran after the evidence was preserved
+    queued nothing."""
     from fastapi.testclient import TestClient
+
+    from childshield.reporting import deliver
 
     keys = people(db)
     key_file = tmp_path / "media.keys"
+    progress = threading.Condition()
+    rounds: list[tuple[bool, object]] = []  # (evidence preserved when the round ended, what it delivered)
+    real_round = deliver.deliver_due
+
+    async def observed(*args: object, **kwargs: object) -> deliver.Delivered:
+        out = await real_round(*args, **kwargs)  # type: ignore[arg-type]
+        with db.session() as session:
+            preserved = session.scalars(select(Evidence.id)).first() is not None
+        with progress:
+            rounds.append((preserved, out))
+            progress.notify_all()
+        return out
+
+    monkeypatch.setattr(deliver, "deliver_due", observed)  # the service's loop takes it when it starts
+
+    def trouble() -> str:
+        for _, out in rounds:
+            if isinstance(out, deliver.Delivered) and out.stopped:
+                return f"a destination stopped: {out.stopped}"
+        with db.session() as session:
+            reports = session.scalars(select(Report)).all()
+            failed = [(r.destination, r.last_error) for r in reports if r.state == "failed"]
+        if failed:
+            return f"reports failed: {failed}"
+        if not reports and sum(preserved for preserved, _ in rounds) > 20:
+            return "20 reporting rounds after the evidence was preserved queued nothing"
+        return ""
+
     with FakeCyberTip() as fake, SmtpServer(tmp_path) as smtp:
         reporting = tmp_path / "reporting.toml"
         reporting.write_text(
@@ -469,9 +505,11 @@ def test_the_service_reports_confirmed_material_by_itself(db: Database, tmp_path
                     item_id = session.scalars(select(ReviewItem.id)).one()
                 decide(db, Principal(1, "r1", Role.REVIEWER), item_id, "confirm", classification="A1",
                        config=ReviewConfig())  # fmt: skip
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and not (fake.filed() and smtp.mailbox.messages):
-                    time.sleep(0.1)
+                with progress:
+                    while not (fake.filed() and smtp.mailbox.messages):
+                        why = trouble()
+                        assert not why, why
+                        progress.wait()  # woken by the end of each of the service's reporting rounds
     assert len(fake.filed()) == 1 and len(fake.filed()[0].files) == 1
     assert len(smtp.mailbox.messages) == 1
     with db.session() as session:

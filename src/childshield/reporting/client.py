@@ -1,7 +1,10 @@
-"""The CyberTipline ESP reporting API over HTTP (Basic auth): submit, upload, fileinfo, finish, retract.
+"""The CyberTipline ESP reporting API over HTTP (Basic auth): status, submit, upload, fileinfo, finish,
+retract.
 
-Every call answers a :class:`Response` (NCMEC's ``responseCode`` 0 is success); a 401 without a body,
-an answer that is not XML, or a network failure raises :class:`ApiError`."""
+Every call answers a :class:`Response` (NCMEC's ``responseCode`` 0 is success) with the ``Request-ID``
+NCMEC's answer carried (their support desk finds a call by it); ``finish`` answers a
+``reportDoneResponse`` listing the files NCMEC holds.  A 401 without a body, an answer that is not XML,
+or a network failure raises :class:`ApiError`."""
 
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ ALREADY_FINISHED, ALREADY_RETRACTED, NO_SUCH_REPORT = 5102, 5101, 5001
 class ApiError(Exception):
     """No usable answer (network, authentication, not XML): ``retry`` says whether later may do better."""
 
-    def __init__(self, message: str, *, retry: bool) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry: bool, request_id: str | None = None) -> None:
+        super().__init__(message + (f" (Request-ID {request_id})" if request_id else ""))
         self.retry = retry
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,19 @@ class Response:
     report_id: int | None = None
     file_id: str | None = None
     hash: str | None = None
+    request_id: str | None = None
+    """NCMEC's ``Request-ID`` header of the answer."""
+    files: tuple[str, ...] | None = None
+    """``finish``: the file ids NCMEC lists in its ``reportDoneResponse`` (None: no such list)."""
 
     @property
     def ok(self) -> bool:
         return self.code == 0
+
+    def said(self) -> str:
+        """The answer as an error message quotes it (code, description, Request-ID)."""
+        text = f"{self.code} {self.description}".strip()
+        return text + (f" (Request-ID {self.request_id})" if self.request_id else "")
 
 
 class CyberTipClient:
@@ -55,30 +68,68 @@ class CyberTipClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, path: str, **kwargs: object) -> Response:
+    def _call(self, path: str, method: str = "POST", **kwargs: object) -> Response:
         try:
-            answer = self._http.post(f"{self.base}{path}", **kwargs)  # type: ignore[arg-type]
+            answer = self._http.request(method, f"{self.base}{path}", **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             raise ApiError(f"{type(exc).__name__} calling {path}", retry=True) from None
+        request_id = _request_id(answer)
         if answer.status_code == 401:
-            raise ApiError("authentication failed (HTTP 401): check the credentials", retry=False)
+            raise ApiError(
+                "authentication failed (HTTP 401): check the credentials", retry=False, request_id=request_id
+            )
         try:
             root = etree.fromstring(
                 answer.content, parser=etree.XMLParser(resolve_entities=False, no_network=True)
             )
         except etree.XMLSyntaxError:
             raise ApiError(
-                f"HTTP {answer.status_code} from {path} without an XML answer", retry=True
+                f"HTTP {answer.status_code} from {path} without an XML answer",
+                retry=True,
+                request_id=request_id,
             ) from None
         code = root.findtext("responseCode")
         report = root.findtext("reportId")
+        files = root.find("files") if root.tag == "reportDoneResponse" else None
         return Response(
             code=int(code) if code and code.strip().lstrip("-").isdigit() else -1,
             description=root.findtext("responseDescription") or "",
             report_id=int(report) if report and report.strip().isdigit() else None,
             file_id=root.findtext("fileId"),
             hash=root.findtext("hash"),
+            request_id=request_id,
+            files=tuple((f.text or "").strip() for f in files.findall("fileId"))
+            if files is not None
+            else None,
         )
+
+    def schema(self) -> bytes:
+        """``GET /xsd``: NCMEC's schema file of the documents (what ``CHILDSHIELD_CYBERTIP_XSD`` names)."""
+        try:
+            answer = self._http.get(f"{self.base}/xsd")
+        except httpx.HTTPError as exc:
+            raise ApiError(f"{type(exc).__name__} calling /xsd", retry=True) from None
+        request_id = _request_id(answer)
+        if answer.status_code != 200:
+            raise ApiError(
+                f"HTTP {answer.status_code} from /xsd", retry=answer.status_code >= 500, request_id=request_id
+            )
+        try:
+            etree.XMLSchema(
+                etree.fromstring(
+                    answer.content, parser=etree.XMLParser(resolve_entities=False, no_network=True)
+                )
+            )
+        except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+            raise ApiError(
+                f"/xsd did not answer an XML schema: {exc}", retry=False, request_id=request_id
+            ) from None
+        return answer.content
+
+    def status(self) -> Response:
+        """``GET /status``: whether the service answers and takes the credentials (the description
+        names the account and the address NCMEC sees)."""
+        return self._call("/status", "GET")
 
     def submit(self, document: bytes) -> Response:
         return self._call("/submit", content=document, headers={"Content-Type": "text/xml; charset=utf-8"})
@@ -94,3 +145,8 @@ class CyberTipClient:
 
     def retract(self, report_id: int) -> Response:
         return self._call("/retract", data={"id": str(report_id)})
+
+
+def _request_id(answer: httpx.Response) -> str | None:
+    value = answer.headers.get("Request-ID", "").strip()
+    return value[:100] if value and value.isprintable() else None

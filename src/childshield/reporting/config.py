@@ -103,6 +103,13 @@ def _env(name: str) -> str:
     return os.environ.get(f"CHILDSHIELD_{name}", "")
 
 
+def ncmec_schema_file() -> str:
+    """NCMEC's own schema file (``CHILDSHIELD_CYBERTIP_XSD``: what ``GET /xsd`` serves, downloaded with
+    ``report schema``): every document is checked against it too, and the local CyberTipline of the
+    tests validates with it instead of childshield's subset.  Empty: not configured."""
+    return _env("CYBERTIP_XSD")
+
+
 def default_config() -> ReportingConfig:
     cybertip = Destination(
         "cybertipline",

@@ -17,8 +17,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from childshield.reporting import context as ctx
 from childshield.reporting.config import Destination, Reporter
-from childshield.reporting.cybertip import Incident, IpEvent, Person, ReporterInfo, report_xml
+from childshield.reporting.cybertip import (
+    ChatIncident,
+    EmailIncident,
+    Incident,
+    OtherIncident,
+    PeerToPeerIncident,
+    Person,
+    ReporterInfo,
+    report_xml,
+)
 from childshield.reporting.incident import EvidenceFacts, IncidentFacts
 from childshield.textcheck import UnsafeText, check_text
 
@@ -37,15 +47,44 @@ class Built:
 
 
 def _file(f: EvidenceFacts) -> dict[str, Any]:
-    return {
+    """What the file's ``fileDetails`` will say (``cybertip.ReportedFile``'s fields, as JSON): ours is
+    ``evidence-N`` (the name it is uploaded under), the user's is the original name."""
+    uploaded, ip = f.uploaded_at, f.upload_ip
+    details: dict[str, Any] = {
         "file_name": f"evidence-{f.evidence_id}",
+        "original_file_name": f.original_name,
         "md5": f.md5,
         "sha256": f.sha256,
         "pdq": f.pdq,
         "viewed_by_esp": f.viewed,
+        "exif_viewed": f.exif_viewed,
+        "annotations": list(f.annotations),
         "classification": f.classification,
         "location": f.location,
+        "uploaded_at": uploaded.isoformat() if uploaded else None,
     }
+    if ip is not None:
+        details["ip_event"] = {
+            "address": ip.address,
+            "event": ip.event,
+            "at": ip.at.isoformat() if ip.at else None,
+        }
+    return details
+
+
+def _other(incident: IncidentFacts) -> list[OtherIncident]:
+    """The incident's e-mail, chat or peer-to-peer details, as the files' contexts give them."""
+    kind, contexts = incident.kind, incident.contexts
+    if kind == "email":
+        return [EmailIncident(addresses=ctx.distinct(c.get("email_address", "") for c in contexts))]
+    if kind == "chat_im":
+        return [
+            ChatIncident(client=ctx.first(contexts, "chat_client"), room=ctx.first(contexts, "chat_room"))
+        ]
+    if kind == "peer2peer":
+        names = ctx.distinct(f.original_name for f in incident.files)
+        return [PeerToPeerIncident(client=ctx.first(contexts, "p2p_client"), file_names=", ".join(names))]
+    return []
 
 
 def build(
@@ -66,12 +105,14 @@ def _check_texts(incident: IncidentFacts, reporter: Reporter) -> None:
     one_line += [("user_id", incident.user_id), ("screen_name", incident.screen_name)]
     one_line += [("location", f.location or "") for f in incident.files]
     one_line += [("classification", f.classification or "") for f in incident.files]
+    one_line += [(k, v) for c in incident.contexts for k, v in c.items() if k != "escalate"]
     for name in ("email", "first_name", "last_name", "phone", "organisation", "legal_url", "platform"):
         one_line.append((f"reporter {name}", getattr(reporter, name)))
     try:
         for what, value in one_line:
             check_text(value, what=what)
         check_text(reporter.company_template or "", what="company_template", multiline=True)
+        check_text(incident.escalate, what="escalate", multiline=True)
     except UnsafeText as exc:
         raise NotReportable(str(exc)) from None
 
@@ -82,18 +123,27 @@ def cybertip(incident: IncidentFacts, reporter: Reporter, *, now: dt.datetime | 
         raise NotReportable(f"no media kept for evidence {', '.join(map(str, missing))}: NCMEC takes files")
     if not reporter.email:
         raise NotReportable("the reporter's e-mail is not set ([reporter].email)")
-    urls = incident.urls or ([reporter.default_url] if reporter.default_url else [])
-    if not urls:
+    other = _other(incident)
+    urls = incident.urls or ([reporter.default_url] if reporter.default_url and not other else [])
+    if not urls and not other:
         raise NotReportable("no URL for the incident: pass location with the scan, or set default_url")
     document = report_xml(
         Incident(
             at=incident.at,
             urls=urls,
+            incident_type=incident.incident_type,
             platform=reporter.platform,
+            escalate=incident.escalate,
+            annotations=incident.annotations,
             third_party_hosted=incident.third_party,
+            other=other,
             user_id=incident.user_id,
+            esp_service=incident.service,
             screen_name=incident.screen_name,
-            ip_events=[IpEvent(ip, "Upload", at) for ip, at in incident.ips],
+            display_names=incident.display_names,
+            profile_urls=incident.profile_urls,
+            ip_events=incident.ip_events,
+            account_disabled=incident.account_disabled,
         ),
         ReporterInfo(
             Person(reporter.email, reporter.first_name, reporter.last_name, reporter.phone),
@@ -124,7 +174,14 @@ def letter(incident: IncidentFacts, reporter: Reporter, *, now: dt.datetime | No
             "third_party_hosted": incident.third_party,
             "user_id": incident.user_id,
             "screen_name": incident.screen_name,
-            "ips": [{"address": ip, "at": at.isoformat(timespec="seconds")} for ip, at in incident.ips],
+            "ips": [
+                {
+                    "address": ip.address,
+                    "event": ip.event,
+                    "at": ip.at.isoformat(timespec="seconds") if ip.at else None,
+                }
+                for ip in incident.ip_events
+            ],
         },
         "files": [
             {
@@ -135,6 +192,7 @@ def letter(incident: IncidentFacts, reporter: Reporter, *, now: dt.datetime | No
                 "classification": f.classification,
                 "banks": sorted(f.banks),
                 "location": f.location,
+                "original_file_name": f.original_name,
                 "matched_at": f.decided_at.isoformat(timespec="seconds"),
                 "confirmed_by_review": True,
                 "media_preserved": f.has_media,

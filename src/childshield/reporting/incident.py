@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
+from childshield.reporting import context as ctx
+from childshield.reporting.cybertip import CSAM, AccountDisabled, IpEvent
 from childshield.store.models import Evidence, Reveal
 from childshield.timefmt import aware
 
@@ -89,6 +91,34 @@ class EvidenceFacts:
         """Found on another company's service (the crawler), not uploaded to ours."""
         return self.source == "crawl" or bool(self.context.get("page_url"))
 
+    @property
+    def original_name(self) -> str:
+        """The name the user uploaded the file under (the platform's ``file_name``, or a multipart
+        upload's), else the last segment of the URL the file itself was fetched from; '' if unknown."""
+        given = ctx.upload_name(self.context.get("file_name"))
+        return given or ctx.name_in_url(self.context.get("media_url", ""))
+
+    @property
+    def uploaded_at(self) -> dt.datetime | None:
+        return ctx.when(self.context, "uploaded_at")
+
+    @property
+    def exif_viewed(self) -> bool | None:
+        return ctx.flag(self.context, "exif_viewed")
+
+    @property
+    def annotations(self) -> tuple[str, ...]:
+        """File annotations: the context's, and ``liveStreaming`` for what a stream watch caught."""
+        found = ctx.tags(self.context, "file_annotations")
+        return tuple(dict.fromkeys(found + (("liveStreaming",) if self.source == "watch" else ())))
+
+    @property
+    def upload_ip(self) -> IpEvent | None:
+        """The IP address the file was uploaded from, when the platform said that was the event."""
+        if not self.context.get("ip") or ctx.choice(self.context, "ip_event") != "Upload":
+            return None
+        return IpEvent(self.context["ip"], "Upload", ctx.when(self.context, "ip_at"))
+
 
 @dataclass(frozen=True)
 class IncidentFacts:
@@ -120,14 +150,73 @@ class IncidentFacts:
         return next((f.context["screen_name"] for f in self.files if f.context.get("screen_name")), "")
 
     @property
-    def ips(self) -> list[tuple[str, dt.datetime]]:
-        seen: dict[str, dt.datetime] = {}
+    def ips(self) -> list[tuple[str, dt.datetime | None]]:
+        """(address, when the user used it, if the platform said) of ``ip_events``."""
+        return [(e.address, e.at) for e in self.ip_events]
+
+    @property
+    def ip_events(self) -> list[IpEvent]:
+        """Every IP address kept with the files' scans, each with the event and the time the platform
+        gave (else ``Unknown`` and no time: the scan's time is not the user's)."""
+        seen: dict[tuple[str, str, dt.datetime | None], IpEvent] = {}
         for f in self.files:
-            for context, at in [(s.context, s.at) for s in f.sightings] or [(f.context, f.decided_at)]:
+            for context in [s.context for s in f.sightings] or [f.context]:
                 ip = context.get("ip")
-                if ip and ip not in seen:
-                    seen[ip] = at
-        return list(seen.items())
+                if ip:
+                    event = IpEvent(
+                        ip, ctx.choice(context, "ip_event") or "Unknown", ctx.when(context, "ip_at")
+                    )
+                    seen.setdefault((event.address, event.event, event.at), event)
+        return list(seen.values())
+
+    @property
+    def contexts(self) -> list[dict[str, str]]:
+        return [f.context for f in self.files]
+
+    @property
+    def annotations(self) -> list[str]:
+        """Report annotations: those of any file's context."""
+        return ctx.distinct(t for c in self.contexts for t in ctx.tags(c, "report_annotations"))
+
+    @property
+    def escalate(self) -> str:
+        return "\n".join(ctx.distinct(c.get("escalate", "").strip() for c in self.contexts))
+
+    @property
+    def display_names(self) -> list[str]:
+        return ctx.distinct(c.get("display_name", "") for c in self.contexts)
+
+    @property
+    def profile_urls(self) -> list[str]:
+        return ctx.distinct(c.get("profile_url", "") for c in self.contexts)
+
+    @property
+    def service(self) -> str:
+        return ctx.first(self.contexts, "service")
+
+    @property
+    def account_disabled(self) -> AccountDisabled | None:
+        """What the platform did to the account (from the first context that says)."""
+        for c in self.contexts:
+            how = ctx.choice(c, "account_disabled")
+            if how:
+                return AccountDisabled(
+                    permanently=how == "permanently",
+                    at=ctx.when(c, "account_disabled_at"),
+                    user_notified=ctx.flag(c, "user_notified"),
+                    notified_at=ctx.when(c, "user_notified_at"),
+                )
+        return None
+
+    @property
+    def incident_type(self) -> str:
+        """NCMEC's incident type: a person's choice when queuing by hand, else known material's."""
+        return next((t for c in self.contexts if (t := ctx.choice(c, "incident_type"))), CSAM)
+
+    @property
+    def kind(self) -> str:
+        """How the material went (``context.KINDS``): the first kind a file's context names."""
+        return next((k for c in self.contexts if (k := ctx.choice(c, "incident_kind"))), "web_page")
 
     @property
     def third_party(self) -> bool:

@@ -38,7 +38,7 @@ def lines(doc: dict[str, Any], reference: str) -> list[str]:
     out += [f"  URL: {url}" for url in i["urls"]] or ["  URL: none recorded"]
     if i["user_id"] or i["screen_name"]:
         out.append(f"  Account: {i['user_id']} {('(' + i['screen_name'] + ')') if i['screen_name'] else ''}")
-    out += [f"  IP address: {ip['address']} at {ip['at']}" for ip in i["ips"]]
+    out += [_ip(ip) for ip in i["ips"]]
     out += ["", f"Files ({len(files)}), each confirmed by human review after a hash match"]
     for n, f in enumerate(files, 1):
         out += [
@@ -50,6 +50,8 @@ def lines(doc: dict[str, Any], reference: str) -> list[str]:
         ]
         if f["location"]:
             out.append(f"     Location: {f['location']}")
+        if f.get("original_file_name"):
+            out.append(f"     Uploaded as: {f['original_file_name']}")
         out.append(f"     Preserved: {'yes' if f['media_preserved'] else 'no'}")
     out += [
         "",
@@ -59,6 +61,16 @@ def lines(doc: dict[str, Any], reference: str) -> list[str]:
     if r["notes"]:
         out += ["", r["notes"]]
     return out
+
+
+def _ip(ip: dict[str, Any]) -> str:
+    """An IP address with what the user did from it and when, as the platform said (letters written
+    before events were kept say only a time)."""
+    event = ip.get("event") or ""
+    said = f" ({event})" if event and event != "Unknown" else ""
+    return f"  IP address: {ip['address']}{said}" + (
+        f" at {ip['at']}" if ip.get("at") else ", time not known"
+    )
 
 
 def text(document: bytes, reference: str) -> str:

@@ -10,7 +10,14 @@ before it is sent, *uploaded* with its file id after) and ``fileinfo``, then ``f
 * a report left *finishing* is finished again: NCMEC answers "already finished" (5102) if it was, and
   either way it is done, filed once;
 * a report whose submit answer was lost (crash before its id was stored) is submitted again; the lost
-  one stays unfinished and NCMEC deletes it (unfinished reports expire), so nothing is filed twice.
+  one stays unfinished and NCMEC deletes it (unfinished reports expire), so nothing is filed twice;
+* a report NCMEC deleted before we finished it (24 hours after it was opened, or 1 hour after its last
+  change: "report does not exist" on any step) is opened again as a new report, from the start.
+
+``finish`` is checked against NCMEC's answer: its ``reportDoneResponse`` lists the files it holds, and a
+list that is not the files we uploaded fails the report (filed, but not as we sent it: a person must
+look), never counts as done.  Each report keeps the ``Request-ID`` of NCMEC's latest answer about it
+(their support desk finds the call by it); error messages quote it too.
 
 Server-side failures are retried with backoff; a document refused (4xxx) fails the report, which is
 then retracted; credentials refused stop the round (nothing will work until a person fixes them).
@@ -131,8 +138,12 @@ def send_due(
             continue  # another sender has it
         try:
             filed += _send(db, client, keyring, report_id, hash_sharing_mou, step or (lambda _: None))
+        except Gone as gone:
+            _reset(
+                db, report_id, f"{gone}: NCMEC no longer has the open report (unfinished reports expire)", now
+            )
         except ApiError as exc:
-            _later(db, report_id, str(exc), now)
+            _later(db, report_id, str(exc), now, exc.request_id)
             if not exc.retry:
                 raise Stop(str(exc)) from None
     return filed
@@ -154,22 +165,42 @@ def _claim(db: Database, report_id: int, now: dt.datetime, destination: str) -> 
         return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
-def _later(db: Database, report_id: int, error: str, now: dt.datetime) -> None:
+def _later(db: Database, report_id: int, error: str, now: dt.datetime, request_id: str | None = None) -> None:
     with db.session() as session:
         report = session.get_one(Report, report_id)
         report.attempts += 1
         report.last_error = error[:2000]
         report.next_at = now + retry_delay(report.attempts)
+        if request_id:
+            report.request_id = request_id
+
+
+def _answered(db: Database, report_id: int, answer: Response) -> None:
+    """Keep the Request-ID of NCMEC's answer with the report."""
+    if answer.request_id:
+        _set(db, report_id, request_id=answer.request_id)
+
+
+class Gone(Exception):
+    """NCMEC no longer has the open report (it expired): it is opened again from the start."""
 
 
 def _check(db: Database, report_id: int, answer: Response, what: str) -> bool:
-    """True when the call succeeded; a retryable failure raises (the round moves on), a refusal fails."""
+    """True when the call succeeded; a retryable failure raises (the round moves on), so does a report
+    NCMEC no longer has (:class:`Gone`: it is opened again); a refusal answers False (it fails)."""
+    _answered(db, report_id, answer)
     if answer.ok:
         return True
     if answer.code in STOP:
-        raise ApiError(f"{what}: {answer.code} {answer.description}", retry=False)
+        raise ApiError(
+            f"{what}: {answer.code} {answer.description}", retry=False, request_id=answer.request_id
+        )
     if answer.code in RETRYABLE:
-        raise ApiError(f"{what}: {answer.code} {answer.description}", retry=True)
+        raise ApiError(
+            f"{what}: {answer.code} {answer.description}", retry=True, request_id=answer.request_id
+        )
+    if answer.code == NO_SUCH_REPORT and what != "submit":
+        raise Gone(what)
     return False
 
 
@@ -205,7 +236,7 @@ def _send(
         step("submit")
         answer = client.submit(report.document.encode())
         if not _check(db, report_id, answer, "submit") or answer.report_id is None:
-            _fail(db, report, f"submit refused: {answer.code} {answer.description}")
+            _fail(db, report, f"submit refused: {answer.said()}")
             return 0
         remote = answer.report_id
         _set(db, report_id, remote_id=remote, state="open")
@@ -230,14 +261,18 @@ def _send(
                     _fail(
                         db,
                         report,
-                        f"upload refused: {answer.code} {answer.description}",
+                        f"upload refused: {answer.said()}",
                         client,
                         remote,
                         step,
                     )
                     return 0
+            else:
+                _answered(db, report_id, answer)
             if answer.hash and answer.hash.lower() != hashlib.md5(data).hexdigest():
-                raise ApiError("the upload arrived damaged (MD5 differs)", retry=True)  # restarted next round
+                raise ApiError(  # restarted next round
+                    "the upload arrived damaged (MD5 differs)", retry=True, request_id=answer.request_id
+                )
             file_id = answer.file_id
             _set_file(db, f.id, state="uploaded", remote_file_id=file_id)
         assert file_id is not None
@@ -246,9 +281,7 @@ def _send(
             file_details_xml(remote, file_id, ReportedFile(**f.details), hash_sharing_mou=mou)
         )
         if not _check(db, report_id, answer, "fileinfo"):
-            _fail(
-                db, report, f"file details refused: {answer.code} {answer.description}", client, remote, step
-            )
+            _fail(db, report, f"file details refused: {answer.said()}", client, remote, step)
             return 0
         _set_file(db, f.id, state="described")
     _set(db, report_id, state="finishing")
@@ -260,27 +293,58 @@ def _finish(db: Database, client: CyberTipClient, report: Report, step: Callable
     assert report.remote_id is not None
     step("finish")
     answer = client.finish(report.remote_id)
-    if answer.ok or answer.code == ALREADY_FINISHED:
+    _answered(db, report.id, answer)
+    if answer.ok:
+        mismatch = _unlike_uploads(db, report.id, answer.files)
+        if mismatch:
+            _fail(db, report, f"finished, but {mismatch} (Request-ID {answer.request_id or 'none'})")
+            return 0
+    if answer.ok or answer.code == ALREADY_FINISHED:  # already: a finish whose answer we lost
         with db.session() as session:
             session.execute(
-                update(Report).where(Report.id == report.id).values(state="done", done_at=utcnow())
+                update(Report)
+                .where(Report.id == report.id)
+                .values(state="done", done_at=utcnow(), last_error="")
             )
             record(
-                session, "reporting", "report.filed", f"report:{report.id}", {"remote_id": report.remote_id}
+                session,
+                "reporting",
+                "report.filed",
+                f"report:{report.id}",
+                {"remote_id": report.remote_id, "request_id": answer.request_id},
             )
         return 1
     if answer.code == NO_SUCH_REPORT:  # it expired before we finished: start again
-        _reset(db, report.id)
-        return 0
+        raise Gone("finish")
     _check(db, report.id, answer, "finish")
-    _fail(db, report, f"finish refused: {answer.code} {answer.description}")
+    _fail(db, report, f"finish refused: {answer.said()}")
     return 0
+
+
+def _unlike_uploads(db: Database, report_id: int, listed: tuple[str, ...] | None) -> str:
+    """What differs between the files NCMEC finished the report with and those we uploaded ('' if
+    nothing)."""
+    with db.session() as session:
+        ours = set(
+            session.scalars(select(ReportFile.remote_file_id).where(ReportFile.report_id == report_id)).all()
+        )
+    if listed is None:
+        return "NCMEC's answer lists no files"
+    missing, unknown = ours - set(listed), set(listed) - ours
+    said = []
+    if missing:
+        ids = ", ".join(sorted(map(str, missing)))
+        said.append(f"NCMEC does not list {len(missing)} of the {len(ours)} files uploaded ({ids})")
+    if unknown:
+        said.append(f"NCMEC lists files we did not upload ({', '.join(sorted(unknown))})")
+    return "; ".join(said)
 
 
 def _restart(db: Database, client: CyberTipClient, report: Report, step: Callable[[str], None]) -> None:
     assert report.remote_id is not None
     step("retract")
     answer = client.retract(report.remote_id)
+    _answered(db, report.id, answer)
     if answer.code == ALREADY_FINISHED:  # it was filed after all
         _set(db, report.id, state="done", done_at=utcnow())
         return
@@ -289,15 +353,31 @@ def _restart(db: Database, client: CyberTipClient, report: Report, step: Callabl
     _reset(db, report.id)
 
 
-def _reset(db: Database, report_id: int) -> None:
+def _reset(db: Database, report_id: int, why: str = "", now: dt.datetime | None = None) -> None:
+    """Start the report again from its submit (a new report at NCMEC).  With ``why`` (NCMEC lost the
+    open one), after the backoff of one more attempt: a service that keeps losing reports is not sent
+    a new one every round."""
     with db.session() as session:
-        session.execute(update(Report).where(Report.id == report_id).values(remote_id=None, state="queued"))
+        values: dict[str, Any] = {"remote_id": None, "state": "queued"}
+        if why:
+            attempts = (session.scalar(select(Report.attempts).where(Report.id == report_id)) or 0) + 1
+            values.update(
+                last_error=why, attempts=attempts, next_at=(now or utcnow()) + retry_delay(attempts)
+            )
+        old = session.scalar(select(Report.remote_id).where(Report.id == report_id))
+        session.execute(update(Report).where(Report.id == report_id).values(**values))
         session.execute(
             update(ReportFile)
             .where(ReportFile.report_id == report_id)
             .values(state="pending", remote_file_id=None)
         )
-        record(session, "reporting", "report.restarted", f"report:{report_id}", {})
+        record(
+            session,
+            "reporting",
+            "report.restarted",
+            f"report:{report_id}",
+            {"old_remote_id": old, "why": why},
+        )
 
 
 def _fail(
@@ -311,7 +391,7 @@ def _fail(
     if client is not None and remote is not None:  # an open report we will not finish: retract it
         if step is not None:
             step("retract")
-        client.retract(remote)
+        _answered(db, report.id, client.retract(remote))
     with db.session() as session:
         session.execute(
             update(Report).where(Report.id == report.id).values(state="failed", last_error=error[:2000])
@@ -320,7 +400,8 @@ def _fail(
 
 
 def listing(db: Database) -> list[dict[str, Any]]:
-    """Every report: destination, state, the clearinghouse's report id, attempts, last error."""
+    """Every report: destination, state, the clearinghouse's report id and the Request-ID of its latest
+    answer, attempts, last error."""
     with db.session() as session:
         return [
             {
@@ -328,6 +409,7 @@ def listing(db: Database) -> list[dict[str, Any]]:
                 "destination": r.destination,
                 "state": r.state,
                 "remote_id": r.remote_id,
+                "request_id": r.request_id,
                 "attempts": r.attempts,
                 "last_error": r.last_error,
                 "created_at": r.created_at.isoformat(),

@@ -665,6 +665,9 @@ class Report(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    """The clearinghouse's id of its latest answer about this report (NCMEC's ``Request-ID`` header):
+    what their support desk asks for."""
 
 
 class ReportFile(Base):

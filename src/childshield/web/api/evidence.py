@@ -5,7 +5,7 @@ bundles (``childshield vault export``), each export in the chain of custody."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, StrictBool
@@ -13,12 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
 from childshield.reporting.config import ReportingConfig, load_config
+from childshield.reporting.cybertip import INCIDENT_TYPES
 from childshield.reporting.manual import CannotQueue, queue_incident
 from childshield.reporting.outbox import listing as listing_reports
 from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.vault.store import VaultError, hold, listing, release
-from childshield.web.api.schemas import ROW_ID_MAX, Integer, RowId, Text, problems
+from childshield.web.api.schemas import ROW_ID_MAX, Integer, RowId, ScanContext, Text, problems
 from childshield.web.deps import allow, database
 
 router = APIRouter(prefix="/v1", tags=["evidence"])
@@ -37,6 +38,14 @@ class ReportIn(BaseModel):
     user_id: Annotated[str, Text(200)] = ""
     incident_time: dt.datetime | None = None
     third_party_hosted: StrictBool | None = None
+    incident_type: Literal[INCIDENT_TYPES] | None = Field(  # type: ignore[valid-type]
+        None, description="NCMEC's incident type (default: known material's)"
+    )
+    context: ScanContext | None = Field(
+        None,
+        description="More about the incident in a scan context's words (annotations, escalate, what was "
+        "done to the account, ...), over what the evidence's own contexts say",
+    )
 
 
 class ReportQueued(BaseModel):
@@ -101,6 +110,10 @@ async def report_queue(body: ReportIn, request: Request, who: Custodian, db: Db)
                 user_id=body.user_id,
                 at=body.incident_time,
                 third_party_hosted=body.third_party_hosted,
+                context={
+                    **((body.context.stored() or {}) if body.context else {}),
+                    **({"incident_type": body.incident_type} if body.incident_type else {}),
+                },
             )
         )
     except CannotQueue as exc:

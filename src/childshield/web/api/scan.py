@@ -29,6 +29,7 @@ from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
 from childshield.media.decode import DecodeBusy
 from childshield.media.errors import MediaError
+from childshield.reporting.context import upload_name
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
 from childshield.store.db import Database
@@ -55,6 +56,12 @@ router = APIRouter(prefix="/v1", tags=["scan"])
 
 async def _body(request: Request, limit: int) -> bytes:
     """The upload: a raw body, or the ``file`` field of a multipart form; refused over ``limit`` bytes."""
+    return (await _upload(request, limit))[0]
+
+
+async def _upload(request: Request, limit: int) -> tuple[bytes, str]:
+    """``_body``, with the file name a multipart form gave the upload ('' for a raw body)."""
+    name = ""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {limit} bytes")
@@ -64,6 +71,7 @@ async def _body(request: Request, limit: int) -> bytes:
         if upload is None or isinstance(upload, str):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the form needs a 'file' field")
         data = await upload.read(limit + 1)
+        name = upload_name(upload.filename)
     else:
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -78,7 +86,7 @@ async def _body(request: Request, limit: int) -> bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {limit} bytes")
     if not data:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty upload")
-    return data
+    return data, name
 
 
 def _scan(
@@ -170,11 +178,13 @@ async def scan(
     The media is not kept (unless it matched and its decision queues it for review).  Matches say which
     bank and entry, at which distance, through which variant and which check; ``decision`` is what the
     banks' policies make of them.  The optional query parameters (incident, user_id, screen_name, ip,
-    location) are kept with a match's decision for the report to a clearinghouse."""
+    location, file_name, ...: see ``ScanContext``) are kept with a match's decision for the report to a
+    clearinghouse; a multipart upload's file name is kept as ``file_name`` unless one is given."""
     start = time.perf_counter()
-    data = await _body(request, conf.max_upload_bytes)
+    data, name = await _upload(request, conf.max_upload_bytes)
+    kept = context.stored(file_name=name)
     out = await _scan_and_record(
-        data, who, request.app.state.keyring, holder, db, conf, stats, context.stored(), request=request
+        data, who, request.app.state.keyring, holder, db, conf, stats, kept, request=request
     )
     stats.latency.labels("scan").observe(time.perf_counter() - start)
     return out
@@ -201,7 +211,8 @@ async def scan_url(
     except FetchError as exc:
         stats.scans.labels("error").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    context = body.context.stored() if body.context else None
+    given = body.context or ScanContext.model_validate({})
+    context = given.stored(media_url=fetched.url)  # the file's own URL (its name, where it was)
     out = await _scan_and_record(
         fetched.body, who, request.app.state.keyring, holder, db, conf, stats, context, request=request
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from childshield.banks import policy as bank_policy
 from childshield.banks.service import NAME_PATTERN, THRESHOLD_RANGES
 from childshield.hashing.result import HashResult
 from childshield.matching.matcher import Match
+from childshield.reporting.cybertip import EVENTS, FILE_ANNOTATIONS, REPORT_ANNOTATIONS
 from childshield.textcheck import unsafe_character
 
 # Characters refused in text that goes into reports, XML, CSV and logs: C0/C1 controls (CR/LF forge log
@@ -251,9 +253,69 @@ _IP_SCHEMA = WithJsonSchema(
 )
 
 
+def _tags(value: object) -> object:
+    # a list in JSON; in a query, repeated (?report_annotations=a&report_annotations=b) or comma-separated
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return value  # refused by the type
+    split = [
+        t.strip() if isinstance(t, str) else t
+        for v in value
+        for t in (v.split(",") if isinstance(v, str) else [v])
+    ]
+    return [t for t in split if t != ""]
+
+
+_ZONED = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def _zoned(value: object) -> str:
+    """An RFC 3339 date-time with its zone (what the schema says), as ISO 8601."""
+    if not isinstance(value, str) or not _ZONED.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with its time zone, e.g. 2026-11-02T08:30:00Z")
+    try:
+        return dt.datetime.fromisoformat(value.upper()).isoformat()
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real time") from None
+
+
+def _flag(value: object) -> object:
+    # a JSON boolean, or in a query exactly true or false (not 1, yes, on: the schema says boolean)
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+ZonedTime = Annotated[
+    str,
+    BeforeValidator(_zoned),
+    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": 40}),
+]
+"""A time with its zone, kept as ISO 8601 text."""
+Flag = Annotated[bool, BeforeValidator(_flag), WithJsonSchema({"type": "boolean"})]
+
+
+ReportTags = Annotated[
+    Annotated[list[Literal[REPORT_ANNOTATIONS]], Field(max_length=len(REPORT_ANNOTATIONS))]  # type: ignore[valid-type]
+    | None,
+    BeforeValidator(_tags),
+    Field(description="NCMEC's report annotations that apply"),
+]
+FileTags = Annotated[
+    Annotated[list[Literal[FILE_ANNOTATIONS]], Field(max_length=len(FILE_ANNOTATIONS))]  # type: ignore[valid-type]
+    | None,
+    BeforeValidator(_tags),
+    Field(description="NCMEC's file annotations that apply"),
+]
+
+
 class ScanContext(_Input):
     """Who and where, for a report to a clearinghouse if the content is confirmed (all optional; kept
-    with the decision, and only when the content matched)."""
+    with the decision, and only when the content matched).  docs/reporting.md says how each goes into
+    a CyberTipline report."""
 
     incident: Annotated[str, Text(200)] | None = Field(
         None, description="Your key of the incident: files with the same key go in one report"
@@ -262,12 +324,44 @@ class ScanContext(_Input):
         None, description="The uploading account's id on your platform"
     )
     screen_name: Annotated[str, Text(200)] | None = Field(None, description="...and its screen name")
-    ip: Annotated[str, Field(max_length=64), _IP_SCHEMA] | None = Field(
-        None, description="The uploader's IP address"
+    display_name: Annotated[str, Text(200)] | None = Field(None, description="...its display name")
+    profile_url: Annotated[str, Text(2000, url=True)] | None = Field(None, description="...its profile page")
+    service: Annotated[str, Text(200)] | None = Field(
+        None, description="Your product or service the account used (NCMEC's espService)"
     )
+    ip: Annotated[str, Field(max_length=64), _IP_SCHEMA] | None = Field(
+        None, description="An IP address the account used"
+    )
+    ip_event: Literal[EVENTS] | None = Field(  # type: ignore[valid-type]
+        None, description="What the account did from that address (default: Unknown)"
+    )
+    ip_at: ZonedTime | None = Field(None, description="When it did (with its time zone)")
     location: Annotated[str, Text(2000, url=True)] | None = Field(
         None, description="The http(s) URL where the content was (or would have been) posted"
     )
+    file_name: Annotated[str, Text(1000, blank=False)] | None = Field(
+        None, description="The file's name as the user uploaded it (default: a multipart upload's)"
+    )
+    uploaded_at: ZonedTime | None = Field(None, description="When the user uploaded it to you")
+    exif_viewed: Flag | None = Field(None, description="Whether someone at your end saw its EXIF data")
+    file_annotations: FileTags = None
+    report_annotations: ReportTags = None
+    escalate: Annotated[str, Text(3000, blank=False)] | None = Field(
+        None, description="Why the report is urgent (a child at risk now): escalates it at NCMEC"
+    )
+    account_disabled: Literal["temporarily", "permanently"] | None = Field(
+        None, description="What you did to the account"
+    )
+    account_disabled_at: ZonedTime | None = Field(None, description="...and when")
+    user_notified: Flag | None = Field(None, description="Whether the account holder was told")
+    user_notified_at: ZonedTime | None = Field(None, description="...and when")
+    incident_kind: Literal["web_page", "email", "chat_im", "peer2peer"] | None = Field(
+        None, description="How the content went (default: web_page)"
+    )
+    chat_client: Annotated[str, Text(200)] | None = Field(None, description="chat_im: the messaging app")
+    chat_room: Annotated[str, Text(200)] | None = Field(None, description="chat_im: the room or group")
+    email_address: Annotated[str, Text(320)] | None = Field(None, description="email: an address involved")
+    p2p_client: Annotated[str, Text(200)] | None = Field(None, description="peer2peer: the client program")
 
     @field_validator("ip")
     @classmethod
@@ -276,8 +370,24 @@ class ScanContext(_Input):
             ipaddress.ip_address(value)  # ValueError: a 422 saying so
         return value
 
-    def stored(self) -> dict[str, str] | None:
-        values = {k: v for k, v in self.model_dump().items() if v}
+    def stored(self, *, file_name: str = "", media_url: str = "") -> dict[str, str] | None:
+        """The context as kept with a decision: text only (times in ISO 8601, lists comma-separated,
+        flags true/false).  ``file_name``: the upload's own name, unless the caller gave one;
+        ``media_url``: the URL the content was fetched from."""
+        values: dict[str, str] = {}
+        for key, value in self.model_dump().items():
+            if value is None or value == "" or value == []:
+                continue
+            if isinstance(value, bool):
+                values[key] = "true" if value else "false"
+            elif isinstance(value, list):
+                values[key] = ",".join(dict.fromkeys(value))
+            else:
+                values[key] = str(value)
+        if file_name and "file_name" not in values:
+            values["file_name"] = file_name
+        if media_url:
+            values["media_url"] = media_url
         return values or None
 
 
