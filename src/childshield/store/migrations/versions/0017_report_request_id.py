@@ -1,7 +1,7 @@
 """the clearinghouse's id of its latest answer about a report (NCMEC's Request-ID)
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-07 16:00:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
