@@ -110,3 +110,20 @@ def test_a_rejection_records_its_perceptual_kinds_not_its_exact_ones() -> None:
         "rejected:pdq/query_variant=flipx",
         "rejected:pdq/check=orb",
     ]
+
+
+def test_a_file_matching_the_entry_through_its_own_variant_is_cleared_only_through_that_variant() -> None:
+    """A mirror of the rejected file (it matched the entry through flipx): of the rejected plain kind, only
+    its matches through flipx are cleared; a rejected kind through a variant is not composed."""
+    plain_kind, mirrored_kind = MatchKind.of("pdq").label(), MatchKind.of("pdq", "flipx").label()
+    via_mirror = allow(2, plain_kind, mirrored_kind, query_variant="flipx")
+    assert covers(via_mirror, match(query_variant="flipx"))
+    assert not covers(via_mirror, match())  # the near copy of an original: never cleared by a mirror
+    assert not covers(via_mirror, match(query_variant="rotate90"))
+    assert not covers(allow(2, mirrored_kind, query_variant="flipx"), match(query_variant="flipx"))
+    found = {
+        ("known", 1): match(distance=14),
+        ("known", 2): match(entry=2, distance=9, query_variant="flipx"),
+    }
+    standing, cleared = allow_listed(found, [via_mirror])
+    assert set(standing) == {("known", 1)} and set(cleared) == {("known", 2)}

@@ -21,14 +21,15 @@ from childshield.banks.service import create_bank
 from childshield.hashing.service import first_picture, hash_bytes
 from childshield.matching.kinds import MatchKind
 from childshield.matching.matcher import Matcher
+from childshield.review.queue import settled_items
 from childshield.store.db import Database
-from childshield.store.models import Bank, BankKind, Decision, Entry
+from childshield.store.models import Bank, BankKind, Decision, Entry, ReviewState
 from childshield.stream.watch import Alert, Watch
 from childshield.testing.corpus import encode, generated_photo
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
 from cli_runner import cli_for
-from review_helpers import bank_with, browser, people, png, post_verdict, queued, scan, sign_in
+from review_helpers import auth, bank_with, browser, people, png, post_verdict, queued, scan, sign_in
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +102,23 @@ def test_a_rejected_mirrored_copy_clears_only_mirrored_matches(
         assert decision is not None
         assert decision.matches[0]["query_variant"] == "flipx"  # the kind is kept with the decision
 
+    # The mirrored copy itself banked later: a plain match, another kind, so it is queued again (the
+    # mirrored match shown as suppressed); rejected again, its entries gain the plain kind.
+    r = browser(app).post("/v1/banks/known/media", content=mirror, headers=auth(keys["admin"]))
+    assert r.status_code == 200, r.text
+    third = scan(app, keys["service"], mirror)
+    assert third["matched"] and [m["query_variant"] for m in third["suppressed"]] == ["flipx"]
+    item = queued(db)[-1]
+    assert item.state.value == "pending"
+    for name in ("r1", "r2"):
+        client, csrf = sign_in(app, name)
+        assert post_verdict(client, csrf, item.id, "reject").status_code == 303
+    assert all(e.labels == ["rejected:pdq/query_variant=flipx", "rejected:pdq"] for e in false_matches(db)), [
+        e.labels for e in false_matches(db)
+    ]
+    assert not scan(app, keys["service"], mirror)["matched"]  # its own digests were disputed meanwhile
+    assert scan(app, keys["service"], near)["matched"]  # and the near copy of the original still matches
+
 
 def test_the_item_page_folds_signals_and_shows_provenance_variant_and_what_was_suppressed(
     db: Database, tmp_path: Path, known: np.ndarray
@@ -139,6 +157,8 @@ def test_the_item_page_folds_signals_and_shows_provenance_variant_and_what_was_s
     suppressed = page.split('id="suppressed"')[1].split("<tbody>")[1].split("</table>")[0]
     assert suppressed.count("<tr>") == 1 and "mirror-1" in suppressed and "query: flipx" in suppressed
     assert "false-matches entry" in suppressed and label in suppressed
+    (listed,) = settled_items(db, ReviewState.PENDING)  # `review list` shows them too
+    assert [m["allowed_by"]["bank"] for m in listed["suppressed"]] == ["false-matches"]
 
 
 def test_match_shows_what_an_allow_list_cleared_and_never_clears_an_exact_digest(

@@ -8,9 +8,11 @@ itself matched).  The allow-list entries made from the rejection carry those kin
 
 An entry with kinds clears a match only when one of them covers it: the same signal type and check, and
 the same variant, or any variant when the rejected match had none (a match through a variant is weaker
-than the plain one).  So rejecting a mirrored copy never clears a plain match of the original or of a near
-copy.  An entry without kinds (an imported allow-list, a rejection made before kinds were recorded)
-covers every kind, as allow-lists always did.
+than the plain one); and when a file matched the entry itself through one of its own variants (a mirror of
+the rejected file), only its matches through that same variant, of a kind rejected plainly.  So rejecting
+a mirrored copy never clears a plain match of the original or of a near copy.  An entry without kinds
+(an imported allow-list, a rejection made before kinds were recorded) covers every kind, as allow-lists
+always did.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from childshield.banks.entries import EDIT_MARK, FRAME_PREFIX
 
 if TYPE_CHECKING:
     from childshield.matching.matcher import Match
@@ -65,13 +65,23 @@ class MatchKind:
         parts = [self.signal_type] + [f"{k}={getattr(self, k)}" for k in _FIELDS if getattr(self, k)]
         return PREFIX + "/".join(parts)
 
-    def covers(self, match: Match) -> bool:
-        """Whether an allow-list entry that rejected this kind may clear ``match``."""
+    def covers(self, match: Match, through: str = "") -> bool:
+        """Whether an allow-list entry that rejected this kind may clear ``match`` of a file that matched
+        the entry itself ``through`` one of its own variants (empty: through its plain hash).
+
+        A file matching the entry plainly looks like the rejected file: its matches are of the same kinds.
+        A file matching it through its own variant ``v`` (a mirror of the rejected file) corresponds to the
+        rejected file's plain matches through ``v``; the other compositions of edits are not followed (an
+        allow-list clears only what it is sure of)."""
         other = MatchKind.of_match(match)
+        if through:
+            if self.query_variant or other.query_variant != through:
+                return False
+        elif self.query_variant and self.query_variant != other.query_variant:
+            return False
         return (
             self.signal_type == other.signal_type
             and self.check == other.check
-            and (not self.query_variant or self.query_variant == other.query_variant)
             and (not self.variant or self.variant == other.variant)
         )
 
@@ -93,6 +103,11 @@ NOTHING = MatchKind("")
 
 def edit_of(variant: str) -> str:
     """A bank variant without a video frame's mark: ``frame@12.000|crop6@0,0.5`` -> ``crop6@0,0.5``."""
+    if not variant:
+        return ""
+    # here, not at the top: banks.entries costs `match` tens of milliseconds of imports at start
+    from childshield.banks.entries import EDIT_MARK, FRAME_PREFIX
+
     if variant.startswith(FRAME_PREFIX):
         return variant.split(EDIT_MARK, 1)[1] if EDIT_MARK in variant else ""
     return variant
@@ -123,4 +138,4 @@ def kinds_of(labels: Iterable[str]) -> tuple[MatchKind, ...] | None:
 def covers(entry: Match, match: Match) -> bool:
     """Whether the allow-list entry ``entry`` (a negative bank's match) may clear ``match``."""
     kinds = kinds_of(entry.labels)
-    return kinds is None or any(k.covers(match) for k in kinds)
+    return kinds is None or any(k.covers(match, entry.query_variant) for k in kinds)

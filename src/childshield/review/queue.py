@@ -487,7 +487,8 @@ def _add_kinds(
 def settled_items(
     db: Database, state: ReviewState, *, since: int = 0, batch: int = 500
 ) -> Iterator[dict[str, Any]]:
-    """Items in ``state`` after id ``since``, with their hashes and matches (never media), in id order."""
+    """Items in ``state`` after id ``since``, with their hashes and matches (and those an allow-list
+    cleared, each with the entry that did; never media), in id order."""
     last = since
     while True:
         with db.session() as session:
@@ -511,5 +512,6 @@ def settled_items(
                 "sha256": decision.sha256,
                 "pdq": decision.pdq,
                 "matches": decision.matches,
+                "suppressed": decision.suppressed or [],
             }
         last = rows[-1][0].id
