@@ -22,7 +22,7 @@ from childshield.hashing.service import first_picture, hash_bytes
 from childshield.matching.kinds import MatchKind
 from childshield.matching.matcher import Matcher
 from childshield.review.queue import settled_items
-from childshield.store.db import Database
+from childshield.store.db import Database, open_database
 from childshield.store.models import Bank, BankKind, Decision, Entry, ReviewState
 from childshield.stream.watch import Alert, Watch
 from childshield.testing.corpus import encode, generated_photo
@@ -162,8 +162,9 @@ def test_the_item_page_folds_signals_and_shows_provenance_variant_and_what_was_s
 
 
 def test_match_shows_what_an_allow_list_cleared_and_never_clears_an_exact_digest(
-    db: Database, tmp_path: Path, known: np.ndarray
+    tmp_path: Path, known: np.ndarray
 ) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'match.db'}")  # the command's output: one database will do
     h = hash_bytes(png(known))
     create_bank(db, "known")
     import_rows(db, "known", parse_csv([f"sha256,{h.sha256},k-1\n", f"pdq,{h.pdq},k-2\n"]), source_name="k")
@@ -179,6 +180,7 @@ def test_match_shows_what_an_allow_list_cleared_and_never_clears_an_exact_digest
     out = json.loads(pdq.stdout)
     assert out["matched"] is False and [m["external_id"] for m in out["suppressed"]] == ["k-2"]
     assert out["suppressed"][0]["allowed_by"]["external_id"] == "a-2"
+    db.close()
 
 
 def test_a_watched_stream_is_not_cleared_by_an_allow_listed_mirror(db: Database, known: np.ndarray) -> None:
