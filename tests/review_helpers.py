@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import select
 
 from childshield.accounts.service import create_api_key, create_user
 from childshield.store.db import Database
-from childshield.store.models import Role
+from childshield.store.models import ReviewItem, Role
 from childshield.testing.corpus import encode
 
 PASSWORD = "correct horse battery"
@@ -65,3 +68,27 @@ def sign_in(app: FastAPI, name: str, password: str = PASSWORD) -> tuple[TestClie
     queue = client.get("/review")
     assert queue.status_code == 200
     return client, csrf_of(queue.text)
+
+
+def scan(app: FastAPI, key: str, data: bytes) -> dict[str, Any]:
+    """``/v1/scan`` of ``data`` as the platform ``key`` belongs to."""
+    r = browser(app).post("/v1/scan", content=data, headers=auth(key))
+    assert r.status_code == 200, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def queued(db: Database) -> list[ReviewItem]:
+    """Every review item, in id order."""
+    with db.session() as session:
+        return list(session.scalars(select(ReviewItem).order_by(ReviewItem.id)).all())
+
+
+def post_verdict(
+    client: TestClient, csrf: str, item_id: int, verdict: str, classification: str = "", **extra: str
+) -> Response:
+    return client.post(
+        f"/review/items/{item_id}/decide",
+        data={"verdict": verdict, "classification": classification, "csrf": csrf, **extra},
+        follow_redirects=False,
+    )

@@ -70,12 +70,22 @@ def items(db: Database) -> list[ReviewItem]:
         return list(session.scalars(select(ReviewItem).order_by(ReviewItem.id)).all())
 
 
+REFUSED = 409
+"""What ``decide`` returns for a verdict refused with the form kept (a 303 back to the item's page)."""
+
+
 def decide(client: TestClient, csrf: str, item_id: int, verdict: str, classification: str = "") -> int:
+    """303 when recorded; ``REFUSED`` when the page sent the reviewer back to the item (Post/Redirect/Get),
+    where the reason is shown; else the status (e.g. a 409 for an item closed to the viewer)."""
     r = client.post(
         f"/review/items/{item_id}/decide",
         data={"verdict": verdict, "classification": classification, "csrf": csrf},
         follow_redirects=False,
     )
+    if r.status_code == 303 and r.headers["location"] == f"/review/items/{item_id}":
+        shown = client.get(r.headers["location"]).text
+        assert 'id="verdict-error"' in shown, "a refused verdict must say why"
+        return REFUSED
     return r.status_code
 
 

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
+from sqlalchemy import func, select
 
 from childshield.audit.log import records
 from childshield.store.db import Database, open_database
+from childshield.store.models import Review
 from childshield.testing.corpus import generated_photo
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
@@ -189,3 +191,85 @@ def decide(page: playwright_api.Page, verdict: str, classification: str = "") ->
         page.select_option("#classification", classification)
     page.click("#submit-verdict")
     page.wait_for_url(re.compile(r"/review\?done=\d+$"))
+
+
+def test_keyboard_shortcuts_next_item_kept_verdict_distinct_reveal_and_a_narrow_screen(
+    served: Served,
+) -> None:
+    """Issue 16.16 in Chromium: the page reflows on a phone-sized screen (no sideways scrolling, one
+    column), the mirrored copy's row names its query variant, Reveal looks nothing like Record, keys choose
+    the verdict (never while typing), a refused verdict comes back still chosen and a reload sends nothing,
+    and `s` records and opens the next item."""
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = chromium.new_context(viewport={"width": 375, "height": 800}).new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            sign_in(page, served.base, "r1")
+            assert fits(page)
+            page.keyboard.press("n")  # the queue's next item: the first
+            page.wait_for_url(re.compile(r"/review/items/\d+$"))
+            first = page.url
+            wait_for_picture(page)
+            assert fits(page)
+            media, context = (page.locator(".columns > section").nth(k).bounding_box() for k in (0, 1))
+            assert media and context and context["y"] >= media["y"] + media["height"]  # one column
+            page.keyboard.press("n")  # this one waits: the next, the mirrored copy
+            page.wait_for_url(lambda url: url != first and "/review/items/" in url)
+            mirrored = page.url
+            assert "query: flipx" in page.locator("table#matches").inner_text()
+            wait_for_picture(page)
+            assert fits(page)
+
+            reveal = style(page, "#reveal")
+            record = style(page, "#submit-verdict")
+            assert reveal["background"] != record["background"] and reveal["border"] != record["border"]
+            assert "dashed" in reveal["border"]
+
+            page.fill("textarea[name=note]", "cre")  # typing in a field never triggers a key
+            assert not page.is_checked("input[value=confirm]") and not page.is_checked("input[value=reject]")
+            page.locator("body").click(position={"x": 5, "y": 5})  # away from the field
+            page.keyboard.press("c")
+            assert page.is_checked("input[value=confirm]")
+            page.keyboard.press("s")  # confirm without a classification: refused, the form kept
+            page.wait_for_selector("#verdict-error")
+            assert page.url == mirrored and page.is_checked("input[value=confirm]")
+            assert page.input_value("textarea[name=note]") == "cre"
+            page.reload()  # a GET: nothing sent again
+            page.wait_for_selector("#verdict-form")
+            assert page.locator("#verdict-error").count() == 0 and count_reviews(served.db) == 0
+            page.keyboard.press("2")  # confirm, as the second classification
+            assert page.is_checked("input[value=confirm]") and page.input_value("#classification") == "A2"
+            page.keyboard.press("r")
+            assert page.is_checked("input[value=reject]")
+            page.keyboard.press("s")
+            page.wait_for_url(re.compile(r"/review/items/\d+\?done=\d+$"))
+            assert page.url.startswith(first) and "is recorded" in page.locator("#last-verdict").inner_text()
+            assert count_reviews(served.db) == 1
+            page.keyboard.press("?")
+            assert page.locator("#shortcuts").get_attribute("open") is not None
+            page.keyboard.press("q")
+            page.wait_for_url(re.compile(r"/review$"))
+            assert not [e for e in errors if "Content Security Policy" in e], errors
+        finally:
+            chromium.close()
+
+
+def fits(page: playwright_api.Page) -> bool:
+    """No sideways scrolling: the page is no wider than the screen."""
+    return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def style(page: playwright_api.Page, selector: str) -> dict[str, str]:
+    found: dict[str, str] = page.eval_on_selector(
+        selector,
+        "e => { const s = getComputedStyle(e);"
+        " return {background: s.backgroundColor, border: s.borderStyle + ' ' + s.borderColor}; }",
+    )
+    return found
+
+
+def count_reviews(db: Database) -> int:
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Review)) or 0)

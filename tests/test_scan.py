@@ -134,3 +134,15 @@ def test_a_rejected_mirrored_copy_never_allow_lists_the_original(db: Database, t
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert rows and all(r["suppressed"] for r in rows) and {r["bank"] for r in rows} == {"known"}
+    assert {r["allowed_by"]["bank"] for r in rows} == {"false-matches"}  # the entry that cleared each
+    formats = ("csv", "table") if db.engine.dialect.name == "sqlite" else ()  # printing is the same on both
+    for fmt in formats:  # every format shows them, marked, with the entry that cleared them
+        shown = subprocess.run(
+            [sys.executable, "-m", "childshield.cli", "scan", str(tmp_path / "mirror.jpg"), "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "false-matches entry" in shown.stdout and "known" in shown.stdout, (fmt, shown.stdout)

@@ -25,7 +25,7 @@ def _record(result: MatchResult, signal_type: str, signal: str) -> dict[str, Any
         "matched": result.matched,
         "matches": [m.as_dict() for m in result.matches],
     }
-    if result.allowed_by:
+    if result.allowed_by:  # each suppressed match names the entry that cleared it (its "allowed_by")
         out["suppressed"] = [m.as_dict() for m in result.suppressed]
         out["allowed_by"] = [m.as_dict() for m in result.allowed_by]
     if result.note:

@@ -23,7 +23,7 @@ from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions
 from childshield.matching import Matcher
 from childshield.matching.flood import Flood, FloodGuard
-from childshield.matching.matcher import DEFAULT_MIN_QUALITY
+from childshield.matching.matcher import DEFAULT_MIN_QUALITY, Match
 from childshield.matching.scan import ScanResult, scan_outcome
 from childshield.matching.video import VideoMatch
 
@@ -51,10 +51,31 @@ def _rows(result: ScanResult) -> list[dict[str, Any]]:
             "source_name": m.source_name,
             **_video_fields(video.get((m.bank, m.item_id))),
             "suppressed": suppressed,
+            "allowed_by": _allowed_by(m),
         }
         for suppressed, group in ((False, result.matches), (True, result.suppressed))
         for m in group
     ]
+
+
+def _allowed_by(m: Match) -> dict[str, Any] | None:
+    """For a suppressed match: the allow-list entry that cleared it."""
+    a = m.cleared_by
+    if a is None:
+        return None
+    return {
+        "bank": a.bank,
+        "entry_id": a.entry_id,
+        "signal_type": a.signal_type,
+        "distance": a.distance,
+        "query_variant": a.query_variant or None,
+        "labels": list(a.labels),
+    }
+
+
+def _allowed_text(row: dict[str, Any]) -> str:
+    a = row.get("allowed_by")
+    return f"{a['bank']} entry {a['entry_id']}" if a else ""
 
 
 def _video_fields(v: VideoMatch | None) -> dict[str, Any]:
@@ -77,7 +98,10 @@ def _at(row: dict[str, Any]) -> str:
 
 
 def _cleared(row: dict[str, Any]) -> str:
-    return "suppressed by an allow-list" if row.get("suppressed") else ""
+    if not row.get("suppressed"):
+        return ""
+    by = _allowed_text(row)
+    return f"suppressed by {by}" if by else "suppressed by an allow-list"
 
 
 def _second(row: dict[str, Any]) -> str:
@@ -156,6 +180,7 @@ def _scan(
             "query_share",
             "item_share",
             "suppressed",
+            "allowed_by",
             "error",
         ],
         lineterminator="\n",
@@ -190,7 +215,7 @@ def _scan(
                 if fmt is OutputFormat.JSONL:
                     sys.stdout.write(json.dumps(row) + "\n")
                 elif fmt is OutputFormat.CSV:
-                    writer.writerow(row)
+                    writer.writerow({**row, "allowed_by": _allowed_text(row)} if "bank" in row else row)
                 else:
                     table_rows.append(row)
     if fmt is OutputFormat.TABLE and table_rows:

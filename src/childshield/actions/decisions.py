@@ -91,10 +91,12 @@ def record_decision(
     then: Callable[[Session, Decision], None] | None = None,
     context: dict[str, Any] | None = None,
     patience: float = PATIENCE,
+    suppressed: Sequence[Match] = (),
 ) -> int:
     """Store a decision (and its policy version, once) and, with ``webhook_url``, its webhook delivery in
     the same transaction; returns its id.  A busy database is waited for (the whole transaction tried
-    again) up to ``patience`` seconds, then ``DecisionNotRecorded`` is raised."""
+    again) up to ``patience`` seconds, then ``DecisionNotRecorded`` is raised.  ``suppressed``: the
+    matches an allow-list cleared, kept for reviewers to see (they take no part in the decision)."""
 
     def write() -> int:  # one whole transaction: tried again from the start while the database is busy
         with db.session() as session:
@@ -114,6 +116,7 @@ def record_decision(
                 pdq=pdq,
                 matches=[_match(m) for m in matches],
                 context=context,
+                suppressed=[_match(m) for m in suppressed] or None,
             )
             session.add(row)
             session.flush()
@@ -148,7 +151,9 @@ def payload(row: Decision) -> dict[str, Any]:
 
 
 def _match(m: Match) -> dict[str, Any]:
-    return {
+    """A match as a decision keeps it: what matched, how (the kind a review rejection records), and the
+    entry's provenance as it was then."""
+    out: dict[str, Any] = {
         "bank": m.bank,
         "bank_id": m.bank_id,
         "entry_id": m.entry_id,
@@ -157,8 +162,17 @@ def _match(m: Match) -> dict[str, Any]:
         "distance": m.distance,
         "check": m.check or m.signal_type,
         "variant": m.variant or None,
+        "query_variant": m.query_variant or None,
         "labels": list(m.labels),
+        "external_id": m.external_id,
+        "source": m.source,
+        "source_name": m.source_name,
     }
+    if m.check == "orb":
+        out["inliers"] = m.inliers
+    if m.cleared_by is not None:
+        out["allowed_by"] = _match(m.cleared_by)
+    return out
 
 
 def policy_of(db: Database, version: str) -> dict[str, Any] | None:

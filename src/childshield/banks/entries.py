@@ -249,10 +249,11 @@ def add_signals_in(
     source: str,
     source_name: str,
     create_negative: bool = False,
+    labels: Sequence[str] = (),
 ) -> int:
     """Add normalised ``signals`` to a bank inside the caller's transaction (so they land with whatever
     made them, or not at all); with ``create_negative`` a missing bank is made as a negative bank.
-    Returns how many were new."""
+    Returns how many were new (signals there already are left as they are)."""
     bank = session.scalar(select(Bank).where(Bank.name == bank_name))
     if bank is None:
         if not create_negative:
@@ -271,7 +272,13 @@ def add_signals_in(
         raise BankError(f"{bank_name!r} is not a negative bank: false matches are not added to it")
     report = ImportReport()
     rows = [
-        {"signal_type": kind, "signal": value, "source": source, "source_name": source_name}
+        {
+            "signal_type": kind,
+            "signal": value,
+            "source": source,
+            "source_name": source_name,
+            "labels": list(labels),
+        }
         for kind, value in dict.fromkeys(signals)
     ]
     _store_in(session, bank.id, bump(session), rows, report)

@@ -73,12 +73,16 @@ def normalize_signal(signal_type: str, value: str) -> tuple[SignalType, str]:
     return kind, cryptographic.normalize_hex(kind.value, value)
 
 
+MAX_LABELS = 50
+MAX_LABEL_LENGTH = 200
+
+
 def _labels(raw: Any) -> tuple[str, ...]:
     if raw is None or raw == "":
         return ()
     items = raw if isinstance(raw, list) else str(raw).split(";")
     out = tuple(str(x).strip() for x in items if str(x).strip())
-    if any(len(x) > 200 for x in out) or len(out) > 50:
+    if any(len(x) > MAX_LABEL_LENGTH for x in out) or len(out) > MAX_LABELS:
         raise ValueError("too many or too long labels (at most 50, 200 characters each)")
     return out
 

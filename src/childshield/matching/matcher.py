@@ -7,8 +7,10 @@
 * Entry details are read from the database at match time, for active entries of enabled banks only: an
   entry disabled anywhere stops matching at once.  :meth:`Matcher.refresh` catches up with everything else
   (new entries, bank thresholds) without a rebuild.
-* Negative banks are allow-lists: when a signal matches one, its matches in other banks are suppressed
-  (reported as such, not dropped silently).
+* Negative banks are allow-lists: when a signal matches one, its matches in other banks that the entry
+  outweighs are suppressed (reported as such, with the entry that cleared each, never dropped silently):
+  never an exact cryptographic match, a closer PDQ match, or a match of another kind than the entry was
+  made for (see ``matching.allowlist`` and ``matching.kinds``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session
 from childshield.banks.formats import normalize_signal
 from childshield.banks.policy import Policy
 from childshield.index.pdq_flat import pack_hex
+from childshield.matching.allowlist import allow_listed
 from childshield.matching.bank_index import BankIndex, StaleSnapshot, default_index_dir, open_bank_index
 from childshield.store.db import Database
 from childshield.store.models import Bank, BankKind, Entry, EntryState, LocalFeatures, SignalType
@@ -61,7 +64,10 @@ class Match:
     inliers: int = 0
     """For ``check == "orb"``: the local-feature matches that agreed on one transform."""
     labels: tuple[str, ...] = ()
-    """The matched entry's labels (classifications from the hash list, e.g. ``A1``)."""
+    """The matched entry's labels (classifications from the hash list, e.g. ``A1``; on an allow-list
+    entry made in review, the kinds of match it was made for: ``rejected:pdq/query_variant=flipx``)."""
+    cleared_by: Match | None = None
+    """For a suppressed match: the allow-list entry (a negative bank's match) that cleared it."""
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -76,9 +82,12 @@ class Match:
             "source": self.source,
             "source_name": self.source_name,
             "check": self.check or self.signal_type,
+            "labels": list(self.labels),
         }
         if self.check == "orb":
             out["inliers"] = self.inliers
+        if self.cleared_by is not None:
+            out["allowed_by"] = self.cleared_by.as_dict()
         return out
 
 
@@ -87,9 +96,10 @@ class MatchResult:
     matches: tuple[Match, ...] = ()
     """Matches in normal banks that stand."""
     suppressed: tuple[Match, ...] = ()
-    """Matches in normal banks suppressed because a negative bank matched too."""
+    """Matches in normal banks suppressed because a negative bank matched too (each with its
+    ``cleared_by``)."""
     allowed_by: tuple[Match, ...] = ()
-    """The negative-bank matches that did the suppressing."""
+    """The negative-bank (allow-list) matches: those that suppressed, and those that outweighed nothing."""
     note: str | None = None
 
     @property
@@ -222,11 +232,12 @@ class Matcher:
                 key=lambda m: (m.distance, m.bank, m.entry_id),
             )
             allowed = tuple(m for m in matches if m.negative)
-            normal = tuple(m for m in matches if not m.negative)
+            normal = {(m.bank, m.entry_id): m for m in matches if not m.negative}
             if allowed:
-                results.append(MatchResult((), normal, allowed, note))
+                standing, cleared = allow_listed(normal, allowed)
+                results.append(MatchResult(tuple(standing.values()), tuple(cleared.values()), allowed, note))
             else:
-                results.append(MatchResult(normal, note=note))
+                results.append(MatchResult(tuple(normal.values()), note=note))
         return results
 
     def entry_details(self, entry_ids: Iterable[int]) -> dict[int, Match]:

@@ -65,13 +65,13 @@ def match_hashes(matcher: Matcher, result: HashResult, picture: PictureSource | 
         allowed += one.allowed_by
         if one.note and one.note not in notes:
             notes.append(one.note)
-    if allowed:  # a file an allow-list spoke about gets no second check: a reviewer has seen its kind
-        found, suppressed = allow_listed(found, allowed)
-    elif not found and picture is not None and result.frames and result.frames[0].pdq is not None:
+    if not found and picture is not None and result.frames and result.frames[0].pdq is not None:
         # The plain hash only: the gate search costs about 60x a normal one (see matching.second_check),
         # and the edits it is for (overlays, larger crops) keep the picture's orientation.
         for m in second_check(matcher, [("", result.frames[0].pdq)], picture):
             found[(m.bank, m.item_id)] = m
+    if allowed:  # weighed for the whole file: an entry clears only the kinds of match it was made for
+        found, suppressed = allow_listed(found, allowed)
     return MatchResult(
         tuple(found.values()), tuple(suppressed.values()), tuple(allowed), "; ".join(notes) or None
     )

@@ -114,14 +114,11 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             names.append(name)
             owner.append(n)
     results = matcher.match_many(queries, query_variants=names)
-    if any(r.allowed_by for r in results[:3]):  # the file itself is allow-listed: its frames are cleared
-        # ... but never a bank's exact digest of these very bytes (an allow-list never outweighs it)
-        exact = tuple(m for r in results[:3] for m in (*r.matches, *r.suppressed))
-        cleared = tuple(m for r in results[3:] for m in (*r.matches, *r.suppressed))
-        allowed = tuple(m for r in results for m in r.allowed_by)
-        return VideoResult(MatchResult(exact, cleared, allowed), tuple(VideoMatch(m, "file") for m in exact))
-    # A frame whose picture is allow-listed is weighed on its own, not the whole video: its frames are
-    # different pictures, and a known one beside an allow-listed title card still counts.
+    # The file itself allow-listed clears its frames' matches (of the kinds its entry names), never a
+    # bank's exact digest of these very bytes.  Otherwise a frame whose picture is allow-listed is weighed
+    # on its own, not the whole video: its frames are different pictures, and a known one beside an
+    # allow-listed title card still counts.
+    file_allowed = [m for r in results[:3] for m in r.allowed_by]
     per_frame_found: dict[int, dict[tuple[str, int], Match]] = defaultdict(dict)
     per_frame_allowed: dict[int, list[Match]] = defaultdict(list)
     for n, r in zip(owner, results[3:], strict=True):
@@ -129,7 +126,7 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             seen_m = per_frame_found[n].get((m.bank, m.entry_id))
             if seen_m is None or m.distance < seen_m.distance:
                 per_frame_found[n][(m.bank, m.entry_id)] = m
-        per_frame_allowed[n] += r.allowed_by
+        per_frame_allowed[n] += (*r.allowed_by, *file_allowed)
     standing: dict[int, tuple[Match, ...]] = {}
     suppressed: list[Match] = []
     for n, found_n in per_frame_found.items():
@@ -139,7 +136,7 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             standing[n] = tuple(kept.values())
         else:
             standing[n] = tuple(found_n.values())
-    allowed_by = [m for r in results[3:] for m in r.allowed_by]
+    allowed_by = [m for r in results for m in r.allowed_by]
     best: dict[tuple[str, int], Match] = {}
     kind: dict[tuple[str, int], str] = {}
     hits: dict[tuple[str, int], list[FrameHit]] = defaultdict(list)

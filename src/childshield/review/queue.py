@@ -27,12 +27,17 @@ from childshield.actions.webhooks import enqueue as enqueue_webhook
 from childshield.audit.log import record
 from childshield.banks.entries import add_signals_in, set_state_in
 from childshield.banks.errors import BankError
+from childshield.banks.formats import MAX_LABELS
 from childshield.matching.allowlist import CRYPTOGRAPHIC
+from childshield.matching.kinds import MatchKind, kinds_of
 from childshield.review.consensus import VERDICTS, Outcome, Vote, settle
+from childshield.review.matches import MatchRow, fold
 from childshield.review.media import expire_now
 from childshield.store.db import Database, upsert_insert
 from childshield.store.models import (
+    Bank,
     Decision,
+    Entry,
     EntryState,
     Reveal,
     Review,
@@ -44,6 +49,7 @@ from childshield.store.models import (
     User,
     utcnow,
 )
+from childshield.store.revision import bump
 
 DEFAULT_CLASSIFICATIONS = ("A1", "A2", "B1", "B2")
 """NCMEC's industry categorisation (A: prepubescent, B: pubescent; 1: sex act, 2: lascivious exhibition)."""
@@ -116,6 +122,10 @@ class ItemView:
     """How many times the content was seen while the item was open."""
     seen: list[SightingView] = field(default_factory=list)
     """The sightings (the latest ``SIGHTINGS_SHOWN``), each with its context."""
+    rows: list[MatchRow] = field(default_factory=list)
+    """``matches`` as reviewers read them: one row per banked item, its signals folded."""
+    suppressed: list[MatchRow] = field(default_factory=list)
+    """Matches an allow-list cleared (shown, marked, with the entry that cleared each)."""
 
 
 def enqueue(session: Session, decision: Decision, required: int) -> tuple[int, bool]:
@@ -164,16 +174,33 @@ def queue(db: Database, who: Principal, *, limit: int = 50) -> list[ItemView]:
     """Items the viewer can act on, oldest first: pending ones they have not reviewed, and (seniors)
     escalated ones they took no part in."""
     _is_reviewer(who)
+    with db.session() as session:
+        ids = _queue_ids(session, who, limit)
+        return [_view(session, who, session.get_one(ReviewItem, i)) for i in ids]
+
+
+def _queue_ids(session: Session, who: Principal, limit: int) -> Sequence[int]:
     states = [ReviewState.PENDING] + ([ReviewState.ESCALATED] if _is_senior(who) else [])
     mine = exists().where(Review.item_id == ReviewItem.id, Review.user_id == who.user_id)
+    return session.scalars(
+        select(ReviewItem.id)
+        .where(ReviewItem.state.in_(states), ~mine)
+        .order_by(case((ReviewItem.state == ReviewState.ESCALATED, 0), else_=1), ReviewItem.id)
+        .limit(limit)
+    ).all()
+
+
+def next_item(db: Database, who: Principal, after: int | None = None, *, limit: int = 500) -> int | None:
+    """The item the viewer should open next: the one after ``after`` in their queue's order (round to
+    the first), or the first; None when nothing waits for them."""
+    _is_reviewer(who)
     with db.session() as session:
-        ids = session.scalars(
-            select(ReviewItem.id)
-            .where(ReviewItem.state.in_(states), ~mine)
-            .order_by(case((ReviewItem.state == ReviewState.ESCALATED, 0), else_=1), ReviewItem.id)
-            .limit(limit)
-        ).all()
-        return [_view(session, who, session.get_one(ReviewItem, i)) for i in ids]
+        ids = list(_queue_ids(session, who, limit))
+    if after is not None:
+        # after itself, if still queued (skipped); else where it was (it has just been decided)
+        at = ids.index(after) + 1 if after in ids else next((k for k, i in enumerate(ids) if i > after), 0)
+        ids = [i for i in ids[at:] + ids[:at] if i != after]
+    return ids[0] if ids else None
 
 
 def counts(db: Database) -> dict[str, int]:
@@ -255,6 +282,8 @@ def _view(session: Session, who: Principal, row: ReviewItem, *, show_settled: bo
         else [],
         sightings=row.sightings,
         seen=[SightingView(at, d.content_id, d.actor, d.source, dict(d.context or {})) for at, d in seen],
+        rows=fold(session, decision.matches),
+        suppressed=fold(session, decision.suppressed),
     )
 
 
@@ -402,22 +431,64 @@ def _dispute_exact(session: Session, decision: Decision, item_id: int) -> list[i
     return disputed
 
 
+def rejected_kinds(matches: Iterable[Any] | None) -> list[MatchKind]:
+    """The kinds of match a rejection rejects (``matching.kinds``): those of its perceptual matches.  Its
+    exact digest matches are disputed instead (``_dispute_exact``): an allow-list never outweighs them."""
+    kinds: dict[MatchKind, None] = {}
+    for m in matches or ():
+        kind = MatchKind.of_record(m) if isinstance(m, dict) else None
+        if kind is not None and not (kind.signal_type in CRYPTOGRAPHIC and not kind.check):
+            kinds[kind] = None
+    return list(kinds)
+
+
 def _to_negative_bank(session: Session, bank: str, decision: Decision, item_id: int) -> int:
+    """The rejected file's PDQ and SHA-256 as allow-list entries, labelled with the kinds of match they
+    clear (only those: never a plain match of the original when a mirrored copy was rejected).  An entry
+    there already gains the new kinds (unless it has none, and so clears every kind already)."""
+    kinds = rejected_kinds(decision.matches)
+    if not kinds:
+        return 0
+    labels = [k.label() for k in kinds]
     rows = [(SignalType.PDQ, decision.pdq), (SignalType.SHA256, decision.sha256)]
-    return add_signals_in(
+    signals = [(kind, value) for kind, value in rows if value]
+    added = add_signals_in(
         session,
         bank,
-        [(kind, value) for kind, value in rows if value],
+        signals,
         source="review",
         source_name=f"review:{item_id}",
         create_negative=True,
+        labels=labels,
     )
+    _add_kinds(session, bank, signals, labels)
+    return added
+
+
+def _add_kinds(
+    session: Session, bank: str, signals: Sequence[tuple[SignalType, str]], labels: list[str]
+) -> None:
+    entries = session.scalars(
+        select(Entry)
+        .join(Bank, Bank.id == Entry.bank_id)
+        .where(Bank.name == bank, Entry.signal.in_([value for _, value in signals]))
+    ).all()
+    wanted = {(kind.value, value) for kind, value in signals}
+    for entry in entries:
+        have = list(entry.labels or [])
+        if (SignalType(entry.signal_type).value, entry.signal) not in wanted or kinds_of(have) is None:
+            continue  # not one of these, or an entry without kinds (it clears every kind already)
+        new = [label for label in labels if label not in have][: max(0, MAX_LABELS - len(have))]
+        if new:
+            entry.labels = have + new
+            entry.revision = bump(session)
 
 
 def settled_items(
     db: Database, state: ReviewState, *, since: int = 0, batch: int = 500
 ) -> Iterator[dict[str, Any]]:
-    """Items in ``state`` after id ``since``, with their hashes and matches (never media), in id order."""
+    """Items in ``state`` after id ``since``, with their hashes and matches (and those an allow-list
+    cleared, each with the entry that did; never media), in id order."""
     last = since
     while True:
         with db.session() as session:
@@ -441,5 +512,6 @@ def settled_items(
                 "sha256": decision.sha256,
                 "pdq": decision.pdq,
                 "matches": decision.matches,
+                "suppressed": decision.suppressed or [],
             }
         last = rows[-1][0].id

@@ -253,6 +253,8 @@ class Decision(Base):
     matches: Mapped[list[Any]] = mapped_column(JSON, default=list)
     context: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     """Where the content came from when not from an upload (e.g. the crawler's page and media URLs)."""
+    suppressed: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    """Matches an allow-list cleared (each with the entry that did), shown to reviewers beside ``matches``."""
 
 
 class WebhookDelivery(Base):
@@ -355,7 +357,10 @@ class Review(Base):
     """One reviewer's verdict on an item; one per reviewer and item (reviews are independent)."""
 
     __tablename__ = "reviews"
-    __table_args__ = (UniqueConstraint("item_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "user_id"),
+        Index("ix_reviews_user_at", "user_id", "at"),  # a reviewer's pace (``review.wellness``)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"))
@@ -400,6 +405,9 @@ class WebSession(Base):
     """When the reviewer last took (or was last offered) a break."""
     blur: Mapped[int] = mapped_column(Integer, default=24)
     """The blur radius this reviewer chose for unrevealed media (pixels at 512 wide)."""
+    flash: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """A verdict form that failed (item, error, what was chosen), shown once by the item's page after the
+    redirect: a reload never sends the form again, and the reviewer's choice is kept."""
 
 
 class CrawlState(enum.StrEnum):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from childshield.crawl.guard import AddressPolicy, Resolver
+from childshield.matching.allowlist import allow_listed
 from childshield.matching.matcher import Match, MatchResult
 from childshield.media.video import (
     SNIFF_BYTES,
@@ -316,13 +317,14 @@ class Watch:
                 names.append(name)
         found: dict[tuple[str, int], Match] = {}
         results = self.match(queries, names)
-        if any(r.allowed_by for r in results):  # this picture is allow-listed (a negative bank)
-            return
         for result in results:
-            for m in result.matches:
+            for m in (*result.matches, *result.suppressed):
                 key = (m.bank, m.item_id)
                 if key not in found or m.distance < found[key].distance:
                     found[key] = m
+        allowed = [m for r in results for m in r.allowed_by]
+        if allowed:  # an allow-listed picture: cleared as far as its entries outweigh (matching.allowlist)
+            found, _ = allow_listed(found, allowed)
         if not found:
             return
         now = time.time()

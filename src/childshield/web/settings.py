@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from childshield.review.intake import Intake
 from childshield.review.keys import Keyring
 from childshield.review.queue import DEFAULT_CLASSIFICATIONS
+from childshield.review.wellness import BreakRules
 
 if TYPE_CHECKING:
     from childshield.hashing.service import HashOptions
@@ -125,6 +126,9 @@ class ServiceSettings:
     break_every_items: int = 25
     break_every_minutes: float = 50.0
     """Offer a break after this many items or this long since the last one, whichever comes first."""
+    break_fast_items: int = 10
+    break_fast_minutes: float = 3.0
+    """...or when this many verdicts come within this many minutes (a very fast pace; 0 items: never)."""
     metrics_open: bool = field(default_factory=lambda: _env_bool("CHILDSHIELD_METRICS_OPEN", False))
     """Serve ``/metrics`` without an API key (for a scraper on a private network); otherwise it needs an
     admin's key (its figures name the banks and the volumes)."""
@@ -139,6 +143,12 @@ class ServiceSettings:
         if self.video_decoded_pixels:
             video = dataclasses.replace(video, max_decoded_pixels=self.video_decoded_pixels)
         return HashOptions(budget=DecodeBudget(self.decode_memory_mb * 1_000_000), video_limits=video)
+
+    def break_rules(self) -> BreakRules:
+        """When the review UI offers a break (``review.wellness``)."""
+        return BreakRules(
+            self.break_every_items, self.break_every_minutes, self.break_fast_items, self.break_fast_minutes
+        )
 
     def intake(self, keyring: Keyring | None) -> Intake:
         """How content goes into the review queue under these settings."""

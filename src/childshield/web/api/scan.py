@@ -253,6 +253,7 @@ async def _scan_and_record(
                 decision=action,
                 policy=policy,
                 matches=result.matches,
+                suppressed=result.suppressed,
                 actor=who.name,
                 sha256=h.sha256,
                 pdq=h.pdq,

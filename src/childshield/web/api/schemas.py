@@ -159,6 +159,35 @@ class _Input(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
 
+class AllowedByOut(BaseModel):
+    """The allow-list (negative bank) entry that cleared a suppressed match."""
+
+    bank: str
+    entry_id: int
+    signal_type: str
+    distance: int
+    query_variant: str | None = Field(None, description="The query's variant that matched the entry")
+    external_id: str | None = None
+    source_name: str
+    labels: list[str] = Field(
+        description="The entry's labels; ``rejected:...`` ones name the kinds of match it clears "
+        "(made by a review rejection; none: every kind)"
+    )
+
+    @classmethod
+    def of(cls, m: Match) -> AllowedByOut:
+        return cls(
+            bank=m.bank,
+            entry_id=m.entry_id,
+            signal_type=m.signal_type,
+            distance=m.distance,
+            query_variant=m.query_variant or None,
+            external_id=m.external_id,
+            source_name=m.source_name,
+            labels=list(m.labels),
+        )
+
+
 class MatchOut(BaseModel):
     bank: str
     entry_id: int
@@ -172,6 +201,10 @@ class MatchOut(BaseModel):
     external_id: str | None = None
     source: str
     source_name: str
+    labels: list[str] = Field([], description="The entry's labels (classifications, e.g. A1)")
+    allowed_by: AllowedByOut | None = Field(
+        None, description="For a suppressed match: the allow-list entry that cleared it"
+    )
 
     @classmethod
     def of(cls, m: Match) -> MatchOut:
@@ -188,6 +221,8 @@ class MatchOut(BaseModel):
             external_id=m.external_id,
             source=m.source,
             source_name=m.source_name,
+            labels=list(m.labels),
+            allowed_by=AllowedByOut.of(m.cleared_by) if m.cleared_by is not None else None,
         )
 
 

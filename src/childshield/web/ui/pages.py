@@ -19,6 +19,7 @@ from childshield.accounts.service import authenticate_password
 from childshield.audit.log import record
 from childshield.media.errors import MediaError
 from childshield.review import queue as review
+from childshield.review import wellness
 from childshield.review.keys import KeyFileError, Keyring
 from childshield.review.media import MediaGone, load
 from childshield.review.preview import render
@@ -50,9 +51,8 @@ def _page(request: Request, name: str, context: dict[str, Any], status_code: int
 
 def _context(request: Request, who: SignedIn | None, conf: ServiceSettings) -> dict[str, Any]:
     if who is None:
-        return {"signed": None, "break_due": False, "minutes_since_break": 0}
-    minutes = int((utcnow() - who.break_at).total_seconds() // 60)
-    return {"signed": who, "break_due": break_due(who, conf), "minutes_since_break": minutes}
+        return {"signed": None, "break_due": None}
+    return {"signed": who, "break_due": break_due(request.app.state.db, who, conf)}
 
 
 def _htmx(request: Request) -> bool:
@@ -159,25 +159,41 @@ def logout(who: Posting, db: Db) -> RedirectResponse:
 @router.get("/review", response_class=HTMLResponse)
 def queue_page(request: Request, who: Reviewer, db: Db, conf: Conf, done: Done = None) -> HTMLResponse:
     items = review.queue(db, who.who)
-    last = None
-    if done is not None and done > 0:
-        with contextlib.suppress(review.ReviewError):
-            last = review.item(
-                db, who.who, done, settled_roles=conf.review_settled_roles, as_participant=True
-            )
-    context = {**_context(request, who, conf), "items": items, "counts": review.counts(db), "last": last}
+    context = {
+        **_context(request, who, conf),
+        "items": items,
+        "counts": review.counts(db),
+        "last": _last(db, who, conf, done),
+        "next_item": items[0].id if items else None,
+    }
     return _page(request, "queue.html", context)
 
 
+def _last(db: Database, who: SignedIn, conf: ServiceSettings, done: int | None) -> review.ItemView | None:
+    """The item the viewer just gave a verdict on, to say what became of it."""
+    if done is None or done <= 0:
+        return None
+    with contextlib.suppress(review.ReviewError):
+        return review.item(db, who.who, done, settled_roles=conf.review_settled_roles, as_participant=True)
+    return None
+
+
 @router.get("/review/items/{item_id}", response_class=HTMLResponse)
-def item_page(request: Request, item_id: RowId, who: Reviewer, db: Db, conf: Conf) -> HTMLResponse:
+def item_page(
+    request: Request, item_id: RowId, who: Reviewer, db: Db, conf: Conf, done: Done = None
+) -> HTMLResponse:
     item = _item(request, db, who, item_id)
+    failed = sessions.take_failed_form(db, who.session_id, item_id)  # shown once: a reload shows it clean
     context = {
         **_context(request, who, conf),
         "item": item,
         "revealed": False,
         "blur": who.blur,
         "classifications": _review_config(request).classifications,
+        "error": failed["error"] if failed else "",
+        "chosen": failed or {},
+        "last": _last(db, who, conf, done),
+        "next_item": review.next_item(db, who.who, item_id),
     }
     return _page(request, "item.html", context)
 
@@ -279,11 +295,17 @@ def decide(
     who: Posting,
     db: Db,
     conf: Conf,
-    verdict: Annotated[str, Form(max_length=16)],
+    verdict: Annotated[str, Form(max_length=16)] = "",
     classification: Annotated[str, Form(max_length=32)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
+    then: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
+    """Record a verdict, then (Post/Redirect/Get: a reload never sends it again) go to the queue, or with
+    ``then=next`` to the next item.  A verdict that fails goes back to the item's page, which shows why
+    with the form as it was filled in."""
     try:
+        if not verdict:
+            raise review.ReviewError("choose a verdict: confirm, reject or escalate")
         review.decide(
             db,
             who.who,
@@ -295,19 +317,16 @@ def decide(
         )
     except review.ReviewError as exc:
         try:
-            item = _item(request, db, who, item_id)
+            _item(request, db, who, item_id)
         except HTTPException:  # settled meanwhile, and not open to this viewer: say why, not "no item"
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        context = {
-            **_context(request, who, conf),
-            "item": item,
-            "revealed": False,
-            "blur": who.blur,
-            "classifications": _review_config(request).classifications,
-            "error": str(exc),
-        }
-        return _page(request, "item.html", context, status.HTTP_409_CONFLICT)
+        form = {"verdict": verdict, "classification": classification, "note": note}
+        sessions.keep_failed_form(db, who.session_id, item_id, str(exc), form)
+        return RedirectResponse(f"/review/items/{item_id}", status.HTTP_303_SEE_OTHER)
     sessions.count_review(db, who.session_id)
+    following = review.next_item(db, who.who, item_id) if then == "next" else None
+    if following is not None:
+        return RedirectResponse(f"/review/items/{following}?done={item_id}", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"/review?done={item_id}", status.HTTP_303_SEE_OTHER)
 
 
@@ -317,8 +336,14 @@ def took_break(who: Posting, db: Db) -> RedirectResponse:
     return RedirectResponse("/review", status.HTTP_303_SEE_OTHER)
 
 
-def break_due(who: SignedIn, conf: ServiceSettings, now: dt.datetime | None = None) -> bool:
-    minutes = ((now or utcnow()) - who.break_at).total_seconds() / 60
-    return who.since_break >= conf.break_every_items or (
-        who.since_break > 0 and minutes >= conf.break_every_minutes
+def break_due(
+    db: Database, who: SignedIn, conf: ServiceSettings, now: dt.datetime | None = None
+) -> wellness.BreakDue | None:
+    return wellness.break_due(
+        db,
+        conf.break_rules(),
+        user_id=who.who.user_id,
+        since_break=who.since_break,
+        break_at=who.break_at,
+        now=now or utcnow(),
     )

@@ -11,8 +11,9 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from childshield.accounts.service import Principal
 from childshield.audit.log import record
@@ -114,3 +115,28 @@ def set_blur(db: Database, session_id: str, blur: int) -> int:
         if ws is not None:
             ws.blur = blur
     return blur
+
+
+FLASH_FIELDS = ("verdict", "classification", "note")
+
+
+def keep_failed_form(db: Database, session_id: str, item_id: int, error: str, form: dict[str, str]) -> None:
+    """Hold a verdict form that failed, for the item's page to show once after the redirect."""
+    kept = {k: str(form.get(k, ""))[:2000] for k in FLASH_FIELDS}
+    with db.session() as session:
+        session.execute(
+            update(WebSession)
+            .where(WebSession.id == session_id)
+            .values(flash={"item": item_id, "error": error[:500], **kept})
+        )
+
+
+def take_failed_form(db: Database, session_id: str, item_id: int) -> dict[str, Any] | None:
+    """The failed form held for ``item_id`` (then forgotten), or None."""
+    with db.session() as session:
+        ws = session.get(WebSession, session_id)
+        if ws is None or not isinstance(ws.flash, dict) or ws.flash.get("item") != item_id:
+            return None
+        flash = dict(ws.flash)
+        ws.flash = None
+    return flash
