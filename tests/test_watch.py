@@ -212,7 +212,7 @@ def test_hls_over_the_api_is_read_through_the_guard(
     import http.server
     import threading
 
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
 
     holder = holder_with_known(db)
     alerts: list[Alert] = []
@@ -306,7 +306,7 @@ def test_an_rtsp_redirect_to_a_refused_address_is_never_followed(db: Database, s
     """An allowed RTSP server answers DESCRIBE with a 302 to a refused address (here 127.0.0.2, loopback,
     outside the allowed 127.0.0.1/32): FFmpeg's client would follow it, at every reconnect.  Cut before
     FFmpeg sees it; the victim never gets a connection."""
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
     from childshield.testing.streams import RtspServer
 
     victim = Listener("127.0.0.2")
@@ -325,7 +325,7 @@ def test_an_rtsp_redirect_to_a_refused_address_is_never_followed(db: Database, s
 
 
 def test_rtsp_is_watched_through_the_guarded_relay(db: Database, stream_video: bytes) -> None:
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
     from childshield.testing.streams import RtspServer
 
     alerts: list[Alert] = []
@@ -347,7 +347,7 @@ def test_a_name_is_checked_at_every_connection_and_ffmpeg_gets_the_address(
     the name moves to a refused address, the next connection is refused before it is made."""
     import socket
 
-    from childshield.crawl.guard import AddressPolicy, HostsResolver
+    from childshield.net.guard import AddressPolicy, HostsResolver
 
     answers = ["127.0.0.1"]
 
@@ -374,7 +374,7 @@ def test_a_name_is_checked_at_every_connection_and_ffmpeg_gets_the_address(
 
 
 def test_a_checked_source_names_the_address_not_the_host() -> None:
-    from childshield.crawl.guard import AddressPolicy, HostsResolver
+    from childshield.net.guard import AddressPolicy, HostsResolver
     from childshield.stream.sources import SourceRefused, check_source
 
     resolve = HostsResolver(

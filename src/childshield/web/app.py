@@ -231,8 +231,8 @@ async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
     """The crawler as a worker of the service: works the frontier as URLs arrive (each worker process
     leases its own URLs, so several can run)."""
     from childshield.crawl.crawler import CrawlConfig, Crawler
-    from childshield.crawl.guard import AddressPolicy
     from childshield.crawl.settings import dns_retry
+    from childshield.net.guard import AddressPolicy
 
     holder: MatcherHolder = app.state.matchers
     attempts, backoff = dns_retry()

@@ -23,12 +23,12 @@ from childshield.actions.decisions import (
     snapshot,
 )
 from childshield.banks.formats import normalize_signal
-from childshield.crawl.fetch import FetchError, fetch
-from childshield.crawl.guard import AddressPolicy
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
 from childshield.media.decode import DecodeBusy
 from childshield.media.errors import MediaError
+from childshield.net.fetch import FetchError, fetch
+from childshield.net.guard import AddressPolicy
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
 from childshield.store.db import Database

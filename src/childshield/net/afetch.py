@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from childshield.crawl.fetch import SEND_ERRORS, TIMEOUT, TOO_LARGE, FetchError, Hops
-from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.media.formats import sniff
+from childshield.net.fetch import SEND_ERRORS, TIMEOUT, TOO_LARGE, FetchError, Hops
+from childshield.net.guard import AddressPolicy, Resolver
 
 CrawlFetchError = FetchError
 """No answer worth keeping: ``retry`` says whether another try later could do better (the same error as
-``fetch``'s, as both walk their hops with :class:`~childshield.crawl.fetch.Hops`)."""
+``fetch``'s, as both walk their hops with :class:`~childshield.net.fetch.Hops`)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 import httpx
 
 from childshield import __version__
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, Resolver, Target, Unresolved, check_url
+from childshield.net.guard import AddressPolicy, BlockedAddress, Resolver, Target, Unresolved, check_url
 
 USER_AGENT = f"childshield/{__version__} (hash matching; +https://github.com/childshield)"
 MAX_REDIRECTS = 5
