@@ -32,8 +32,8 @@ from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
 from childshield.net.afetch import Answer, CrawlFetchError, fetch_answer
-from childshield.net.fetch import DNS, no_cookies
 from childshield.net.guard import AddressPolicy, Resolver
+from childshield.net.hops import DNS, no_cookies
 from childshield.store.db import Database
 from childshield.store.models import CrawlState, utcnow
 

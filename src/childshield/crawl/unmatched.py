@@ -23,8 +23,8 @@ from childshield.matching.matcher import Matcher
 from childshield.matching.scan import scan_bytes
 from childshield.media.errors import MediaError
 from childshield.net.afetch import CrawlFetchError, fetch_answer
-from childshield.net.fetch import no_cookies
 from childshield.net.guard import AddressPolicy, Resolver
+from childshield.net.hops import no_cookies
 from childshield.review.intake import Intake, review_intake
 from childshield.store.db import Database
 from childshield.store.models import CrawlHit, CrawlState, CrawlUrl, Decision

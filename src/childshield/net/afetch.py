@@ -2,26 +2,25 @@
 
 Unlike ``fetch`` (one image for a scan, where anything but 200 is an error), the crawler needs to know
 what a server said: 404 and 410 mean gone, 429 and 503 mean slow down (with ``Retry-After``), and a
-timeout or a reset is worth another try later.  Redirects are followed (each hop checked by the address
-guard after resolution, connecting to the checked address), with loop detection.
+timeout or a reset is worth another try later.  This is the async driver of
+:class:`~childshield.net.hops.Hops`, which makes every decision (guard, redirects, limits, what a
+failure means) for both; here is only I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import time
 from dataclasses import dataclass
 
 import httpx
 
 from childshield.media.formats import sniff
-from childshield.net.fetch import SEND_ERRORS, TIMEOUT, TOO_LARGE, FetchError, Hops
 from childshield.net.guard import AddressPolicy, Resolver
+from childshield.net.hops import SEND_ERRORS, FetchError, Hops, overtime
 
 CrawlFetchError = FetchError
 """No answer worth keeping: ``retry`` says whether another try later could do better (the same error as
-``fetch``'s, as both walk their hops with :class:`~childshield.net.fetch.Hops`)."""
+``fetch``'s, as both walk their hops with :class:`~childshield.net.hops.Hops`)."""
 
 
 @dataclass(frozen=True)
@@ -49,20 +48,6 @@ class Answer:
         return "other"
 
 
-def retry_after(value: str | None, *, cap: float = 3600.0) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped; None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(cap, float(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(cap, when.timestamp() - time.time()))
-
-
 async def fetch_answer(
     client: httpx.AsyncClient,
     url: str,
@@ -76,52 +61,39 @@ async def fetch_answer(
     """GET ``url`` (following redirects, each hop guarded); the answer for any status.  Bodies of
     non-200 answers are not read; ``text/*`` bodies are limited to ``page_bytes`` when given, others to
     ``max_bytes``.  Raises :class:`CrawlFetchError`."""
+    hops = Hops(
+        url,
+        policy,
+        resolve,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        page_bytes=page_bytes,
+        only_ok=False,
+        cancels=True,
+    )
     try:
-        return await asyncio.wait_for(
-            _fetch(client, url, policy, max_bytes, timeout, resolve, page_bytes), timeout
-        )
+        return await asyncio.wait_for(_walk(client, hops), timeout)
     except TimeoutError:
-        raise CrawlFetchError(f"timed out after {timeout:g} s", retry=True, cause=TIMEOUT) from None
+        raise overtime(timeout) from None
 
 
-async def _fetch(
-    client: httpx.AsyncClient,
-    url: str,
-    policy: AddressPolicy,
-    max_bytes: int,
-    timeout: float,
-    resolve: Resolver | None,
-    page_bytes: int | None = None,
-) -> Answer:
-    hops = Hops(url, policy, resolve)
+async def _walk(client: httpx.AsyncClient, hops: Hops) -> Answer:
     while True:
         target = await asyncio.to_thread(hops.target)
         try:
-            response = await client.send(hops.request(client, target, timeout), stream=True)
+            response = await client.send(hops.request(client, target), stream=True)
         except SEND_ERRORS as exc:
             raise hops.send_failed(exc) from None
         try:
-            if hops.follow(response):
+            reply = hops.answer(response)
+            if reply is None:
                 continue
-            current = hops.current
-            ctype = response.headers.get("content-type", "")
-            if response.status_code != 200:
-                wait = retry_after(response.headers.get("retry-after"))
-                return Answer(current, response.status_code, ctype, b"", wait, str(target.ip))
-            if page_bytes is not None and ctype.lower().startswith("text/"):
-                max_bytes = min(max_bytes, page_bytes)
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise CrawlFetchError(
-                    f"the body is {int(declared)} bytes, over the limit of {max_bytes}", cause=TOO_LARGE
-                )
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise CrawlFetchError(f"the body is over the limit of {max_bytes} bytes", cause=TOO_LARGE)
-                chunks.append(chunk)
-            return Answer(current, 200, ctype, b"".join(chunks), None, str(target.ip))
+            if reply.reads:
+                async for chunk in response.aiter_bytes():
+                    reply.add(chunk)
+            return Answer(
+                reply.url, reply.status, reply.content_type, reply.body(), reply.retry_after, reply.ip
+            )
         except httpx.HTTPError as exc:
             raise hops.read_failed(exc) from None
         finally:

@@ -27,8 +27,9 @@ from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
 from childshield.media.decode import DecodeBusy
 from childshield.media.errors import MediaError
-from childshield.net.fetch import FetchError, fetch
+from childshield.net.fetch import fetch
 from childshield.net.guard import AddressPolicy
+from childshield.net.hops import FetchError
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
 from childshield.store.db import Database
