@@ -22,6 +22,7 @@ from childshield.banks.entries import add_outcomes
 from childshield.banks.service import create_bank
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions, hash_bytes
+from childshield.matching.holder import MatcherHolder
 from childshield.media.video import Sampling
 from childshield.store.db import Database
 from childshield.store.models import Decision, WebhookDelivery
@@ -30,7 +31,6 @@ from childshield.stream.watch import Alert, WatchConfig
 from childshield.testing.corpus import encode
 from childshield.testing.streams import HlsServer, TcpSender
 from childshield.testing.video import clip, encode_video, scene
-from childshield.web.matcher_holder import MatcherHolder
 
 PHOTO = scene(99, 320, 240)
 OTHER = [scene(s, 320, 240) for s in range(50, 60)]

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Match
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
+from childshield.matching.holder import MatcherHolder
 from childshield.reporting.config import ReportingConfig, load_config
 from childshield.review.keys import Keyring
 from childshield.review.media import purge_expired
@@ -33,7 +34,6 @@ from childshield.stream.manager import Watches
 from childshield.web.api import banks, evidence, hotline, scan, system, watches
 from childshield.web.bodylimit import BodyLimit
 from childshield.web.deps import principal
-from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
 from childshield.web.settings import ServiceSettings

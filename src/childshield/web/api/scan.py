@@ -23,6 +23,7 @@ from childshield.actions.decisions import (
     snapshot,
 )
 from childshield.banks.formats import normalize_signal
+from childshield.matching.holder import MatcherHolder
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
 from childshield.media.decode import DecodeBusy
@@ -46,7 +47,6 @@ from childshield.web.api.schemas import (
     problems,
 )
 from childshield.web.deps import Scanner, charge, database, debit, matchers, metrics, settings
-from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import retry_after
 from childshield.web.settings import ServiceSettings
