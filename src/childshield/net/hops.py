@@ -252,7 +252,7 @@ class Hops:
         """None if ``response`` is a redirect (its Location is then the current hop); else the final
         :class:`Reply`.  Raises FetchError for a redirect to nowhere, a status refused by ``only_ok``, or
         a declared size over the limit."""
-        if self.follow(response):
+        if self._follow(response):
             return None
         if self.only_ok and response.status_code != 200:
             raise FetchError(
@@ -270,7 +270,7 @@ class Hops:
             raise FetchError(f"the body is {int(declared)} bytes, over the limit of {limit}", cause=TOO_LARGE)
         return reply
 
-    def follow(self, response: httpx.Response) -> bool:
+    def _follow(self, response: httpx.Response) -> bool:
         """True (and the next hop current) if ``response`` is a redirect."""
         if not response.is_redirect:
             return False
