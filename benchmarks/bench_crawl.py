@@ -29,10 +29,10 @@ from childshield.banks import create_bank
 from childshield.banks.entries import add_outcomes
 from childshield.crawl import frontier
 from childshield.crawl.crawler import CrawlConfig, Crawler
-from childshield.crawl.guard import AddressPolicy, HostsResolver
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import hash_bytes
 from childshield.matching.matcher import Matcher
+from childshield.net.guard import AddressPolicy, HostsResolver
 from childshield.store.db import open_database
 from childshield.testing.corpus import encode, generated_photo
 

@@ -32,13 +32,13 @@ from childshield.banks.entries import add_outcomes, import_rows
 from childshield.banks.formats import Parsed, SignalRow
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions, hash_bytes
+from childshield.matching.holder import MatcherHolder
 from childshield.store.db import open_database
 from childshield.store.models import SignalType
 from childshield.stream.manager import Watches
 from childshield.stream.watch import Alert, WatchConfig
 from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.streams import TcpSender
-from childshield.web.matcher_holder import MatcherHolder
 
 FPS = 30
 

@@ -36,7 +36,7 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service
     # /v1/scan/url must never look a generated host name up on the real network: every name resolves to
     # TEST-NET-1 here, which the address guard refuses.
     monkeypatch.setattr(
-        "childshield.crawl.guard.socket.getaddrinfo",
+        "childshield.net.guard.socket.getaddrinfo",
         lambda host, port, **kw: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port or 80))],
     )
     url = f"sqlite:///{tmp_path / 'api.db'}"

@@ -18,11 +18,11 @@ from childshield.banks import create_bank
 from childshield.banks.entries import add_outcomes
 from childshield.crawl import frontier
 from childshield.crawl.crawler import CrawlConfig, Crawler
-from childshield.crawl.guard import AddressPolicy
 from childshield.crawl.unmatched import queue_unmatched
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import hash_bytes
 from childshield.matching.matcher import Matcher
+from childshield.net.guard import AddressPolicy
 from childshield.store.db import Database
 from childshield.store.models import CrawlHit, CrawlState, CrawlUrl, Decision, ReviewItem, utcnow
 from childshield.testing.corpus import encode, generated_photo
@@ -339,7 +339,7 @@ def test_a_stale_claim_cannot_overwrite_the_new_holder(db: Database) -> None:
 
 
 def test_the_guard_sees_through_6to4_and_teredo() -> None:
-    from childshield.crawl.guard import BlockedAddress, check_ip
+    from childshield.net.guard import BlockedAddress, check_ip
 
     for address in ("2002:a00:1::", "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:3fff:fdd2"):
         with pytest.raises(BlockedAddress):

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from childshield.accounts.service import create_api_key, create_user
-from childshield.crawl.fetch import FetchError, fetch
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, HostsResolver, check_ip, check_url
+from childshield.net.fetch import fetch
+from childshield.net.guard import AddressPolicy, BlockedAddress, HostsResolver, check_ip, check_url
+from childshield.net.hops import FetchError
 from childshield.store.db import Database
 from childshield.store.models import Role
 from childshield.testing.corpus import encode, generated_photo

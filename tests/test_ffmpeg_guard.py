@@ -181,7 +181,7 @@ def test_hls_segments_of_a_guarded_watch_open_no_socket(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
     from childshield.stream.watch import Watch, WatchConfig
 
     port = free_udp_port()

@@ -20,9 +20,9 @@ from sqlalchemy import select
 from childshield.crawl import frontier
 from childshield.crawl.crawler import CrawlConfig, Crawler
 from childshield.crawl.frontier import Finished
-from childshield.crawl.guard import AddressPolicy, HostsResolver
 from childshield.mail import SmtpSettings
 from childshield.matching.matcher import Matcher
+from childshield.net.guard import AddressPolicy, HostsResolver
 from childshield.store.db import Database, open_database
 from childshield.store.models import CrawlState, CrawlUrl, Notice, Provider, TakedownItem, utcnow
 from childshield.takedown.intake import follow_hits

@@ -15,11 +15,11 @@ from childshield.banks import create_bank
 from childshield.banks.entries import add_outcomes
 from childshield.crawl import frontier
 from childshield.crawl.crawler import CrawlConfig, Crawler
-from childshield.crawl.guard import AddressPolicy
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import hash_bytes
 from childshield.mail import SmtpSettings
 from childshield.matching.matcher import Matcher
+from childshield.net.guard import AddressPolicy
 from childshield.store.db import Database
 from childshield.store.models import Notice, Provider, TakedownItem, TakedownState
 from childshield.takedown.hosting import set_contact

@@ -22,6 +22,7 @@ from childshield.banks.entries import add_outcomes
 from childshield.banks.service import create_bank
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions, hash_bytes
+from childshield.matching.holder import MatcherHolder
 from childshield.media.video import Sampling
 from childshield.store.db import Database
 from childshield.store.models import Decision, WebhookDelivery
@@ -30,7 +31,6 @@ from childshield.stream.watch import Alert, WatchConfig
 from childshield.testing.corpus import encode
 from childshield.testing.streams import HlsServer, TcpSender
 from childshield.testing.video import clip, encode_video, scene
-from childshield.web.matcher_holder import MatcherHolder
 
 PHOTO = scene(99, 320, 240)
 OTHER = [scene(s, 320, 240) for s in range(50, 60)]
@@ -211,7 +211,7 @@ def test_hls_over_the_api_is_read_through_the_guard(
     import http.server
     import threading
 
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
 
     holder = holder_with_known(db)
     alerts: list[Alert] = []
@@ -305,7 +305,7 @@ def test_an_rtsp_redirect_to_a_refused_address_is_never_followed(db: Database, s
     """An allowed RTSP server answers DESCRIBE with a 302 to a refused address (here 127.0.0.2, loopback,
     outside the allowed 127.0.0.1/32): FFmpeg's client would follow it, at every reconnect.  Cut before
     FFmpeg sees it; the victim never gets a connection."""
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
     from childshield.testing.streams import RtspServer
 
     victim = Listener("127.0.0.2")
@@ -324,7 +324,7 @@ def test_an_rtsp_redirect_to_a_refused_address_is_never_followed(db: Database, s
 
 
 def test_rtsp_is_watched_through_the_guarded_relay(db: Database, stream_video: bytes) -> None:
-    from childshield.crawl.guard import AddressPolicy
+    from childshield.net.guard import AddressPolicy
     from childshield.testing.streams import RtspServer
 
     alerts: list[Alert] = []
@@ -346,7 +346,7 @@ def test_a_name_is_checked_at_every_connection_and_ffmpeg_gets_the_address(
     the name moves to a refused address, the next connection is refused before it is made."""
     import socket
 
-    from childshield.crawl.guard import AddressPolicy, HostsResolver
+    from childshield.net.guard import AddressPolicy, HostsResolver
 
     answers = ["127.0.0.1"]
 
@@ -373,7 +373,7 @@ def test_a_name_is_checked_at_every_connection_and_ffmpeg_gets_the_address(
 
 
 def test_a_checked_source_names_the_address_not_the_host() -> None:
-    from childshield.crawl.guard import AddressPolicy, HostsResolver
+    from childshield.net.guard import AddressPolicy, HostsResolver
     from childshield.stream.sources import SourceRefused, check_source
 
     resolve = HostsResolver(

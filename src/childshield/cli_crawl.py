@@ -19,7 +19,7 @@ from childshield.cli_bank import DbOption, _database
 
 if TYPE_CHECKING:
     from childshield.crawl.crawler import CrawlConfig, Crawler, CrawlStats
-    from childshield.crawl.guard import HostsResolver
+    from childshield.net.guard import HostsResolver
 
 crawl_app = typer.Typer(help="Crawl reported URLs for known material (hotline work).", no_args_is_help=True)
 err = Console(stderr=True)
@@ -72,7 +72,7 @@ def _resolver(pins: list[str]) -> HostsResolver | None:
         return None
     import socket
 
-    from childshield.crawl.guard import HostsResolver
+    from childshield.net.guard import HostsResolver
 
     table: dict[str, list[str]] = {}
     for pin in pins:
@@ -136,9 +136,9 @@ def crawl_run(
     printed with its reason; the exit status is 1 when any did (`crawl requeue` queues them again)."""
     from childshield.crawl import frontier
     from childshield.crawl.crawler import CrawlConfig, Crawler
-    from childshield.crawl.guard import AddressPolicy
     from childshield.crawl.settings import dns_retry
     from childshield.matching.matcher import Matcher
+    from childshield.net.guard import AddressPolicy
 
     try:
         policy = AddressPolicy.from_text(allow)
@@ -355,9 +355,9 @@ def crawl_review_unmatched(
     with their reason and tried again by the next run (exit 1).  Review settings: docs/review.md."""
     from pathlib import Path as _Path
 
-    from childshield.crawl.guard import AddressPolicy
     from childshield.crawl.unmatched import queue_unmatched
     from childshield.matching.matcher import Matcher
+    from childshield.net.guard import AddressPolicy
     from childshield.review.keys import Keyring
     from childshield.web.settings import ServiceSettings
 

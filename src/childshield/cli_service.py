@@ -37,8 +37,6 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Run the HTTP API (its OpenAPI document at /openapi.json) and the review UI on the banks' database."""
-    import uvicorn
-
     from childshield.store.db import ENV_VAR, open_database
 
     if db:
@@ -57,22 +55,16 @@ def serve_command(
     except Exception as exc:
         err.print(f"[red]cannot open the database:[/] {type(exc).__name__}: {str(exc)[:300]}")
         raise typer.Exit(1) from None
-    from childshield.web.multiproc import run_directory
+    from childshield.web.app import run
 
-    # Several workers count metrics in files of this run's own (removed at exit), so that a scrape,
-    # whichever worker answers it, reports all of them, and nothing of an earlier run.
-    with run_directory(workers):
-        uvicorn.run(
-            "childshield.web.app:app_factory",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            proxy_headers=proxy_headers,
-            forwarded_allow_ips=forwarded_allow_ips,
-            log_level=log_level,
-            server_header=False,
-        )
+    run(
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level=log_level,
+    )
 
 
 def _password(given: str | None, prompt: bool) -> str | None:

@@ -46,8 +46,8 @@ def takedown_run(
     Every failure is printed with its cause; with --once the exit status is 1 when any work failed (a
     lookup, a re-check, a notice).  Settings: CHILDSHIELD_SMTP_*, CHILDSHIELD_NOTICE_*,
     CHILDSHIELD_RDAP_BASE, CHILDSHIELD_RDAP_FAILURE_CACHE_SECONDS (see docs/takedown.md)."""
-    from childshield.crawl.guard import AddressPolicy
     from childshield.matching.matcher import Matcher
+    from childshield.net.guard import AddressPolicy
     from childshield.takedown.intake import follow_hits
     from childshield.takedown.notices import plan, send_due
     from childshield.takedown.rdap import RdapClient

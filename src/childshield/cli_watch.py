@@ -46,10 +46,10 @@ def watch_command(
     anything matched."""
     import os
 
+    from childshield.matching.holder import MatcherHolder
     from childshield.media.video import Sampling
     from childshield.stream.manager import WatchError, Watches
     from childshield.stream.watch import Alert, WatchConfig
-    from childshield.web.matcher_holder import MatcherHolder
 
     ids = list(stream_id or [])
     if ids and len(ids) != len(sources):

@@ -24,16 +24,16 @@ from typing import Any, TypeVar
 import httpx
 
 from childshield.crawl import frontier
-from childshield.crawl.afetch import Answer, CrawlFetchError, fetch_answer
 from childshield.crawl.extract import extract
-from childshield.crawl.fetch import DNS, no_cookies
 from childshield.crawl.frontier import Claimed, Finished
-from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.crawl.politeness import HostGate
 from childshield.crawl.urls import host_of, site_of
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult, scan_bytes
 from childshield.media.errors import MediaError
+from childshield.net.afetch import Answer, CrawlFetchError, fetch_answer
+from childshield.net.guard import AddressPolicy, Resolver
+from childshield.net.hops import DNS, no_cookies
 from childshield.store.db import Database
 from childshield.store.models import CrawlState, utcnow
 

@@ -47,7 +47,7 @@ class Finished:
     size: int | None = None
     error: str = ""
     cause: str = ""
-    """Why it failed, in one word (see ``crawl.fetch``); "" when it did not."""
+    """Why it failed, in one word (see ``net.hops``); "" when it did not."""
     found: list[tuple[str, str, int]] = field(default_factory=list)
     """(normalised url, hint, depth) to add to the frontier."""
     hits: list[dict[str, Any]] = field(default_factory=list)

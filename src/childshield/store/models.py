@@ -466,7 +466,7 @@ class CrawlUrl(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     cause: Mapped[str] = mapped_column(String(32), default="")
     """Why it failed, or why it waits to be tried again (``refused``, ``dns``, ``timeout``, ``network``,
-    ``http-503`` ...; see ``crawl.fetch``): counted by ``crawl status``, chosen by ``crawl requeue``."""
+    ``http-503`` ...; see ``net.hops``): counted by ``crawl status``, chosen by ``crawl requeue``."""
     matched: Mapped[bool] = mapped_column(default=False)
 
 

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from childshield.crawl.fetch import Fetched, FetchError, fetch
-from childshield.crawl.guard import AddressPolicy
+from childshield.net.fetch import Fetched, fetch
+from childshield.net.guard import AddressPolicy
+from childshield.net.hops import FetchError
 
 MAX_PLAYLIST = 1 << 20
 MAX_SEGMENT = 64 << 20

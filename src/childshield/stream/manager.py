@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from childshield.actions.decisions import decide, record_decision, snapshot
+from childshield.matching.holder import MatcherHolder
 from childshield.matching.matcher import Matcher, MatchResult
 from childshield.store.db import Database
 from childshield.stream.watch import Alert, Queries, Watch, WatchConfig, WatchStatus
-from childshield.web.matcher_holder import MatcherHolder
 
 STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 MAX_WATCHES = 64

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from childshield.crawl.guard import AddressPolicy, BlockedAddress, IPAddress, Resolver, check_ip
+from childshield.net.guard import AddressPolicy, BlockedAddress, IPAddress, Resolver, check_ip
 from childshield.stream.hls import is_hls
 
 PROTOCOLS: dict[str, str] = {

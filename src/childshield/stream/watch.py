@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.matching.allowlist import allow_listed
 from childshield.matching.matcher import Match, MatchResult
 from childshield.media.video import (
@@ -36,6 +35,7 @@ from childshield.media.video import (
     demuxer_options,
     frame_picture,
 )
+from childshield.net.guard import AddressPolicy, Resolver
 from childshield.signals.pdq_picture import hash_picture
 from childshield.signals.pdq_variants import query_variants
 from childshield.stream.hls import HlsError, HlsReader, is_hls

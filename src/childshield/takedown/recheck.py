@@ -18,12 +18,12 @@ import httpx
 from sqlalchemy import select
 
 from childshield.audit.log import record
-from childshield.crawl.afetch import CrawlFetchError, fetch_answer
-from childshield.crawl.fetch import no_cookies
-from childshield.crawl.guard import AddressPolicy, Resolver
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import scan_bytes
 from childshield.media.errors import MediaError
+from childshield.net.afetch import CrawlFetchError, fetch_answer
+from childshield.net.guard import AddressPolicy, Resolver
+from childshield.net.hops import no_cookies
 from childshield.store.db import Database
 from childshield.store.models import TakedownItem, TakedownState, utcnow
 

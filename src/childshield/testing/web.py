@@ -1,7 +1,7 @@
 """A closed web on loopback for crawler tests and benchmarks: several sites, each a real HTTP server on
 its own 127.0.0.x address, serving pages, benign images, redirects, errors, stalls and huge bodies.
 
-Sites are reached by name through :class:`~childshield.crawl.guard.HostsResolver` (``web.resolver``),
+Sites are reached by name through :class:`~childshield.net.guard.HostsResolver` (``web.resolver``),
 never through DNS.  Content can change while the web runs (``web.remove(site, path)``), and every request
 is logged per site, so tests can see what was fetched, how often and when.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from childshield.crawl.guard import HostsResolver
+from childshield.net.guard import HostsResolver
 
 
 @dataclass

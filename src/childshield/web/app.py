@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Match
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
+from childshield.matching.holder import MatcherHolder
 from childshield.reporting.config import ReportingConfig, load_config
 from childshield.review.keys import Keyring
 from childshield.review.media import purge_expired
@@ -33,7 +34,6 @@ from childshield.stream.manager import Watches
 from childshield.web.api import accounts, banks, evidence, hotline, scan, system, watches
 from childshield.web.bodylimit import BodyLimit
 from childshield.web.deps import principal
-from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter
 from childshield.web.settings import ServiceSettings
@@ -234,8 +234,8 @@ async def _crawl_forever(app: FastAPI, conf: ServiceSettings) -> None:
     """The crawler as a worker of the service: works the frontier as URLs arrive (each worker process
     leases its own URLs, so several can run)."""
     from childshield.crawl.crawler import CrawlConfig, Crawler
-    from childshield.crawl.guard import AddressPolicy
     from childshield.crawl.settings import dns_retry
+    from childshield.net.guard import AddressPolicy
 
     holder: MatcherHolder = app.state.matchers
     attempts, backoff = dns_retry()
@@ -332,3 +332,33 @@ def _quiet_access_log() -> None:
 def app_factory() -> FastAPI:
     """For ``uvicorn --factory childshield.web.app:app_factory`` (settings from the environment)."""
     return create_app()
+
+
+def run(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    proxy_headers: bool,
+    forwarded_allow_ips: str | None,
+    log_level: str,
+) -> None:
+    """Serve the app with Uvicorn until stopped.  Several workers count metrics in files of this run's own
+    (removed at exit), so that a scrape, whichever worker answers it, reports all of them, and nothing of
+    an earlier run."""
+    import uvicorn
+
+    from childshield.web.multiproc import run_directory
+
+    with run_directory(workers):
+        uvicorn.run(
+            "childshield.web.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+            log_level=log_level,
+            server_header=False,
+        )

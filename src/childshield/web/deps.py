@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from childshield.accounts.service import Principal, authenticate_key
+from childshield.matching.holder import MatcherHolder
 from childshield.store.db import Database
 from childshield.store.models import Role
-from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import RateLimiter, retry_after
 from childshield.web.settings import ServiceSettings

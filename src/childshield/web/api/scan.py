@@ -23,12 +23,14 @@ from childshield.actions.decisions import (
     snapshot,
 )
 from childshield.banks.formats import normalize_signal
-from childshield.crawl.fetch import FetchError, fetch
-from childshield.crawl.guard import AddressPolicy
+from childshield.matching.holder import MatcherHolder
 from childshield.matching.matcher import Matcher
 from childshield.matching.scan import ScanResult
 from childshield.media.decode import DecodeBusy
 from childshield.media.errors import MediaError
+from childshield.net.fetch import fetch
+from childshield.net.guard import AddressPolicy
+from childshield.net.hops import FetchError
 from childshield.reporting.context import upload_name
 from childshield.review.intake import review_intake
 from childshield.review.keys import Keyring
@@ -46,7 +48,6 @@ from childshield.web.api.schemas import (
     problems,
 )
 from childshield.web.deps import Scanner, charge, database, debit, matchers, metrics, settings
-from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 from childshield.web.ratelimit import retry_after
 from childshield.web.settings import ServiceSettings

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
+from childshield.matching.holder import MatcherHolder
 from childshield.review.queue import counts
 from childshield.store.db import Database
 from childshield.store.models import WebhookDelivery
 from childshield.web.api.schemas import problems
 from childshield.web.deps import database, metrics, metrics_reader
-from childshield.web.matcher_holder import MatcherHolder
 from childshield.web.metrics import Metrics
 
 router = APIRouter(tags=["system"])

@@ -12,7 +12,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from childshield.audit.log import record
-from childshield.crawl.guard import AddressPolicy
+from childshield.net.guard import AddressPolicy
 from childshield.stream.manager import WatchError, Watches
 from childshield.stream.sources import SourceRefused, service_options
 from childshield.web.api.schemas import problems
