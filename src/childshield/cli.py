@@ -100,7 +100,11 @@ def hash_command(
     ] = False,
     exact: Annotated[
         bool,
-        typer.Option("--exact", help="Decode at full size: slower, bit-identical to the reference pipeline."),
+        typer.Option(
+            "--exact",
+            help="Decode images at full size: slower, bit-identical to the reference pipeline (video "
+            "frames are always hashed at their own size).",
+        ),
     ] = False,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels than this, before decoding.")
