@@ -113,6 +113,8 @@ def test_a_video_is_one_item_and_one_match(cli: tuple[Run, Run], folder: Path) -
     exported = jsonl(bank("export", "known", "--format", "jsonl"))
     digests = [r for r in exported if r["signal_type"] in ("md5", "sha1", "sha256")]
     assert len(digests) == 3 and {r["item_id"] for r in exported} == {row["item_id"]}
+    (shown,) = jsonl(bank("show", "known", "--format", "jsonl"))
+    assert shown["entries"]["active"] == 3 and shown["variants"] == 12 * 5  # its digests; frames, crops
 
 
 def test_vpdq_text_is_the_reference_format_with_the_frames_own_numbers(
