@@ -203,3 +203,46 @@ def test_a_video_reports_its_own_size() -> None:
     assert (result.width, result.height) == (1280, 720)
     assert {(f.width, f.height) for f in result.frames} == {(1280, 720)}
     assert (row["width"], row["height"]) == (1280, 720)
+
+
+def test_the_migration_lists_the_frames_stored_before(tmp_path: Path) -> None:
+    """A bank written before frames were listed per video: 0018 lists each video's frames (numbered in
+    time order, crops with their frame) and joins its MD5 and SHA-1 to it; an unrelated MD5 stays."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from childshield.store.migrate import alembic_config
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0013")
+        connection.exec_driver_sql(
+            "INSERT INTO banks (id, name, kind, enabled, thresholds, description, policy, created_at, "
+            "updated_at) VALUES (1, 'b', 'normal', 1, '{}', '', '{}', '2026-01-01', '2026-01-01')"
+        )
+        rows = [
+            (1, "md5", "a" * 32, None, "", None, "v.mp4"),
+            (2, "sha1", "b" * 40, None, "", None, "v.mp4"),
+            (3, "sha256", "c" * 64, None, "", None, "v.mp4"),
+            (4, "pdq", "1" * 64, 3, "frame@0.000", 90, "v.mp4"),
+            (5, "pdq", "2" * 64, 3, "frame@1.000", 80, "v.mp4"),
+            (6, "pdq", "3" * 64, 3, "frame@1.000|crop6@0.5,0.5", 80, "v.mp4"),
+            (7, "md5", "d" * 32, None, "", None, "other.png"),
+        ]
+        for row in rows:
+            connection.exec_driver_sql(
+                "INSERT INTO entries (id, bank_id, signal_type, signal, parent_id, variant, quality, "
+                "source_name, source, labels, added_at, added_by, state, state_reason, revision) VALUES "
+                "(?, 1, ?, ?, ?, ?, ?, ?, 'file', '[]', '2026-01-01 00:00:00.123456', '', 'active', '', 0)",
+                row,
+            )
+        command.upgrade(config, "head")
+        frames = connection.exec_driver_sql(
+            "SELECT item_id, entry_id, number, timestamp, quality, variant FROM video_frames ORDER BY id"
+        ).all()
+        parents = dict(connection.exec_driver_sql("SELECT id, parent_id FROM entries").all())
+    assert [tuple(f) for f in frames] == [(3, 4, 0, 0.0, 90, ""), (3, 5, 1, 1.0, 80, ""),
+                                          (3, 6, 1, 1.0, 80, "crop6@0.5,0.5")]  # fmt: skip
+    assert parents[1] == parents[2] == 3 and parents[7] is None

@@ -24,7 +24,7 @@ _entries = sa.table(
     sa.column("parent_id", sa.Integer),
     sa.column("variant", sa.String),
     sa.column("source_name", sa.Text),
-    sa.column("added_at", sa.DateTime),
+    sa.column("added_at"),  # untyped: compared with the very value read (SQLite keeps text)
 )
 _frames = sa.table(
     "video_frames",
