@@ -34,6 +34,8 @@ def task(item: tuple[str, object]) -> object:
         raise ValueError(f"bad item {value}")
     elif kind == "pid":
         return (value, os.getpid())
+    elif kind == "parent":
+        return os.getppid()
     return value * 2  # type: ignore[operator]
 
 

@@ -213,3 +213,28 @@ def test_a_worker_that_dies_while_idle_is_replaced_without_blame() -> None:
     results = list(pool.map(slow_source(6)))
     assert results == [(i, True, i * 10) for i in range(6)]
     assert pool.restarts == 1
+
+
+def test_forked_workers_crash_alone_and_are_held_to_the_memory_limit(tmp_path: Path) -> None:
+    """``fork``: with no other thread running, workers are forked from this process (so a command's
+    worker starts at once), a crash still costs one item, and the memory limit still holds, counting
+    the address space the worker starts with (this process's)."""
+    from hostile_samples import by_name
+
+    single = threading.active_count() == 1
+    pool = SupervisedPool(task, workers=1, timeout=60.0, fork=True)
+    results = list(pool.map([("parent", 0), ("segv", 0), ("ok", 4)]))
+    assert [ok for _, ok, _ in results] == [True, False, True] and results[2][2] == 8
+    if single:
+        assert results[0][2] == os.getpid()  # a child of this process, not of the forkserver
+    samples = by_name()
+    good = tmp_path / "good.png"
+    good.write_bytes(samples["valid.png"].data)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(samples["bomb-real-105mp.png"].data)  # about 200 MB more once decoded
+    cap = vm_size(None) + (64 << 20)
+    candidates = [Candidate(str(good), True), Candidate(str(bomb), True)]
+    outcomes = list(
+        hash_many(candidates, HashOptions(max_pixels=200_000_000), workers=1, memory_limit=cap, fork=True)
+    )
+    assert outcomes[0].ok and not outcomes[1].ok and "memory" in str(outcomes[1].error)

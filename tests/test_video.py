@@ -287,7 +287,7 @@ def test_video_commands(tmp_path: Path, known_video: bytes) -> None:
         encode_video(clip(OTHER[:2], 2.0) + clip(KNOWN, 2.0), container="matroska")
     )
     hashed = cli_for(db, "hash")(str(tmp_path / "known.mp4"), "--format", "vpdq")
-    assert hashed.returncode == 0 and hashed.stdout.startswith("# ") and len(hashed.stdout.splitlines()) == 13
+    assert hashed.returncode == 0 and len(hashed.stdout.splitlines()) == 12  # the reference's lines only
     (tmp_path / "known.vpdq").write_text(hashed.stdout)
     bank = cli_for(db, "bank")
     assert bank("create", "known").returncode == 0

@@ -50,9 +50,10 @@ def _main(
     ] = False,
 ) -> None:
     """childshield command line."""
-    from childshield.cli_bank import creating
+    if create_db:  # imported only then: `hash` needs no database code
+        from childshield.cli_bank import creating
 
-    creating["db"] = create_db
+        creating["db"] = True
 
 
 def _parse_size(text: str) -> int:
@@ -100,7 +101,11 @@ def hash_command(
     ] = False,
     exact: Annotated[
         bool,
-        typer.Option("--exact", help="Decode at full size: slower, bit-identical to the reference pipeline."),
+        typer.Option(
+            "--exact",
+            help="Decode images at full size: slower, bit-identical to the reference pipeline (video "
+            "frames are always hashed at their own size).",
+        ),
     ] = False,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels than this, before decoding.")
@@ -158,6 +163,14 @@ def hash_command(
     show_progress = err.is_terminal if progress is None else progress
 
     candidates = list(discover(paths))
+    if fmt is OutputFormat.VPDQ and len(candidates) > 1:  # the text has no room to say which video
+        err.print(
+            f"--format vpdq writes one video's frames, as Meta's tools read them; {len(candidates)} files "
+            "were given: hash one at a time (childshield hash VIDEO --format vpdq > VIDEO.txt)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2)
     if workers is None:  # no more processes than files
         workers = max(1, min(os.cpu_count() or 1, len(candidates)))
     hashed = failed = skipped = 0
@@ -171,13 +184,14 @@ def hash_command(
         console=err,
         disable=not show_progress,
         transient=True,
+        auto_refresh=False,  # no refresh thread: the workers can then be forked (see SupervisedPool)
     ) as bar:
         # Made inside the progress display: on a terminal, rich then prints our lines above the bar.
         writer = make_writer(fmt, sys.stdout, out_console, frames=frames, dihedral=dihedral)
         task = bar.add_task("hash", total=len(candidates), rate="")
         timeout_value = timeout or None
         for outcome in hash_many(
-            candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory
+            candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory, fork=True
         ):
             if isinstance(outcome, Skipped):
                 skipped += 1
@@ -188,7 +202,8 @@ def hash_command(
                 failed += not outcome.ok
             done = hashed + failed + skipped
             elapsed = time.monotonic() - started
-            bar.update(task, completed=done, rate=f"{done / elapsed:.1f} files/s" if elapsed > 0 else "")
+            rate = f"{done / elapsed:.1f} files/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, rate=rate, refresh=True)
     writer.close()
     elapsed = time.monotonic() - started
     if err.is_terminal or progress:
@@ -203,50 +218,54 @@ def hash_command(
     raise typer.Exit(1 if failed else 0)
 
 
-def _register_subcommands() -> None:
-    from childshield.cli_bank import bank_app
-    from childshield.cli_match import match_command
-
-    app.add_typer(bank_app, name="bank")
-    app.command("match")(match_command)
-
-    from childshield.cli_scan import scan_command
-
-    app.command("scan")(scan_command)
-
-    from childshield.cli_watch import watch_command
-
-    app.command("watch")(watch_command)
-
-    from childshield.cli_service import account_app, audit_app, serve_command
-
-    app.command("serve")(serve_command)
-    app.add_typer(account_app, name="account")
-    app.add_typer(audit_app, name="audit")
-
-    from childshield.cli_review import media_app, review_app
-
-    app.add_typer(review_app, name="review")
-    app.add_typer(media_app, name="media")
-
-    from childshield.cli_crawl import crawl_app
-
-    app.add_typer(crawl_app, name="crawl")
-
-    from childshield.cli_takedown import takedown_app
-
-    app.add_typer(takedown_app, name="takedown")
-
-    from childshield.cli_vault import vault_app
-
-    app.add_typer(vault_app, name="vault")
-
-    from childshield.cli_report import report_app
-
-    app.add_typer(report_app, name="report")
+_COMMANDS: dict[str, tuple[str, str, bool]] = {
+    # name: (module, attribute, a group of commands rather than one)
+    "bank": ("childshield.cli_bank", "bank_app", True),
+    "match": ("childshield.cli_match", "match_command", False),
+    "scan": ("childshield.cli_scan", "scan_command", False),
+    "watch": ("childshield.cli_watch", "watch_command", False),
+    "serve": ("childshield.cli_service", "serve_command", False),
+    "account": ("childshield.cli_service", "account_app", True),
+    "audit": ("childshield.cli_service", "audit_app", True),
+    "review": ("childshield.cli_review", "review_app", True),
+    "media": ("childshield.cli_review", "media_app", True),
+    "crawl": ("childshield.cli_crawl", "crawl_app", True),
+    "takedown": ("childshield.cli_takedown", "takedown_app", True),
+    "vault": ("childshield.cli_vault", "vault_app", True),
+    "report": ("childshield.cli_report", "report_app", True),
+}
 
 
-_register_subcommands()
+def _invoked_command(argv: list[str]) -> str | None:
+    """The command this process was started to run (``childshield hash ...``), or None when that cannot
+    be told: imported by another program (tests, a library), asked for help or completion, or a name
+    that is no command (every command is then registered, so the help and the error list them)."""
+    program = Path(argv[0]).name if argv else ""
+    if program not in ("childshield", "cli.py", "__main__.py") or any(
+        k.endswith("_COMPLETE") for k in os.environ
+    ):
+        return None
+    name = next((a for a in argv[1:] if not a.startswith("-")), None)
+    return name if name == "hash" or name in _COMMANDS else None
+
+
+def _register_subcommands(only: str | None = None) -> None:
+    """Add the commands to ``app``: all of them, or only the one this process runs.  Each command
+    module pulls in what it needs (the database layer, the web service, the crawler): `hash` of one
+    video then starts in a fraction of the time (see docs/benchmarks.md)."""
+    import importlib
+
+    for name, (module, attribute, group) in _COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+_register_subcommands(_invoked_command(sys.argv))
 
 
 def main() -> None:

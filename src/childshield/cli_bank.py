@@ -138,6 +138,16 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
     (console if console.is_terminal else Console(width=200)).print(table)
 
 
+FpsOption = Annotated[
+    float,
+    typer.Option(
+        "--fps",
+        min=0,
+        max=60,
+        help="Video frames hashed per second, plus scene changes (1: vPDQ's convention; 30 or 60 takes "
+        "every frame of most videos, so copies re-encoded at other moments still match frame for frame).",
+    ),
+]
 FormatOption = Annotated[OutputFormat | None, typer.Option("--format", "-f", help="table, jsonl or csv.")]
 QueryVariantsOption = Annotated[
     bool | None,
@@ -338,21 +348,28 @@ def add(
         bool, typer.Option("--frames", help="Add the PDQ of every frame of animations.")
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = None,
+    fps: FpsOption = 1.0,
     db: DbOption = None,
 ) -> None:
-    """Hash media and store its signals (PDQ, MD5, SHA-1, SHA-256) in a bank; the media is not stored."""
+    """Hash media and store its signals (PDQ, MD5, SHA-1, SHA-256) in a bank; the media is not stored.
+    A video is one item: its digests, and the PDQ of its frames (``--fps`` a second) with their times."""
     from childshield.hashing.batch import Skipped, hash_many
     from childshield.hashing.discover import discover
     from childshield.hashing.result import HashOutcome
     from childshield.hashing.service import HashOptions
+    from childshield.media.video import Sampling
 
     with _database(db) as database:
         info = get_bank(database, bank)  # fail before hashing anything
         candidates = list(discover(paths))
         options = HashOptions(
-            frames=frames, bank_variants=info.policy.bank_variants, local_features=info.policy.orb_check
+            frames=frames,
+            bank_variants=info.policy.bank_variants,
+            local_features=info.policy.orb_check,
+            sampling=Sampling(rate=fps),
         )
-        outcomes = [o for o in hash_many(candidates, options, workers=workers) if not isinstance(o, Skipped)]
+        hashed = hash_many(candidates, options, workers=workers, fork=True)
+        outcomes = [o for o in hashed if not isinstance(o, Skipped)]
         assert all(isinstance(o, HashOutcome) for o in outcomes)
         report = add_outcomes(database, bank, outcomes, labels=label or [])
     _report(report, f"bank {bank!r}")
@@ -391,23 +408,36 @@ def import_vpdq(
             except BankError as exc:
                 err.print(f"[red]{name}: {exc}[/]", highlight=False)
                 raise typer.Exit(1) from None
-            _report(report, name)
+            _report(report, f"{name} (item {report.item_id})")
 
 
 @bank_app.command("export-vpdq")
 def export_vpdq(
     bank: str,
-    item_id: Annotated[int, typer.Argument(help="The video's item id (as matches report it).")],
+    item: Annotated[
+        str,
+        typer.Argument(
+            help="The video: its item id (as matches and import-vpdq report it), or its SHA-256, SHA-1 "
+            "or MD5.",
+            metavar="ITEM",
+        ),
+    ],
     db: DbOption = None,
 ) -> None:
-    """Write a banked video's frames as vPDQ text."""
-    from childshield.banks.entries import video_signal
+    """Write a banked video's frames as vPDQ text, as Meta's vPDQ tools write and read it (``frame
+    number,quality,pdq,seconds`` per line, the frames' own numbers)."""
+    from childshield.banks.entries import find_video, video_signal
     from childshield.signals.vpdq import to_text
 
     with _database(db) as database:
-        frames = video_signal(database, bank, item_id)
+        item_id = find_video(database, bank, item)
+        frames = video_signal(database, bank, item_id) if item_id is not None else []
     if not frames:
-        Console(stderr=True).print(f"[red]item {item_id} of {bank!r} is not a video[/]")
+        Console(stderr=True).print(
+            f"{bank!r} has no video {item!r} (give its item id, SHA-256, SHA-1 or MD5)",
+            markup=False,
+            highlight=False,
+        )
         raise typer.Exit(1)
     sys.stdout.write(to_text(frames))
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from childshield.cli_bank import DbOption, _database
+from childshield.cli_bank import DbOption, FpsOption, _database
 from childshield.cli_match import EXIT_MATCHED, warn_if_no_banks
 from childshield.csvcells import SafeDictWriter
 from childshield.hashing.batch import Skipped, hash_many
@@ -26,13 +26,21 @@ from childshield.matching.flood import Flood, FloodGuard
 from childshield.matching.matcher import DEFAULT_MIN_QUALITY, Match
 from childshield.matching.scan import ScanResult, scan_outcome
 from childshield.matching.video import VideoMatch
+from childshield.media.video import Sampling
 
 
 def _rows(result: ScanResult) -> list[dict[str, Any]]:
+    """One row per match, per suppressed match, and per banked video that came near (frames in common,
+    neither share reached: not a match, ``near`` true)."""
     if result.error is not None:
         return [{"path": result.path, "error": result.error}]
     assert result.hashes is not None
     video = {(v.match.bank, v.match.item_id): v for v in result.video}
+    listed = [
+        *((m, video.get((m.bank, m.item_id)), False, False) for m in result.matches),
+        *((m, video.get((m.bank, m.item_id)), True, False) for m in result.suppressed),
+        *((v.match, v, False, True) for v in result.near),
+    ]
     return [
         {
             "path": result.path,
@@ -49,12 +57,12 @@ def _rows(result: ScanResult) -> list[dict[str, Any]]:
             "inliers": m.inliers if m.check == "orb" else None,
             "external_id": m.external_id,
             "source_name": m.source_name,
-            **_video_fields(video.get((m.bank, m.item_id))),
+            **_video_fields(v),
             "suppressed": suppressed,
             "allowed_by": _allowed_by(m),
+            "near": near,
         }
-        for suppressed, group in ((False, result.matches), (True, result.suppressed))
-        for m in group
+        for m, v, suppressed, near in listed
     ]
 
 
@@ -98,6 +106,8 @@ def _at(row: dict[str, Any]) -> str:
 
 
 def _cleared(row: dict[str, Any]) -> str:
+    if row.get("near"):
+        return "near, not a match (neither share reached the bank's)"
     if not row.get("suppressed"):
         return ""
     by = _allowed_text(row)
@@ -120,19 +130,29 @@ def scan_command(
         int, typer.Option(min=0, max=100, help="PDQ quality floor.")
     ] = DEFAULT_MIN_QUALITY,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    fps: FpsOption = 1.0,
     db: DbOption = None,
 ) -> None:
-    """Hash files and match them against every enabled bank; print the matches.
+    """Hash files and match them against every enabled bank; print the matches (and, for videos, the
+    banked videos that came near: ``near``, not matches).
 
     Exit status: 3 when any file matched (even if others failed), else 1 when some files could not be
     scanned, else 0; 2 on bad usage.
     """
     err = Console(stderr=True)
     fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
+    if fmt is OutputFormat.VPDQ:  # matches are no vPDQ signal: say so rather than print nothing
+        err.print(
+            "scan prints matches (table, jsonl or csv); for a video's vPDQ text use "
+            "`childshield hash VIDEO --format vpdq`",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2)
     with _database(db) as database:
         matcher = Matcher.load(database, min_quality=min_quality)
         warn_if_no_banks(matcher)
-        _scan(matcher, paths, fmt, err, workers=workers, frames=frames, progress=progress)
+        _scan(matcher, paths, fmt, err, workers=workers, frames=frames, progress=progress, fps=fps)
 
 
 FLUSH_EVERY = 200  # files between writes of the match tallies (flood protection)
@@ -152,6 +172,7 @@ def _scan(
     workers: int | None,
     frames: bool,
     progress: bool | None,
+    fps: float = 1.0,
 ) -> None:
     candidates = list(discover(paths))
     guard = FloodGuard(matcher.db)
@@ -181,6 +202,7 @@ def _scan(
             "item_share",
             "suppressed",
             "allowed_by",
+            "near",
             "error",
         ],
         lineterminator="\n",
@@ -195,12 +217,15 @@ def _scan(
         console=err,
         disable=not (err.is_terminal if progress is None else progress),
         transient=True,
+        auto_refresh=False,  # no refresh thread: the workers can then be forked (see SupervisedPool)
     ) as bar:
         task = bar.add_task("scan", total=len(candidates))
         count = workers or max(1, min(os.cpu_count() or 1, len(candidates)))
-        options = HashOptions(frames=frames, variants=matcher.wants_query_variants)
-        for outcome in hash_many(candidates, options, workers=count):
-            bar.advance(task)
+        options = HashOptions(
+            frames=frames, variants=matcher.wants_query_variants, sampling=Sampling(rate=fps)
+        )
+        for outcome in hash_many(candidates, options, workers=count, fork=True):
+            bar.update(task, advance=1, refresh=True)
             if isinstance(outcome, Skipped):
                 continue
             assert isinstance(outcome, HashOutcome)

@@ -17,6 +17,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    exists,
     insert,
     literal,
     or_,
@@ -35,7 +37,7 @@ from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
 from childshield.hashing.result import HashOutcome
 from childshield.signals import orb
-from childshield.signals.vpdq import DEFAULT_MIN_QUALITY, FrameSignal, to_text
+from childshield.signals.vpdq import DEFAULT_MIN_QUALITY, FrameSignal, to_compact_json, to_text
 from childshield.store.db import Database
 from childshield.store.models import (
     DEFAULT_THRESHOLDS,
@@ -45,6 +47,7 @@ from childshield.store.models import (
     EntryState,
     LocalFeatures,
     SignalType,
+    VideoFrame,
     utcnow,
 )
 from childshield.store.revision import bump
@@ -73,7 +76,9 @@ class ImportReport:
     local_features: int = 0
     """Items whose local features (the second check's) were stored."""
     video_frames: int = 0
-    """Frame hashes of videos stored (each pointing to its video's SHA-256 entry)."""
+    """Frames of videos stored (frames and their crops, each listed under its video)."""
+    item_id: int | None = None
+    """For one video added: its item (the SHA-256 entry)."""
 
 
 def _user() -> str:
@@ -83,32 +88,31 @@ def _user() -> str:
         return ""
 
 
-def _insert_ignoring_duplicates(session: Session, values: list[dict[str, Any]]) -> int:
-    """Insert rows; rows whose signal is already in the bank are left alone.  Returns rows added."""
+def _insert_ignoring_duplicates(
+    session: Session, values: list[dict[str, Any]], *, table: Any = None, constraint: str = "uq_entry_signal"
+) -> int:
+    """Insert rows; rows that break ``constraint`` (an entry: its signal is already in the bank) are
+    left alone.  Returns rows added."""
     if not values:
         return 0
     dialect = session.get_bind().dialect.name
-    table: Any = Entry.__table__
+    table = Entry.__table__ if table is None else table
     stmt: Any
     # One statement compiled once, run over all rows (SQLAlchemy batches them as multi-row VALUES);
     # RETURNING counts what was really inserted (rowcount is not reliable for skipped conflicts).
     if dialect == "postgresql":
-        stmt = pg_insert(table).on_conflict_do_nothing(constraint="uq_entry_signal")
+        stmt = pg_insert(table).on_conflict_do_nothing(constraint=constraint)
     elif dialect == "sqlite":
         stmt = sqlite_insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - other databases: one at a time
         added = 0
         for row in values:
-            exists = session.scalar(
-                select(Entry.id).where(
-                    Entry.bank_id == row["bank_id"],
-                    Entry.signal_type == row["signal_type"],
-                    Entry.signal == row["signal"],
-                )
-            )
-            if exists is None:
-                session.add(Entry(**row))
+            try:
+                with session.begin_nested():
+                    session.execute(insert(table), [row])
                 added += 1
+            except Exception:  # the row is there already
+                continue
         return added
     result = session.connection().execute(stmt.returning(table.c.id), values)
     return len(result.all())
@@ -304,10 +308,17 @@ def import_rows(
     strict: bool = False,
     source: str = "import",
 ) -> ImportReport:
-    """Import parsed rows.  Malformed rows are reported by line and skipped, or (strict) refuse it all."""
-    if strict and parsed.errors:
-        raise ImportRefused(parsed.errors)
-    report = ImportReport(skipped=list(parsed.errors))
+    """Import parsed rows.  Malformed rows are reported by line and skipped, or (strict) refuse it all.
+    Videos (``vpdq`` rows) are stored as ``add_video_signal`` stores them, after the other rows, in a
+    transaction of their own."""
+    unusable = [
+        RowError(v.line, "the video signal has no frame of quality 50 or more")
+        for v in parsed.videos
+        if not any(f.quality >= DEFAULT_MIN_QUALITY for f in v.frames)
+    ]
+    if strict and (parsed.errors or unusable):
+        raise ImportRefused([*parsed.errors, *unusable])
+    report = ImportReport(skipped=sorted([*parsed.errors, *unusable], key=lambda e: e.line))
     duplicates_in_file = len(parsed.rows)
     rows = list(_dedupe(parsed.rows, lambda r: (r.signal_type.value, r.signal)))
     duplicates_in_file -= len(rows)
@@ -328,6 +339,16 @@ def import_rows(
         report,
     )
     report.already_present += duplicates_in_file
+    videos = [v for v in parsed.videos if any(f.quality >= DEFAULT_MIN_QUALITY for f in v.frames)]
+    if videos:
+        with db.session() as session:
+            bank = find_bank_row(session, bank_name)
+            revision = bump(session)
+            for v in videos:
+                frames = [f for f in v.frames if f.quality >= DEFAULT_MIN_QUALITY]
+                add_video_signal_in(session, bank.id, revision, frames, report, source_name=source_name,
+                                    labels=v.labels, external_id=v.external_id)  # fmt: skip
+        report.item_id = None
     return report
 
 
@@ -341,7 +362,7 @@ def add_outcomes(
     rows: list[dict[str, Any]] = []
     variants: list[tuple[str, dict[str, Any]]] = []  # (the item's own PDQ, the variant's row)
     features: dict[str, bytes] = {}  # the item's own PDQ -> its packed local features
-    frames: list[tuple[str, dict[str, Any]]] = []  # (the video's SHA-256, a frame's row)
+    videos: list[VideoRows] = []
     for outcome in outcomes:
         if outcome.result is None:
             report.skipped.append(RowError(0, f"{outcome.path}: {outcome.error}"))
@@ -354,21 +375,21 @@ def add_outcomes(
             (SignalType.SHA1, r.sha1, None),
             (SignalType.SHA256, r.sha256, None),
         ]
-        if r.is_video:  # the video is the item (its SHA-256 entry); its frames point to it
+        if r.is_video:  # one item, its SHA-256 entry: its MD5, SHA-1 and frames point to it
+            video = VideoRows(r.sha256, (r.md5, r.sha1), base)
             for f in r.frames:
                 if f.pdq is None:
                     continue
-                row = {**base, "signal_type": SignalType.PDQ, "signal": f.pdq, "quality": f.pdq_quality}
-                mark = frame_variant(f.timestamp or 0.0)
-                frames.append((r.sha256, {**row, "variant": mark}))
+                video.frames.append((f.index, f.timestamp or 0.0, f.pdq_quality, f.pdq, ""))
                 for variant, value in (f.pdq_bank_variants or {}).items():  # the frame's crops, turns
-                    frames.append(
-                        (r.sha256, {**row, "signal": value, "variant": f"{mark}{EDIT_MARK}{variant}"})
-                    )
+                    video.frames.append((f.index, f.timestamp or 0.0, f.pdq_quality, value, variant))
+            videos.append(video)
         else:
             signals += [(SignalType.PDQ, f.pdq, f.pdq_quality) for f in r.frames if f.pdq is not None]
         for kind, value, quality in signals:
             rows.append({**base, "signal_type": kind, "signal": value, "quality": quality})
+        if r.is_video:
+            continue
         for f in r.frames:
             if f.pdq is not None and f.local_features is not None:
                 features.setdefault(f.pdq, f.local_features)
@@ -383,8 +404,8 @@ def add_outcomes(
         _store_in(session, bank.id, revision, unique, report)
         report.already_present += len(rows) - len(unique)
         policy = Policy.of(bank.policy)
-        if frames:
-            _store_frames(session, bank.id, revision, frames, report)
+        if videos:
+            _store_videos(session, bank.id, revision, videos, report)
         if variants and policy.bank_variants:
             _store_variants(session, bank.id, revision, variants, report)
         if features and policy.orb_check:
@@ -412,6 +433,19 @@ def frame_time(variant: str) -> float | None:
         return None
 
 
+@dataclass
+class VideoRows:
+    """A video to store: its SHA-256 (the item), its other digests, and its frames."""
+
+    sha256: str
+    digests: tuple[str, ...]
+    """Its MD5 and SHA-1 (a video known by its vPDQ signal alone has none)."""
+    base: dict[str, Any]
+    """Provenance and labels of every entry it makes."""
+    frames: list[tuple[int, float, int, str, str]] = field(default_factory=list)
+    """(frame number, seconds, quality, PDQ hex, edit: empty for the frame itself)."""
+
+
 def add_video_signal(
     db: Database,
     bank_name: str,
@@ -422,63 +456,172 @@ def add_video_signal(
     external_id: str | None = None,
 ) -> ImportReport:
     """Store a video known only by its vPDQ signal (imported from another organisation's list): the
-    item is a SHA-256 entry of the signal's canonical vPDQ text, its frames point to it.  Frames of
-    quality under 50 are left out, as vPDQ's matching leaves them out."""
+    item is a SHA-256 entry of the signal's canonical vPDQ text, its frames (with their own numbers)
+    point to it.  Frames of quality under 50 are left out, as vPDQ's matching leaves them out.
+    ``report.item_id`` is the item."""
     frames = [f for f in frames if f.quality >= DEFAULT_MIN_QUALITY]
     if not frames:
         raise BankError("the video signal has no frame of quality 50 or more")
-    text = to_text(frames)
-    video = hashlib.sha256(text.encode()).hexdigest()
-    base = {"source": "vpdq", "source_name": source_name, "labels": list(labels)}
     report = ImportReport()
-    rows = [{**base, "signal_type": SignalType.SHA256, "signal": video, "external_id": external_id}]
-    frame_rows = [
-        (video, {**base, "signal_type": SignalType.PDQ, "signal": f.pdq, "quality": f.quality,
-                 "variant": frame_variant(f.timestamp)})
-        for f in frames
-    ]  # fmt: skip
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
-        revision = bump(session)
-        _store_in(session, bank.id, revision, rows, report)
-        _store_frames(session, bank.id, revision, frame_rows, report)
+        add_video_signal_in(
+            session, bank.id, bump(session), frames, report,
+            source_name=source_name, labels=labels, external_id=external_id,
+        )  # fmt: skip
     return report
 
 
-def video_signal(db: Database, bank_name: str, item_id: int) -> list[FrameSignal]:
-    """The frames of a banked video (for vPDQ export), in time order; empty if it is not a video."""
-    with db.session() as session:
-        bank = find_bank_row(session, bank_name)
-        rows = session.execute(
-            select(Entry.signal, Entry.quality, Entry.variant).where(
-                Entry.bank_id == bank.id,
-                Entry.parent_id == item_id,
-                Entry.variant.like(f"{FRAME_PREFIX}%"),
-                Entry.variant.not_like(f"%{EDIT_MARK}%"),
-            )
-        ).all()
-    frames = [
-        FrameSignal(signal, quality or 0, frame_time(variant) or 0.0) for signal, quality, variant in rows
-    ]
-    frames.sort(key=lambda f: f.timestamp)
-    return [FrameSignal(f.pdq, f.quality, f.timestamp, n) for n, f in enumerate(frames)]
-
-
-def _store_frames(
+def add_video_signal_in(
     session: Session,
     bank_id: int,
     revision: int,
-    frames: list[tuple[str, dict[str, Any]]],
+    frames: Sequence[FrameSignal],
     report: ImportReport,
+    *,
+    source_name: str,
+    labels: Sequence[str] = (),
+    external_id: str | None = None,
 ) -> None:
-    """Frame entries of videos, each pointing to its video's SHA-256 entry.  A frame whose hash is in
-    the bank already (another item, or the same picture earlier in the video) is not stored again."""
-    parents = _ids_by_signal(session, bank_id, SignalType.SHA256, (sha for sha, _ in frames))
-    rows = [{**row, "parent_id": parents[sha]} for sha, row in frames if sha in parents]
-    unique = list(_dedupe(rows, lambda r: ("pdq", r["signal"])))
-    counted = ImportReport()
-    _store_in(session, bank_id, revision, unique, counted)
-    report.video_frames += counted.added
+    text = to_text(frames)
+    video = VideoRows(
+        hashlib.sha256(text.encode()).hexdigest(),
+        (),
+        {"source": "vpdq", "source_name": source_name, "labels": list(labels), "external_id": external_id},
+        [(f.number, f.timestamp, f.quality, f.pdq, "") for f in frames],
+    )
+    _store_in(session, bank_id, revision, [{**video.base, "signal_type": SignalType.SHA256,
+                                            "signal": video.sha256}], report)  # fmt: skip
+    _store_videos(session, bank_id, revision, [video], report)
+
+
+def find_video(db: Database, bank_name: str, reference: str) -> int | None:
+    """The item id of a banked video named by its item id, or by any digest of it (the file's MD5,
+    SHA-1 or SHA-256, or for a video imported as vPDQ the SHA-256 its import reported); None if the bank
+    has no such video."""
+    text = reference.strip().lower()
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        if text.isdigit():
+            candidates = [int(text)]
+        else:
+            candidates = [
+                int(parent or entry_id)
+                for entry_id, parent in session.execute(
+                    select(Entry.id, Entry.parent_id).where(
+                        Entry.bank_id == bank.id,
+                        Entry.signal_type.in_([SignalType.MD5, SignalType.SHA1, SignalType.SHA256]),
+                        Entry.signal == text,
+                    )
+                )
+            ]
+        for item in candidates:
+            found = session.scalar(
+                select(VideoFrame.item_id)
+                .join(Entry, Entry.id == VideoFrame.item_id)
+                .where(VideoFrame.item_id == item, Entry.bank_id == bank.id)
+                .limit(1)
+            )
+            if found is not None:
+                return int(found)
+    return None
+
+
+def video_signal(db: Database, bank_name: str, item_id: int) -> list[FrameSignal]:
+    """The frames of a banked video (for vPDQ export) with their own numbers, in order; empty if it is
+    not a video of that bank."""
+    with db.session() as session:
+        bank = find_bank_row(session, bank_name)
+        return _video_frames(session, bank.id, [item_id]).get(item_id, [])
+
+
+def _video_frames(session: Session, bank_id: int, items: Sequence[int]) -> dict[int, list[FrameSignal]]:
+    out: dict[int, list[FrameSignal]] = {}
+    wanted = sorted(set(items))
+    for i in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(
+                VideoFrame.item_id, Entry.signal, VideoFrame.quality, VideoFrame.timestamp, VideoFrame.number
+            )
+            .join(Entry, Entry.id == VideoFrame.entry_id)
+            .where(
+                VideoFrame.item_id.in_(wanted[i : i + 500]),
+                VideoFrame.variant == "",
+                Entry.bank_id == bank_id,
+            )
+            .order_by(VideoFrame.item_id, VideoFrame.number)
+        )
+        for item, signal, quality, seconds, number in rows:
+            out.setdefault(int(item), []).append(
+                FrameSignal(signal, int(quality), float(seconds), int(number))
+            )
+    return out
+
+
+def _store_videos(
+    session: Session, bank_id: int, revision: int, videos: list[VideoRows], report: ImportReport
+) -> None:
+    """Each video's frames: a PDQ entry per hash (stored once per bank, marked with the first video's
+    time and pointing to it), and the video's own list of its frames (``VideoFrame``), so a hash that
+    another item holds already is still a frame of this one.  The video's MD5 and SHA-1 entries point
+    to its SHA-256 entry: one item, one match."""
+    parents = _ids_by_signal(session, bank_id, SignalType.SHA256, (v.sha256 for v in videos))
+    for v in videos:
+        if v.sha256 in parents and v.digests:
+            session.execute(
+                update(Entry)
+                .where(
+                    Entry.bank_id == bank_id,
+                    Entry.signal_type.in_([SignalType.MD5, SignalType.SHA1]),
+                    Entry.signal.in_(list(v.digests)),
+                    Entry.parent_id.is_(None),
+                )
+                .values(parent_id=parents[v.sha256], revision=revision)
+            )
+    rows = [
+        {**v.base, "signal_type": SignalType.PDQ, "signal": pdq, "quality": quality,
+         "variant": frame_variant(seconds) + (f"{EDIT_MARK}{edit}" if edit else ""),
+         "parent_id": parents[v.sha256]}
+        for v in videos if v.sha256 in parents
+        for _, seconds, quality, pdq, edit in v.frames
+    ]  # fmt: skip
+    _store_in(session, bank_id, revision, list(_dedupe(rows, lambda r: ("pdq", r["signal"]))), ImportReport())
+    ids = _pdq_ids(session, bank_id, (r["signal"] for r in rows))
+    links = list(
+        {
+            (parents[v.sha256], number, edit): {
+                "item_id": parents[v.sha256], "entry_id": ids[pdq], "number": number,
+                "timestamp": seconds, "quality": quality, "variant": edit,
+            }
+            for v in videos if v.sha256 in parents
+            for number, seconds, quality, pdq, edit in v.frames
+            if pdq in ids
+        }.values()
+    )  # fmt: skip
+    for i in range(0, len(links), BATCH):
+        report.video_frames += _insert_ignoring_duplicates(
+            session, links[i : i + BATCH], table=VideoFrame.__table__, constraint="uq_video_frame"
+        )
+    if len(videos) == 1 and videos[0].sha256 in parents:
+        report.item_id = parents[videos[0].sha256]
+
+
+def _pdq_ids(session: Session, bank_id: int, signals: Iterable[str]) -> dict[str, int]:
+    """Entry ids of a bank's PDQ entries (items, variants and frames alike), by signal."""
+    out: dict[str, int] = {}
+    wanted = sorted(set(signals))
+    for i in range(0, len(wanted), 500):
+        out.update(
+            (signal, entry_id)
+            for entry_id, signal in session.execute(
+                select(Entry.id, Entry.signal).where(
+                    Entry.bank_id == bank_id,
+                    Entry.signal_type == SignalType.PDQ,
+                    Entry.signal.in_(wanted[i : i + 500]),
+                )
+            )
+        )
+    return out
 
 
 def _own_pdq_ids(session: Session, bank_id: int, signals: Iterable[str]) -> dict[str, int]:
@@ -550,13 +693,17 @@ def export_rows(
     states: Sequence[EntryState] = (EntryState.ACTIVE,),
     variants: bool = False,
 ) -> list[dict[str, Any]]:
-    """Entries of a bank, items' own signals only unless ``variants`` (then each carries its item)."""
+    """Entries of a bank, items' own signals only unless ``variants`` (then each carries its item).
+    A video's frames follow its SHA-256 row as one ``vpdq`` row, in the ``threatexchange`` package's
+    vPDQ signal format (a JSON list of ``pdq,quality,seconds``), with the video's labels."""
     with db.session() as session:
         bank = find_bank_row(session, bank_name)
         query = select(Entry).where(Entry.bank_id == bank.id, Entry.state.in_(list(states)))
-        if not variants:
-            query = query.where(Entry.parent_id.is_(None))
+        if not variants:  # a video's MD5 and SHA-1 point to its SHA-256 entry but are its own signals
+            query = query.where(or_(Entry.parent_id.is_(None), Entry.signal_type != SignalType.PDQ))
         entries = session.scalars(query.order_by(Entry.id)).all()
+        own_sha256 = [e.id for e in entries if e.parent_id is None and e.signal_type == SignalType.SHA256]
+        videos = _video_frames(session, bank.id, own_sha256)
         rows = []
         for e in entries:
             row: dict[str, Any] = {
@@ -566,6 +713,7 @@ def export_rows(
                 "labels": list(e.labels or []),
                 # Provenance, in JSON Lines only (CSV keeps the four list columns):
                 "entry_id": e.id,
+                "item_id": e.parent_id or e.id,
                 "quality": e.quality,
                 "source": e.source,
                 "source_name": e.source_name,
@@ -576,7 +724,15 @@ def export_rows(
                 row["variant"] = e.variant
                 row["parent_id"] = e.parent_id
             rows.append(row)
+            if e.id in videos:
+                rows.append(
+                    {**row, "signal_type": VPDQ, "signal": to_compact_json(videos[e.id]), "quality": None}
+                )
         return rows
+
+
+VPDQ = "vpdq"
+"""A whole video's frames as one row of a hash list (the ``threatexchange`` package's name)."""
 
 
 def set_entry_state(db: Database, bank_name: str, entry_id: int, state: EntryState, reason: str = "") -> None:
@@ -598,8 +754,11 @@ def set_state_in(
         owner = session.scalar(select(Entry.bank_id).where(Entry.id == entry_id))
         if owner != bank_id:
             return 0
-    # No bank condition here: with one, SQLite walks the bank's whole index instead of the two lookups.
-    stmt = update(Entry).where(or_(Entry.id == entry_id, Entry.parent_id == entry_id))
+    # A frame hash this item shares with another video stays as it is: that video still holds it (and
+    # is disabled through its own item).  No bank condition here: with one, SQLite walks the bank's
+    # whole index instead of the lookups.
+    shared = exists().where(VideoFrame.entry_id == Entry.id, VideoFrame.item_id != entry_id)
+    stmt = update(Entry).where(or_(Entry.id == entry_id, and_(Entry.parent_id == entry_id, ~shared)))
     values = {
         "state": state,
         "state_reason": reason.strip(),

@@ -2,7 +2,8 @@
 
 CSV: ``signal_type,signal[,external_id,labels]`` with an optional header row; labels are separated by
 ``;``.  JSONL: one object per line with ``signal_type``, ``signal`` and optional ``external_id`` and
-``labels`` (a list, or a ``;``-separated string).
+``labels`` (a list, or a ``;``-separated string).  A row of type ``vpdq`` is a whole video: its signal
+is the ``threatexchange`` package's vPDQ string (a JSON list of ``pdq,quality,seconds``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from childshield.csvcells import SafeWriter, restore
-from childshield.signals import cryptographic, pdq
+from childshield.signals import cryptographic, pdq, vpdq
 from childshield.store.models import SignalType
 
 MAX_FIELD = 1000
+MAX_VIDEO_FIELD = 64 << 20
+"""A ``vpdq`` row's signal holds a whole video (about 75 characters a frame)."""
+VPDQ = "vpdq"
 
 
 class ListFormat(enum.StrEnum):
@@ -56,10 +60,49 @@ class RowError:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class VideoRow:
+    """A video known by its vPDQ signal, as one row of a list."""
+
+    line: int
+    frames: tuple[vpdq.FrameSignal, ...]
+    external_id: str | None = None
+    labels: tuple[str, ...] = ()
+
+
 @dataclass
 class Parsed:
     rows: list[SignalRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    videos: list[VideoRow] = field(default_factory=list)
+
+
+def _is_video(signal_type: Any) -> bool:
+    return isinstance(signal_type, str) and signal_type.strip().lower() == VPDQ
+
+
+def _video(line: int, signal: Any, external_id: Any, labels: Any) -> VideoRow:
+    if not isinstance(signal, str):
+        raise ValueError("signal must be text")
+    try:
+        frames = vpdq.from_compact_json(signal)
+    except vpdq.VpdqFormatError as exc:
+        raise ValueError(f"vpdq: {exc}") from None
+    ext = None if external_id in (None, "") else str(external_id)
+    if ext is not None and len(ext) > 200:
+        raise ValueError("external_id is longer than 200 characters")
+    return VideoRow(line, tuple(frames), ext, _labels(labels))
+
+
+def _add(parsed: Parsed, line: int, signal_type: Any, signal: Any, external_id: Any, labels: Any) -> None:
+    """One row into ``parsed``: a signal, a video, or the reason it is neither."""
+    try:
+        if _is_video(signal_type):
+            parsed.videos.append(_video(line, signal, external_id, labels))
+        else:
+            parsed.rows.append(_row(line, signal_type, signal, external_id, labels))
+    except ValueError as exc:
+        parsed.errors.append(RowError(line, str(exc)))
 
 
 def normalize_signal(signal_type: str, value: str) -> tuple[SignalType, str]:
@@ -99,6 +142,7 @@ def _row(line: int, signal_type: Any, signal: Any, external_id: Any, labels: Any
 
 def parse_csv(lines: Iterable[str]) -> Parsed:
     parsed = Parsed()
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_VIDEO_FIELD))  # a vpdq row holds a video
     reader = csv.reader(lines)
     while True:
         try:
@@ -117,14 +161,12 @@ def parse_csv(lines: Iterable[str]) -> Parsed:
         if len(cells) < 2 or len(cells) > 4:
             parsed.errors.append(RowError(number, f"expected 2 to 4 columns, got {len(cells)}"))
             continue
-        if any(len(c) > MAX_FIELD for c in cells):
+        long = [c for k, c in enumerate(cells) if len(c) > MAX_FIELD and not (k == 1 and _is_video(cells[0]))]
+        if long:
             parsed.errors.append(RowError(number, "a field is longer than 1000 characters"))
             continue
         padded = [*cells, "", ""][:4]
-        try:
-            parsed.rows.append(_row(number, padded[0], padded[1], padded[2].strip(), padded[3]))
-        except ValueError as exc:
-            parsed.errors.append(RowError(number, str(exc)))
+        _add(parsed, number, padded[0], padded[1], padded[2].strip(), padded[3])
     return parsed
 
 
@@ -141,18 +183,14 @@ def parse_jsonl(lines: Iterable[str]) -> Parsed:
         if not isinstance(obj, dict):
             parsed.errors.append(RowError(number, "expected a JSON object"))
             continue
-        try:
-            parsed.rows.append(
-                _row(
-                    number,
-                    obj.get("signal_type"),
-                    obj.get("signal"),
-                    obj.get("external_id"),
-                    obj.get("labels"),
-                )
-            )
-        except ValueError as exc:
-            parsed.errors.append(RowError(number, str(exc)))
+        _add(
+            parsed,
+            number,
+            obj.get("signal_type"),
+            obj.get("signal"),
+            obj.get("external_id"),
+            obj.get("labels"),
+        )
     return parsed
 
 
@@ -169,10 +207,7 @@ def parse_txfile(lines: Iterable[str], default_type: str | None = None) -> Parse
                 RowError(number, "expected '<signal_type> <signal>' (or give the signal type)")
             )
             continue
-        try:
-            parsed.rows.append(_row(number, kind, signal.strip(), None, None))
-        except ValueError as exc:
-            parsed.errors.append(RowError(number, str(exc)))
+        _add(parsed, number, kind, signal.strip(), None, None)
     return parsed
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,10 +88,12 @@ def validate_thresholds(thresholds: Mapping[str, Any]) -> dict[str, int]:
 
 def _info(session: Session, bank: Bank) -> BankInfo:
     counts = {state.value: 0 for state in EntryState}
+    # An item's own signals: no parent, or a digest (a video's MD5 and SHA-1 point to its SHA-256).
+    own_signal = or_(Entry.parent_id.is_(None), Entry.signal_type != SignalType.PDQ)
     rows = session.execute(
-        select(Entry.state, Entry.parent_id.is_(None), func.count())
+        select(Entry.state, own_signal, func.count())
         .where(Entry.bank_id == bank.id)
-        .group_by(Entry.state, Entry.parent_id.is_(None))
+        .group_by(Entry.state, own_signal)
     ).all()
     variants = 0
     for state, own, count in rows:

@@ -61,11 +61,13 @@ def hash_many(
     workers: int | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+    fork: bool = False,
 ) -> Iterator[HashOutcome | Skipped]:
     """Outcomes in input order, computed in ``workers`` supervised processes.
 
     A file that crashes or hangs its decoder, or exhausts the worker's memory,
-    gets an error outcome; the other files are unaffected.
+    gets an error outcome; the other files are unaffected.  ``fork``: see ``SupervisedPool`` (for
+    commands, whose process is short-lived and small).
     """
     pool: SupervisedPool[Candidate, HashOutcome | Skipped] = SupervisedPool(
         hash_candidate,
@@ -74,6 +76,7 @@ def hash_many(
         memory_limit=memory_limit,
         initializer=_init_worker,
         initargs=(options,),
+        fork=fork,
     )
     for candidate, ok, value in pool.map(candidates):
         if ok:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any, Protocol, TextIO
 
@@ -35,7 +36,7 @@ class OutputFormat(enum.StrEnum):
     JSONL = "jsonl"
     CSV = "csv"
     VPDQ = "vpdq"
-    """vPDQ text of videos (``frame,quality,pdq,seconds`` per frame), each after a ``# path`` line."""
+    """vPDQ text of one video (``frame,quality,pdq,seconds`` per frame), exactly as Meta's tools write it."""
 
 
 class Writer(Protocol):
@@ -140,21 +141,24 @@ class TableWriter:
 
 
 class VpdqWriter:
-    """Videos as vPDQ text (images: their one picture at 0 s); failures as ``# path: error`` lines."""
+    """One video's vPDQ text, in the reference format only (Meta's readers refuse anything else, a
+    comment line included): ``frame number,quality,pdq,seconds`` per frame; an image is one frame at
+    0 s.  A file that could not be hashed is reported on ``errors``, never in the text."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, errors: TextIO | None = None) -> None:
         self.stream = stream
+        self.errors = errors if errors is not None else sys.stderr
 
     def write(self, outcome: HashOutcome) -> None:
         if outcome.result is None:
-            self.stream.write(f"# {outcome.path}: error: {outcome.error}\n")
+            self.errors.write(f"{outcome.path}: error: {outcome.error}\n")
             return
         frames = [
             FrameSignal(f.pdq, f.pdq_quality, f.timestamp or 0.0, f.index)
             for f in outcome.result.frames
             if f.pdq is not None
         ]
-        self.stream.write(f"# {outcome.path}\n{to_text(frames)}")
+        self.stream.write(to_text(frames))
         self.stream.flush()
 
     def close(self) -> None:

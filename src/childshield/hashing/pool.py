@@ -18,7 +18,9 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -31,13 +33,27 @@ R = TypeVar("R")
 _STOP = None
 
 
-def _limit_memory(limit_bytes: int | None) -> None:
+def _address_space() -> int:
+    """This process's address space now, in bytes (0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _limit_memory(limit_bytes: int | None, forked: bool = False) -> None:
+    """Cap the worker's address space at ``limit_bytes``.  A forked worker starts with its parent's
+    (the libraries loaded, a scan's index), which counts too; where that is already over the cap, the
+    cap is that much plus ``limit_bytes`` (else the worker could not allocate at all)."""
     if not limit_bytes:
         return
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        start = _address_space() if forked else 0
+        cap = limit_bytes if start < limit_bytes else start + limit_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     except (ImportError, ValueError, OSError):  # not on this platform: run without the cap
         pass
 
@@ -48,9 +64,10 @@ def _worker_main(
     initializer: Callable[..., None] | None,
     initargs: tuple[Any, ...],
     memory_limit: int | None,
+    forked: bool = False,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _limit_memory(memory_limit)
+    _limit_memory(memory_limit, forked)
     if initializer is not None:
         initializer(*initargs)
     while True:
@@ -100,6 +117,21 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a worker without the program's main module: multiprocessing would import it again in every
+    new worker (and in the forkserver), which for the ``childshield`` command is the whole CLI, 1-2 s a
+    worker, most of the time of a command that hashes one video.  Workers run only functions of
+    importable modules (``fn`` and ``initializer`` are pickled by name), never ``__main__``'s."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class SupervisedPool(Generic[T, R]):
     """Run ``fn`` over items in worker processes; yield ``(item, ok, result_or_error)`` in input order."""
 
@@ -113,7 +145,13 @@ class SupervisedPool(Generic[T, R]):
         batch_size: int = 8,
         initializer: Callable[..., None] | None = None,
         initargs: tuple[Any, ...] = (),
+        fork: bool = False,
     ) -> None:
+        """``fork``: start workers by forking this process while it runs no other thread (else as
+        usual, from the forkserver): a worker then starts at once with every module already loaded,
+        which for a command hashing one video is most of its time.  For a short-lived parent (a
+        command): a forked worker's address space, which its memory limit counts, starts as big as
+        the parent's."""
         if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1")
         self.fn = fn
@@ -123,18 +161,23 @@ class SupervisedPool(Generic[T, R]):
         self.batch_size = max(1, batch_size)
         self.initializer = initializer
         self.initargs = initargs
+        self.fork = fork
         self._ctx = _context()
         self._pool: list[_Worker] = []
         self.restarts = 0
 
     def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(  # type: ignore[attr-defined]
+        # Asked at each start: a thread (a progress display) may have started since the last.
+        forked = self.fork and sys.platform.startswith("linux") and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork") if forked else self._ctx
+        parent, child = ctx.Pipe(duplex=True)
+        process = ctx.Process(  # type: ignore[attr-defined]
             target=_worker_main,
-            args=(child, self.fn, self.initializer, self.initargs, self.memory_limit),
+            args=(child, self.fn, self.initializer, self.initargs, self.memory_limit, forked),
             daemon=True,
         )
-        process.start()
+        with _main_module_hidden():
+            process.start()
         child.close()
         return _Worker(process, parent)
 

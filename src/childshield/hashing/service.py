@@ -40,7 +40,8 @@ class HashOptions:
     frames: bool = False
     """Hash every frame of animations and multi-page files, not just the first."""
     exact: bool = False
-    """Decode at full size (slow); by default large images are reduced first (see docs/hash.md)."""
+    """Decode images at full size (slow); by default large images are reduced first (see docs/hash.md).
+    Video frames are always hashed at their own size, as vPDQ's reference hashes them."""
     variants: bool = False
     """Add query-side PDQ variants (turned back, borders trimmed) for matching edited copies."""
     bank_variants: bool = False

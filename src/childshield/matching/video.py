@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 
-from childshield.banks.entries import EDIT_MARK, FRAME_PREFIX, frame_time
+from childshield.banks.entries import EDIT_MARK, frame_time, frame_variant
 from childshield.banks.policy import Policy
 from childshield.hashing.result import HashResult
 from childshield.matching.allowlist import allow_listed
 from childshield.matching.matcher import Match, Matcher, MatchResult
-from childshield.store.models import Entry, EntryState
+from childshield.store.models import Entry, EntryState, VideoFrame
 
 MAX_HITS = 50
 """Frame hits reported per matched item (the earliest ones)."""
@@ -77,26 +77,66 @@ class VideoResult:
     """Banked videos with frames in common that reach neither share."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    item_id: int
+    number: int
+    timestamp: float
+    edit: str
+
+
+def _links(matcher: Matcher, entry_ids: Iterable[int]) -> dict[int, list[_Link]]:
+    """The videos each PDQ entry is a frame (or a frame's edit) of: one entry can be a frame of many."""
+    ids = sorted(set(entry_ids))
+    out: dict[int, list[_Link]] = defaultdict(list)
+    with matcher.db.session() as session:
+        for i in range(0, len(ids), 500):
+            rows = session.execute(
+                select(
+                    VideoFrame.entry_id, VideoFrame.item_id, VideoFrame.number, VideoFrame.timestamp,
+                    VideoFrame.variant,
+                ).where(VideoFrame.entry_id.in_(ids[i : i + 500]))
+            )  # fmt: skip
+            for entry_id, item_id, number, seconds, edit in rows:
+                out[int(entry_id)].append(_Link(int(item_id), int(number), float(seconds), str(edit)))
+    return out
+
+
 def _frame_counts(matcher: Matcher, items: Iterable[int]) -> dict[int, int]:
-    """Unique frame hashes stored per banked video (active frame entries)."""
+    """Frames (not their edits) stored per banked video whose hash is still active."""
     ids = sorted(set(items))
     out: dict[int, int] = {}
     with matcher.db.session() as session:
         for i in range(0, len(ids), 500):
             out.update(
-                (int(parent or 0), int(count))
-                for parent, count in session.execute(
-                    select(Entry.parent_id, func.count())
+                (int(item), int(count))
+                for item, count in session.execute(
+                    select(VideoFrame.item_id, func.count())
+                    .join(Entry, Entry.id == VideoFrame.entry_id)
                     .where(
-                        Entry.parent_id.in_(ids[i : i + 500]),
-                        Entry.variant.like(f"{FRAME_PREFIX}%"),
-                        Entry.variant.not_like(f"%{EDIT_MARK}%"),  # frames, not their edits
+                        VideoFrame.item_id.in_(ids[i : i + 500]),
+                        VideoFrame.variant == "",
                         Entry.state == EntryState.ACTIVE,
                     )
-                    .group_by(Entry.parent_id)
+                    .group_by(VideoFrame.item_id)
                 )
             )
     return out
+
+
+def _as_frame_of(item: Match, frame: Match, link: _Link) -> Match:
+    """The match of a banked video through one of its frames: the video's own provenance and labels
+    (the frame's hash may be stored under another item), the frame's entry, distance and time."""
+    mark = frame_variant(link.timestamp) + (f"{EDIT_MARK}{link.edit}" if link.edit else "")
+    return replace(
+        item,
+        entry_id=frame.entry_id,
+        signal_type=frame.signal_type,
+        signal=frame.signal,
+        distance=frame.distance,
+        variant=mark,
+        query_variant=frame.query_variant,
+    )
 
 
 def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
@@ -148,22 +188,34 @@ def match_video(matcher: Matcher, video: HashResult) -> VideoResult:
             key = (m.bank, m.item_id)
             best[key], kind[key] = m, "file"
     considered = {f.pdq for f in frames if f.pdq_quality >= matcher.min_quality}
+    links = _links(matcher, {m.entry_id for ms in standing.values() for m in ms})
+    banked = matcher.entry_details({link.item_id for ls in links.values() for link in ls})
     for n, frame_matches in standing.items():
         f = frames[n]
-        for m in frame_matches:
-            key = (m.bank, m.item_id)
-            item_time = frame_time(m.variant)
-            if kind.get(key) != "file":
-                kind[key] = "video" if item_time is not None else "image"
-            if key not in best or m.distance < best[key].distance:
-                best[key] = m
-            hit = FrameHit(f.timestamp or 0.0, item_time, m.distance)
-            seen = per_frame.get((*key, n))
-            if seen is None or hit.distance < seen.distance:  # each query frame once, at its best
-                per_frame[(*key, n)] = hit
-            matched_query[key].add(f.pdq or "")
-            if item_time is not None:
-                matched_item[key].add(item_time)
+        for found_m in frame_matches:
+            through: list[tuple[Match, float | None, int | None]] = []  # (match, item time, frame number)
+            item_time = frame_time(found_m.variant)
+            if item_time is None:  # an image's own hash (or its edit): a known picture shown in the video
+                through.append((found_m, None, None))
+            for link in links.get(found_m.entry_id, ()):  # ... and a frame of every video that holds it
+                holder = banked.get(link.item_id)
+                if holder is not None and holder.bank_id == found_m.bank_id:
+                    through.append((_as_frame_of(holder, found_m, link), link.timestamp, link.number))
+            if item_time is not None and found_m.entry_id not in links:  # stored before frames were listed
+                through.append((found_m, item_time, None))
+            for m, at, number in through:
+                key = (m.bank, m.item_id)
+                if kind.get(key) != "file":
+                    kind[key] = "video" if at is not None else "image"
+                if key not in best or m.distance < best[key].distance:
+                    best[key] = m
+                hit = FrameHit(f.timestamp or 0.0, at, m.distance)
+                seen = per_frame.get((*key, n))
+                if seen is None or hit.distance < seen.distance:  # each query frame once, at its best
+                    per_frame[(*key, n)] = hit
+                matched_query[key].add(f.pdq or "")
+                if at is not None:
+                    matched_item[key].add(at if number is None else float(number))
     for (bank, item, _), hit in per_frame.items():
         hits[(bank, item)].append(hit)
     counts = _frame_counts(matcher, [item for (_, item), k in kind.items() if k == "video"])

@@ -3,8 +3,11 @@
 Frames are sampled at ``rate`` per second (default 1, vPDQ's convention: the first frame at or after
 each whole step) plus **scene changes**: a frame whose 32x32 gray thumbnail differs from the previous
 decoded frame's by more than ``scene_threshold`` (mean absolute difference, 0..1) is taken as well, at
-least ``scene_gap`` seconds after the last frame taken.  Each picture handed on is reduced to at most
-``max_side`` pixels on its longer side (PDQ looks at 64x64 anyway; hashes differ by a few bits at most).
+least ``scene_gap`` seconds after the last frame taken.  Each picture handed on keeps the frame's own
+size, converted to RGB by FFmpeg's scaler as vPDQ's reference converts it: PDQ's own filter then does
+the shrinking, and the hash has the reference's bits (a box resize to 512 px first moved them by 7-12
+bits on Meta's sample videos, 26 on a square 1080p one: see docs/video.md).  ``max_side`` shrinks
+pictures that are only looked at, never hashed (a review still).
 
 Limits are checked on the stream's header before any frame is decoded (pixels per frame), and while
 decoding (duration, frames decoded, pixels decoded, frames taken, wall time): a file over a limit is
@@ -69,7 +72,8 @@ class Sampling:
     (above 1: none)."""
     scene_gap: float = 0.25
     """Seconds after the last frame taken before a scene change is taken too."""
-    max_side: int = 512
+    max_side: int | None = None
+    """Longest side of the pictures handed on; None (for hashing): the frame's own size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +287,11 @@ def _thumb(frame) -> npt.NDArray[np.float32]:  # type: ignore[no-untyped-def]  #
     return out
 
 
-def frame_picture(frame, max_side: int, number: int) -> Picture:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def frame_picture(frame, max_side: int | None, number: int) -> Picture:  # type: ignore[no-untyped-def]  # noqa: ANN001
+    """The frame as RGB: at its own size (``max_side`` None), as vPDQ's reference hashes it (FFmpeg's
+    scaler with its area flag, which at the same size only converts the colours), else shrunk to fit."""
     width, height = frame.width, frame.height
-    scale = min(1.0, max_side / max(width, height))
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA", threads=1).to_ndarray()
     return Picture(np.ascontiguousarray(rgb), w, h, 1, number)

@@ -4,12 +4,15 @@
   ``dedupe_distance`` bits of the frame kept before it (a still scene hashed again and again).
 * The vPDQ text format, one frame per line: ``frame number,quality,64 hex digits,seconds`` (three
   decimals), as written and read by the reference tools.
+* The ``threatexchange`` package's vPDQ signal string (``to_compact_json``): a JSON list of
+  ``pdq,quality,seconds``, how a whole video travels as one row of a hash list (no frame numbers).
 * ``compare``: the share of each side's unique frame hashes that have a match on the other side within
   ``distance`` bits (vPDQ's brute-force comparison; the matcher does the same through the index).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -98,6 +101,32 @@ def from_text(text: str, *, max_frames: int = 1_000_000) -> list[FrameSignal]:
     if not out:
         raise VpdqFormatError("no frames")
     return out
+
+
+def to_compact_json(frames: Iterable[FrameSignal]) -> str:
+    """The ``threatexchange`` package's vPDQ signal string of these frames."""
+    return json.dumps([f"{f.pdq},{f.quality},{f.timestamp:.3f}" for f in frames], separators=(",", ":"))
+
+
+def from_compact_json(text: str, *, max_frames: int = 1_000_000) -> list[FrameSignal]:
+    """Frames of a ``threatexchange`` vPDQ signal string, numbered in order (it has no numbers)."""
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise VpdqFormatError("a vPDQ signal is a JSON list of 'pdq,quality,seconds'") from None
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise VpdqFormatError("a vPDQ signal is a JSON list of 'pdq,quality,seconds'")
+    if len(items) > max_frames:
+        raise VpdqFormatError(f"more than {max_frames} frames")
+    lines = (f"{n},{q},{h},{t}" for n, (h, q, t) in enumerate(_three(x) for x in items))
+    return from_text("\n".join(lines))
+
+
+def _three(item: str) -> tuple[str, str, str]:
+    parts = item.split(",")
+    if len(parts) != 3:
+        raise VpdqFormatError(f"a vPDQ frame is 'pdq,quality,seconds', got {item[:80]!r}")
+    return parts[0], parts[1], parts[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -114,6 +115,31 @@ class Entry(Base):
     """Which edit a variant is (``crop6@0.25,0.5``, ``rotate+3``); empty for an item's own signals."""
 
     bank: Mapped[Bank] = relationship(back_populates="entries", foreign_keys=[bank_id])
+
+
+class VideoFrame(Base):
+    """A frame of a banked video (or an edit of one, a centred crop): which PDQ entry holds its hash, at
+    which frame number and time.  One PDQ entry is stored once per bank, but may be a frame of several
+    videos (and an image of its own): each video lists its frames here, so none loses a frame another
+    item already holds."""
+
+    __tablename__ = "video_frames"
+    __table_args__ = (
+        UniqueConstraint("item_id", "number", "variant", name="uq_video_frame"),
+        Index("ix_video_frames_entry", "entry_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"))
+    """The video: its SHA-256 entry (its MD5 and SHA-1 entries point to it)."""
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"))
+    """The PDQ entry holding the frame's hash."""
+    number: Mapped[int] = mapped_column(Integer)
+    """The frame's number in the video (decoded frames from 0, as vPDQ numbers them)."""
+    timestamp: Mapped[float] = mapped_column(Float)
+    quality: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    """Empty for the frame itself, else the edit (``crop6@0.5,0.5``)."""
 
 
 class StoreMeta(Base):
