@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from childshield import __version__
+from childshield.cli_app import App
+from childshield.cli_output import err, out_console, progress_bar, say
 from childshield.hashing.batch import DEFAULT_TIMEOUT, Skipped, hash_many
 from childshield.hashing.discover import discover
 from childshield.hashing.output import OutputFormat, make_writer
@@ -21,11 +21,10 @@ from childshield.hashing.service import HashOptions
 from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
 from childshield.media.video import Sampling
 
-app = typer.Typer(
+app = App(
     help="childshield: find known abuse material by hash, report it, and get it removed.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    add_completion=True,  # --install-completion, --show-completion (docs/cli.md)
 )
 
 
@@ -155,10 +154,6 @@ def hash_command(
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="surrogateescape")
-    err = Console(stderr=True)
-    out_console = Console()
-    if not out_console.is_terminal:
-        out_console = Console(width=220)  # a table written to a file keeps whole hashes on one line
     fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
     show_progress = err.is_terminal if progress is None else progress
 
@@ -175,20 +170,10 @@ def hash_command(
         workers = max(1, min(os.cpu_count() or 1, len(candidates)))
     hashed = failed = skipped = 0
     started = time.monotonic()
-    with Progress(
-        TextColumn("hashing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not show_progress,
-        transient=True,
-        auto_refresh=False,  # no refresh thread: the workers can then be forked (see SupervisedPool)
-    ) as bar:
+    with progress_bar(enabled=show_progress, rate=True) as bar:
         # Made inside the progress display: on a terminal, rich then prints our lines above the bar.
-        writer = make_writer(fmt, sys.stdout, out_console, frames=frames, dihedral=dihedral)
-        task = bar.add_task("hash", total=len(candidates), rate="")
+        writer = make_writer(fmt, sys.stdout, out_console(), frames=frames, dihedral=dihedral)
+        task = bar.add_task("hashing", total=len(candidates), rate="")
         timeout_value = timeout or None
         for outcome in hash_many(
             candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory, fork=True
@@ -212,9 +197,9 @@ def hash_command(
             note += f", {failed} failed"
         if skipped:
             note += f", {skipped} skipped (not images)"
-        err.print(f"{note} in {elapsed:.1f} s", style="dim", highlight=False)
+        say(f"{note} in {elapsed:.1f} s", style="dim")
     if not candidates:
-        err.print("no files found", style="yellow")
+        say("no files found", style="yellow")
     raise typer.Exit(1 if failed else 0)
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from childshield.banks import (
     BankError,
@@ -27,11 +25,12 @@ from childshield.banks import (
 )
 from childshield.banks.entries import ImportReport, add_outcomes, export_rows, import_rows, set_entry_state
 from childshield.banks.formats import ListFormat, detect_format, parse, write
-from childshield.hashing.output import OutputFormat
+from childshield.cli_app import App
+from childshield.cli_output import RowFormat, add_row, print_table, progress_bar, say, table
 from childshield.store.db import ENV_VAR, Database, DatabaseMissing, open_database
 from childshield.store.models import BankKind, EntryState
 
-bank_app = typer.Typer(
+bank_app = App(
     help="Banks of known hashes: create, list, show, configure, rename, delete.", no_args_is_help=True
 )
 
@@ -53,39 +52,33 @@ def _database(url: str | None, *, create: bool = False) -> Iterator[Database]:
     command starts a database (``create``) or ``--create-db`` / ``$CHILDSHIELD_CREATE_DB`` says so: a
     mistyped path must never create an empty database and scan clean."""
     allowed = create or creating["db"] or os.environ.get(CREATE_ENV, "").lower() in ("1", "true", "yes")
-    err = Console(stderr=True)
     try:
         db = open_database(url, create=allowed)
     except DatabaseMissing as exc:
-        err.print(
+        say(
             f"cannot open the database: {exc}. Check the path (--db, ${ENV_VAR}); start one with "
-            "`childshield bank create NAME`, or pass --create-db.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,  # a path is never broken over lines
+            "`childshield bank create NAME`, or pass --create-db."
         )
         raise typer.Exit(1) from None
     except Exception as exc:  # a bad URL or an unreachable server: say so, no traceback
-        err.print(
-            f"cannot open the database: {type(exc).__name__}: {str(exc)[:300]}", markup=False, soft_wrap=True
-        )
+        say(f"cannot open the database: {type(exc).__name__}: {str(exc)[:300]}")
         raise typer.Exit(1) from None
     try:
         yield db
     except BankError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        say(str(exc), label="error:", style="red")
         raise typer.Exit(1) from None
     finally:
         db.close()
 
 
-def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
-    fmt = fmt or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
-    if fmt is OutputFormat.JSONL:
+def _print(banks: list[BankInfo], fmt: RowFormat | None) -> None:
+    fmt = fmt or (RowFormat.TABLE if sys.stdout.isatty() else RowFormat.JSONL)
+    if fmt is RowFormat.JSONL:
         for bank in banks:
             sys.stdout.write(json.dumps(bank.as_dict()) + "\n")
         return
-    if fmt is OutputFormat.CSV:
+    if fmt is RowFormat.CSV:
         from childshield.csvcells import SafeWriter
 
         writer = SafeWriter(sys.stdout)
@@ -107,23 +100,12 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
                 ]
             )
         return
-    table = Table(header_style="bold")
-    for column in (
-        "name",
-        "kind",
-        "enabled",
-        "pdq threshold",
-        "active",
-        "disputed",
-        "disabled",
-        "variants",
-        "description",
-    ):
-        numeric = column in ("active", "disputed", "disabled", "variants")
-        table.add_column(column, justify="right" if numeric else "left")
+    counts = ("active", "disputed", "disabled", "variants")
+    grid = table("name", "kind", "enabled", "pdq threshold", *counts, "description", right=counts)
     for b in banks:
         e = b.entries
-        table.add_row(
+        add_row(
+            grid,
             b.name,
             b.kind.value,
             "yes" if b.enabled else "no",
@@ -134,8 +116,7 @@ def _print(banks: list[BankInfo], fmt: OutputFormat | None) -> None:
             str(b.variants),
             b.description,
         )
-    console = Console()
-    (console if console.is_terminal else Console(width=200)).print(table)
+    print_table(grid)
 
 
 FpsOption = Annotated[
@@ -148,7 +129,29 @@ FpsOption = Annotated[
         "every frame of most videos, so copies re-encoded at other moments still match frame for frame).",
     ),
 ]
-FormatOption = Annotated[OutputFormat | None, typer.Option("--format", "-f", help="table, jsonl or csv.")]
+
+
+def _bank_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of a bank's name, from the database the command line names (if it exists)."""
+    url = ctx.params.get("db") or os.environ.get(ENV_VAR)
+    try:
+        db = open_database(url, create=False, migrate=False)
+    except Exception:  # no database (yet), or not reachable: nothing to offer
+        return []
+    try:
+        return [b.name for b in list_banks(db) if b.name.startswith(incomplete)]
+    except Exception:
+        return []
+    finally:
+        db.close()
+
+
+ProgressOption = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Progress bars on standard error. Default: on a terminal."),
+]
+BankArgument = Annotated[str, typer.Argument(help="The bank's name.", autocompletion=_bank_names)]
+FormatOption = Annotated[RowFormat | None, typer.Option("--format", "-f", help="table, jsonl or csv.")]
 QueryVariantsOption = Annotated[
     bool | None,
     typer.Option(
@@ -244,7 +247,7 @@ def list_command(db: DbOption = None, output_format: FormatOption = None) -> Non
 
 
 @bank_app.command("show")
-def show(name: str, db: DbOption = None, output_format: FormatOption = None) -> None:
+def show(name: BankArgument, db: DbOption = None, output_format: FormatOption = None) -> None:
     """Show one bank."""
     with _database(db) as database:
         bank = get_bank(database, name)
@@ -253,7 +256,7 @@ def show(name: str, db: DbOption = None, output_format: FormatOption = None) -> 
 
 @bank_app.command("set")
 def set_command(
-    name: str,
+    name: BankArgument,
     enable: Annotated[
         bool | None, typer.Option("--enable/--disable", help="Switch matching on or off.")
     ] = None,
@@ -286,7 +289,12 @@ def set_command(
 
 
 @bank_app.command("rename")
-def rename(old: str, new: str, db: DbOption = None, output_format: FormatOption = None) -> None:
+def rename(
+    old: BankArgument,
+    new: Annotated[str, typer.Argument(help="Its new name.")],
+    db: DbOption = None,
+    output_format: FormatOption = None,
+) -> None:
     """Rename a bank (its entries and settings stay)."""
     with _database(db) as database:
         bank = rename_bank(database, old, new)
@@ -295,7 +303,7 @@ def rename(old: str, new: str, db: DbOption = None, output_format: FormatOption 
 
 @bank_app.command("delete")
 def delete(
-    name: str,
+    name: BankArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -305,31 +313,27 @@ def delete(
         total = sum(info.entries.values())
         if not yes:
             if not sys.stdin.isatty():
-                Console(stderr=True).print(
-                    "[red]error:[/] refusing to delete without --yes when not interactive"
-                )
+                say("refusing to delete without --yes when not interactive", label="error:", style="red")
                 raise typer.Exit(2)
             typer.confirm(f"Delete bank {name!r} and its {total} entries?", abort=True)
         removed = delete_bank(database, name)
-    Console(stderr=True).print(f"deleted bank {name!r} and {removed} entries", highlight=False)
+    say(f"deleted bank {name!r} and {removed} entries")
 
 
 def _report(report: ImportReport, what: str) -> None:
     """Say what was added, already present and skipped; exit 1 when rows were skipped."""
-    err = Console(stderr=True)
     for problem in report.skipped[:20]:
         where = f"line {problem.line}: " if problem.line else ""
-        err.print(f"[yellow]skipped[/] {where}{problem.message}", highlight=False)
+        say(f"{where}{problem.message}", label="skipped", style="yellow")
     if len(report.skipped) > 20:
-        err.print(f"[yellow]... and {len(report.skipped) - 20} more skipped[/]")
+        say(f"... and {len(report.skipped) - 20} more skipped", style="yellow")
     extra = [f"{report.variants} variants" if report.variants else ""]
     extra.append(f"local features of {report.local_features}" if report.local_features else "")
     extra.append(f"{report.video_frames} video frames" if report.video_frames else "")
     variants = f" (with {', '.join(e for e in extra if e)})" if any(extra) else ""
-    err.print(
+    say(
         f"{what}: {report.added} added{variants}, {report.already_present} already present,"
-        f" {len(report.skipped)} skipped",
-        highlight=False,
+        f" {len(report.skipped)} skipped"
     )
     if report.skipped:
         raise typer.Exit(1)
@@ -337,7 +341,7 @@ def _report(report: ImportReport, what: str) -> None:
 
 @bank_app.command("add")
 def add(
-    bank: str,
+    bank: BankArgument,
     paths: Annotated[
         list[str], typer.Argument(help="Image and video files, and folders, to hash into the bank.")
     ],
@@ -349,6 +353,7 @@ def add(
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = None,
     fps: FpsOption = 1.0,
+    progress: ProgressOption = None,
     db: DbOption = None,
 ) -> None:
     """Hash media and store its signals (PDQ, MD5, SHA-1, SHA-256) in a bank; the media is not stored.
@@ -368,16 +373,23 @@ def add(
             local_features=info.policy.orb_check,
             sampling=Sampling(rate=fps),
         )
-        hashed = hash_many(candidates, options, workers=workers, fork=True)
-        outcomes = [o for o in hashed if not isinstance(o, Skipped)]
-        assert all(isinstance(o, HashOutcome) for o in outcomes)
-        report = add_outcomes(database, bank, outcomes, labels=label or [])
+        outcomes: list[HashOutcome] = []
+        with progress_bar(enabled=progress) as bar:
+            hashing = bar.add_task("hashing", total=len(candidates))
+            for outcome in hash_many(candidates, options, workers=workers, fork=True):
+                bar.update(hashing, advance=1, refresh=True)
+                if not isinstance(outcome, Skipped):
+                    assert isinstance(outcome, HashOutcome)
+                    outcomes.append(outcome)
+            bar.add_task("storing", total=None)
+            bar.refresh()
+            report = add_outcomes(database, bank, outcomes, labels=label or [])
     _report(report, f"bank {bank!r}")
 
 
 @bank_app.command("import-vpdq")
 def import_vpdq(
-    bank: str,
+    bank: BankArgument,
     files: Annotated[list[str], typer.Argument(help="vPDQ text files, one video each.")],
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="Label for every entry (repeatable).")
@@ -388,14 +400,13 @@ def import_vpdq(
     from childshield.banks.entries import add_video_signal
     from childshield.signals.vpdq import VpdqFormatError, from_text
 
-    err = Console(stderr=True)
     signals = []
     for name in files:
         try:
             with open(name, encoding="utf-8") as f:
                 signals.append((name, from_text(f.read(50_000_000))))
         except (OSError, UnicodeDecodeError, VpdqFormatError) as exc:
-            err.print(f"[red]{name}: {exc}[/]", highlight=False)
+            say(f"{name}: {exc}", style="red")
             raise typer.Exit(1) from None
     from childshield.banks.errors import BankError
 
@@ -406,14 +417,14 @@ def import_vpdq(
                     database, bank, frames, source_name=name.rsplit("/", 1)[-1], labels=label or []
                 )
             except BankError as exc:
-                err.print(f"[red]{name}: {exc}[/]", highlight=False)
+                say(f"{name}: {exc}", style="red")
                 raise typer.Exit(1) from None
             _report(report, f"{name} (item {report.item_id})")
 
 
 @bank_app.command("export-vpdq")
 def export_vpdq(
-    bank: str,
+    bank: BankArgument,
     item: Annotated[
         str,
         typer.Argument(
@@ -433,18 +444,14 @@ def export_vpdq(
         item_id = find_video(database, bank, item)
         frames = video_signal(database, bank, item_id) if item_id is not None else []
     if not frames:
-        Console(stderr=True).print(
-            f"{bank!r} has no video {item!r} (give its item id, SHA-256, SHA-1 or MD5)",
-            markup=False,
-            highlight=False,
-        )
+        say(f"{bank!r} has no video {item!r} (give its item id, SHA-256, SHA-1 or MD5)")
         raise typer.Exit(1)
     sys.stdout.write(to_text(frames))
 
 
 @bank_app.command("import")
 def import_command(
-    bank: str,
+    bank: BankArgument,
     file: Annotated[
         str | None,
         typer.Argument(
@@ -467,46 +474,62 @@ def import_command(
             help="Instead of a file, fetch a threatexchange exchange: 'sample' (its static exchange)."
         ),
     ] = None,
+    progress: ProgressOption = None,
     db: DbOption = None,
 ) -> None:
     """Import a hash list: atomic, and re-runnable without duplicating entries."""
     if (file is None) == (exchange is None):
         raise typer.BadParameter("give a FILE or --exchange, not both")
-    if exchange is not None:
-        from childshield.banks.exchange import fetch_exchange
+    with progress_bar(enabled=progress) as bar:
+        reading = bar.add_task("fetching" if exchange is not None else "reading", total=None)
+        bar.refresh()
+        storing = None
 
-        with _database(db) as database:
-            get_bank(database, bank)
-            parsed = fetch_exchange(exchange)
-            report = import_rows(
-                database,
-                bank,
-                parsed,
-                source_name=f"threatexchange:{exchange}",
-                strict=strict,
-                source="exchange",
-            )
-        _report(report, f"bank {bank!r}")
-        return
-    assert file is not None
-    fmt = list_format or detect_format(file)
-    try:
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        parsed = parse(io.StringIO(data.decode("utf-8-sig")), fmt, default_type=signal_type)
-    except (OSError, UnicodeDecodeError) as exc:
-        Console(stderr=True).print(f"[red]error:[/] cannot read {file}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    with _database(db) as database:
-        report = import_rows(
-            database, bank, parsed, source_name=Path(file).name if file != "-" else "stdin", strict=strict
-        )
+        def stored(done: int, total: int) -> None:
+            nonlocal storing
+            if storing is None:
+                storing = bar.add_task("storing", total=total)
+            if done == total:
+                bar.add_task("committing", total=None)  # the bank takes the rows in one step
+            bar.update(storing, completed=done, refresh=True)
+
+        if exchange is not None:
+            from childshield.banks.exchange import fetch_exchange
+
+            with _database(db) as database:
+                get_bank(database, bank)
+                parsed = fetch_exchange(exchange)
+                bar.update(reading, total=1, completed=1, refresh=True)
+                report = import_rows(
+                    database,
+                    bank,
+                    parsed,
+                    source_name=f"threatexchange:{exchange}",
+                    strict=strict,
+                    source="exchange",
+                    progress=stored,
+                )
+        else:
+            fmt = list_format or detect_format(file or "-")
+            try:
+                data = sys.stdin.buffer.read() if file in ("-", None) else Path(str(file)).read_bytes()
+                parsed = parse(io.StringIO(data.decode("utf-8-sig")), fmt, default_type=signal_type)
+            except (OSError, UnicodeDecodeError) as exc:
+                say(f"cannot read {file}: {exc}", label="error:", style="red")
+                raise typer.Exit(1) from None
+            bar.update(reading, total=1, completed=1, refresh=True)
+            name = Path(file).name if file not in ("-", None) else "stdin"
+            with _database(db) as database:
+                report = import_rows(database, bank, parsed, source_name=name, strict=strict, progress=stored)
     _report(report, f"bank {bank!r}")
 
 
 @bank_app.command("export")
 def export_command(
-    bank: str,
-    list_format: Annotated[ListFormat, typer.Option("--format", "-f", help="csv or jsonl.")] = ListFormat.CSV,
+    bank: BankArgument,
+    list_format: Annotated[
+        ListFormat, typer.Option("--format", "-f", help="csv, jsonl or txfile.")
+    ] = ListFormat.CSV,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
@@ -522,12 +545,12 @@ def export_command(
             count = write(rows, stream, list_format)
     else:
         count = write(rows, sys.stdout, list_format)
-    Console(stderr=True).print(f"exported {count} entries from bank {bank!r}", highlight=False)
+    say(f"exported {count} entries from bank {bank!r}")
 
 
 @bank_app.command("entry")
 def entry_command(
-    bank: str,
+    bank: BankArgument,
     entry_id: Annotated[int, typer.Argument(help="Entry id (see export --format jsonl).")],
     state: Annotated[EntryState, typer.Argument(help="active, disputed or disabled.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required to dispute or disable).")] = "",
@@ -536,4 +559,4 @@ def entry_command(
     """Change an entry's state: disabled entries stop matching at once."""
     with _database(db) as database:
         set_entry_state(database, bank, entry_id, state, reason)
-    Console(stderr=True).print(f"entry {entry_id} of bank {bank!r} is now {state.value}", highlight=False)
+    say(f"entry {entry_id} of bank {bank!r} is now {state.value}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -13,16 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
+from childshield.cli_output import err, say
 
 if TYPE_CHECKING:
     from childshield.crawl.crawler import CrawlConfig, Crawler, CrawlStats
     from childshield.net.guard import HostsResolver
 
-crawl_app = typer.Typer(help="Crawl reported URLs for known material (hotline work).", no_args_is_help=True)
-err = Console(stderr=True)
+crawl_app = App(help="Crawl reported URLs for known material (hotline work).", no_args_is_help=True)
 
 
 AllowOption = Annotated[
@@ -57,7 +58,7 @@ def crawl_add(
         added, again, refused = frontier.add(database, given, source=source, reporter_ref=reporter_ref)
         failed = frontier.failures(database, urls=given) if again else []
     for reason in refused:
-        err.print(f"[yellow]refused[/] {reason}", highlight=False)
+        say(reason, label="refused", style="yellow")
     for f in failed:
         say(f"already crawled and failed ({f.cause}): {f.url}: {f.error}")
         say(f"  to crawl it again: childshield crawl requeue {shlex.quote(f.url)}")
@@ -195,11 +196,6 @@ def crawl_run(
         raise typer.Exit(1)
 
 
-def say(text: str) -> None:
-    """A line for the operator, printed as it is (URLs and reasons hold brackets Rich would eat)."""
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
 def _worker(url: str | None, config: CrawlConfig, max_urls: int | None, out: Any) -> None:
     """One crawler process (the frontier's leases keep processes off each other's URLs)."""
     from childshield.crawl.crawler import Crawler
@@ -234,7 +230,12 @@ def _run_processes(
     total = CrawlStats()
     got: list[CrawlStats] = []
     broken = False
+    status = err.status("crawling") if err.is_terminal else None
+    if status is not None:  # the processes' own counts are theirs: the frontier's are everyone's
+        status.start()
     while len(got) < len(children):
+        if status is not None:
+            status.update(_frontier_line(db, processes))
         try:
             got.append(results.get(timeout=1))
         except KeyboardInterrupt:  # the children got it too: they stop after the URLs in flight
@@ -243,9 +244,11 @@ def _run_processes(
             dead = [c for c in children if not c.is_alive() and c.exitcode not in (0, None)]
             if dead and len(got) + len(dead) >= len(children):
                 broken = True
-                err.print(f"[red]{len(dead)} crawler process(es) failed[/] (exit {dead[0].exitcode}); "
-                          "what they had in flight is crawled again by the next run")  # fmt: skip
+                say(f"(exit {dead[0].exitcode}); what they had in flight is crawled again by the next run",
+                    label=f"{len(dead)} crawler process(es) failed", style="red")  # fmt: skip
                 break
+    if status is not None:
+        status.stop()
     for child in children:
         child.join()
     for one in got:
@@ -262,12 +265,12 @@ async def _run(crawler: Crawler, max_urls: int | None, *, progress: bool = True)
 
     async def ticking() -> None:
         with err.status("crawling") as status:
-            while True:
-                s = crawler.stats
-                status.update(
-                    f"crawling: {s.fetched} fetched, {s.pages} pages, {s.media} media, {s.hits} matched"
-                )
-                await asyncio.sleep(0.5)
+            try:
+                while True:
+                    status.update(live_line(crawler.stats))
+                    await asyncio.sleep(0.5)
+            finally:  # the last counts are drawn too, however short the crawl
+                status.update(live_line(crawler.stats))
 
     ticker = asyncio.create_task(ticking()) if show else None
     try:
@@ -275,6 +278,38 @@ async def _run(crawler: Crawler, max_urls: int | None, *, progress: bool = True)
     finally:
         if ticker is not None:
             ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+
+def live_line(s: CrawlStats) -> str:
+    """The crawl's live line: every outcome counted, failures and retries too (a crawl whose fetches
+    all fail, refused by the address guard or unanswered, is not "0 fetched" until the end)."""
+    return (
+        f"crawling: {s.fetched} fetched ({s.pages} pages, {s.media} media), {s.hits} matched, "
+        f"{s.failed} failed, {s.retried} retried, {s.skipped} skipped"
+    )
+
+
+def _frontier_line(db: str | None, processes: int) -> str:
+    """The live line of a crawl in several processes, from the frontier they share."""
+    from childshield.crawl import frontier
+    from childshield.store.db import open_database
+
+    try:
+        database = open_database(db, migrate=False)
+        try:
+            now = frontier.status(database)
+        finally:
+            database.close()
+    except Exception as exc:  # the database busy or away: say so, the crawl goes on
+        return f"crawling in {processes} processes (counts unavailable: {type(exc).__name__})"
+    urls = now["urls"]
+    return (
+        f"crawling in {processes} processes: {urls.get('done', 0)} done, {urls.get('failed', 0)} failed, "
+        f"{urls.get('skipped', 0)} skipped, {urls.get('queued', 0)} queued, {urls.get('leased', 0)} in "
+        f"flight; {now['hits']} hits"
+    )
 
 
 @crawl_app.command("status")

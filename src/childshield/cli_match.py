@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from childshield.banks.formats import normalize_signal
 from childshield.cli_bank import DbOption, _database
+from childshield.cli_output import say
 from childshield.matching import Matcher, MatchResult
 from childshield.matching.matcher import DEFAULT_MIN_QUALITY, Query
 
@@ -79,7 +79,7 @@ def match_command(
             try:
                 result = matcher.match(kind, value, quality=quality if kind == "pdq" else None)
             except ValueError as exc:
-                Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+                say(str(exc), label="error:", style="red")
                 raise typer.Exit(1) from None
             sys.stdout.write(json.dumps(_record(result, kind, value)) + "\n")
             raise typer.Exit(EXIT_MATCHED if result.matched else 0)
@@ -90,11 +90,9 @@ def match_command(
 def warn_if_no_banks(matcher: Matcher) -> None:
     """Nothing can match without an enabled bank: say so, or a wrong database reads as "all clean"."""
     if not matcher.policies:
-        Console(stderr=True).print(
+        say(
             "warning: no bank is enabled in this database: nothing can match "
-            "(`childshield bank list` shows the banks; check --db)",
-            markup=False,
-            highlight=False,
+            "(`childshield bank list` shows the banks; check --db)"
         )
 
 

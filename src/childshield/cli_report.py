@@ -11,20 +11,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
+from childshield.cli_output import console, err, say
 from childshield.cli_review import KeyFileOption
 from childshield.reporting.config import ConfigError, ReportingConfig
 
-report_app = typer.Typer(
+report_app = App(
     help="Reports to NCMEC's CyberTipline and other destinations "
     "(queue, auto, send, list, show, status, schema).",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
-out = Console(highlight=False)
+out = console()
 
 
 def _config() -> ReportingConfig:
@@ -33,7 +32,7 @@ def _config() -> ReportingConfig:
     try:
         return load_config()
     except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)  # the file's [tables] are not markup
+        say(str(exc), style="red")  # the file's [tables] are printed as they are
         raise typer.Exit(1) from None
 
 
@@ -125,7 +124,7 @@ def report_queue(
                 file_context=file_context,
             )
         except CannotQueue as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
+            say(str(exc), style="red")
             raise typer.Exit(1) from None
     err.print(f"queued report {report_id} to {destination} with {files} files")
 
@@ -199,7 +198,7 @@ def report_auto(actor: Annotated[str, typer.Option(help="Recorded as who queued.
     with _database(db) as database:
         queued = queue_confirmed(database, config, actor=actor)
     for problem in queued.problems:
-        err.print(f"[yellow]not queued:[/] {problem}")
+        say(str(problem), label="not queued:", style="yellow")
     err.print(f"queued {len(queued.reports)} reports; {queued.waiting} incidents still settling")
     if queued.problems:
         raise typer.Exit(1)
@@ -223,7 +222,7 @@ def report_send(key_file: KeyFileOption = None, db: DbOption = None) -> None:
     for name, count in delivered.filed.items():
         err.print(f"{name}: filed {count} reports")
     for name, why in delivered.stopped.items():
-        err.print(f"[red]{name} stopped:[/] {why}")
+        say(str(why), label=f"{name} stopped:", style="red")
     if delivered.stopped:
         raise typer.Exit(1)
 
@@ -251,7 +250,7 @@ def report_show(report_id: int, db: DbOption = None) -> None:
     with _database(db) as database, database.session() as session:
         report = session.get(Report, report_id)
         if report is None:
-            err.print(f"[red]no report {report_id}[/]")
+            say(f"no report {report_id}", style="red")
             raise typer.Exit(1)
         destination = config.destinations.get(report.destination)
         if destination is not None and destination.kind == "email":

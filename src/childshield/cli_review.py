@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
+from childshield.cli_output import err, say
 
-review_app = typer.Typer(
+review_app = App(
     help="The human review queue (reviewers work in the web UI of `serve`).", no_args_is_help=True
 )
-media_app = typer.Typer(
-    help="Uploads kept (sealed) for review: keys, re-sealing, retention.", no_args_is_help=True
-)
-err = Console(stderr=True)
+media_app = App(help="Uploads kept (sealed) for review: keys, re-sealing, retention.", no_args_is_help=True)
 KeyFileOption = Annotated[
     Path | None,
     typer.Option(
@@ -78,7 +75,7 @@ def media_rotate_key(key_file: KeyFileOption = None) -> None:
     try:
         key_id = rotate(key_file)
     except KeyFileError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
+        say(str(exc), style="red")
         raise typer.Exit(1) from None
     err.print(f"new current key {key_id}; restart the service so every worker seals with it")
 
@@ -94,6 +91,6 @@ def media_reseal(key_file: KeyFileOption = None, db: DbOption = None) -> None:
         with _database(db) as database:
             count = reseal(database, keyring, actor="cli")
     except KeyFileError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
+        say(str(exc), style="red")
         raise typer.Exit(1) from None
     err.print(f"re-sealed {count} media with key {keyring.current}")

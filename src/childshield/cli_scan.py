@@ -10,11 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from childshield.cli_bank import DbOption, FpsOption, _database
 from childshield.cli_match import EXIT_MATCHED, warn_if_no_banks
+from childshield.cli_output import RowFormat, add_row, err, print_table, progress_bar, say, table
 from childshield.csvcells import SafeDictWriter
 from childshield.hashing.batch import Skipped, hash_many
 from childshield.hashing.discover import discover
@@ -118,11 +117,35 @@ def _second(row: dict[str, Any]) -> str:
     return f"orb {row['inliers']} inliers" if row.get("check") == "orb" else ""
 
 
+def _format(given: str | None) -> OutputFormat | None:
+    """The output format named (table, jsonl or csv)."""
+    if given is None:
+        return None
+    if given.strip().lower() == OutputFormat.VPDQ:  # matches are no vPDQ signal: say what is
+        say(
+            "scan prints matches (table, jsonl or csv); for a video's vPDQ text use "
+            "`childshield hash VIDEO --format vpdq`"
+        )
+        raise typer.Exit(2)
+    try:
+        return OutputFormat(RowFormat(given.strip().lower()))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{given[:40]!r} is not one of table, jsonl, csv", param_hint="--format"
+        ) from None
+
+
 def scan_command(
     paths: Annotated[list[str], typer.Argument(help="Files and folders to scan (recursively).")],
     output_format: Annotated[
-        OutputFormat | None,
-        typer.Option("--format", "-f", help="Default: table on a terminal, jsonl otherwise."),
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="<table|jsonl|csv>",  # no vpdq: a match is no video signal
+            autocompletion=lambda: [f.value for f in RowFormat],
+            help="Default: table on a terminal, jsonl otherwise.",
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Match every frame of animations.")] = False,
@@ -139,16 +162,7 @@ def scan_command(
     Exit status: 3 when any file matched (even if others failed), else 1 when some files could not be
     scanned, else 0; 2 on bad usage.
     """
-    err = Console(stderr=True)
-    fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
-    if fmt is OutputFormat.VPDQ:  # matches are no vPDQ signal: say so rather than print nothing
-        err.print(
-            "scan prints matches (table, jsonl or csv); for a video's vPDQ text use "
-            "`childshield hash VIDEO --format vpdq`",
-            markup=False,
-            highlight=False,
-        )
-        raise typer.Exit(2)
+    fmt = _format(output_format) or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
     with _database(db) as database:
         matcher = Matcher.load(database, min_quality=min_quality)
         warn_if_no_banks(matcher)
@@ -160,7 +174,7 @@ FLUSH_EVERY = 200  # files between writes of the match tallies (flood protection
 
 def _report_floods(floods: list[Flood], err: Console) -> None:
     for flood in floods:
-        err.print(f"[yellow]flood:[/] {flood.describe()}", highlight=False)
+        say(flood.describe(), label="flood:", style="yellow", to=err)
 
 
 def _scan(
@@ -209,17 +223,8 @@ def _scan(
     )
     if fmt is OutputFormat.CSV:
         writer.writeheader()
-    with Progress(
-        TextColumn("scanning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not (err.is_terminal if progress is None else progress),
-        transient=True,
-        auto_refresh=False,  # no refresh thread: the workers can then be forked (see SupervisedPool)
-    ) as bar:
-        task = bar.add_task("scan", total=len(candidates))
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task("scanning", total=len(candidates))
         count = workers or max(1, min(os.cpu_count() or 1, len(candidates)))
         options = HashOptions(
             frames=frames, variants=matcher.wants_query_variants, sampling=Sampling(rate=fps)
@@ -244,11 +249,11 @@ def _scan(
                 else:
                     table_rows.append(row)
     if fmt is OutputFormat.TABLE and table_rows:
-        table = Table(header_style="bold")
-        for column in ("path", "bank", "signal", "distance", "via", "external id", "source"):
-            table.add_column(column, overflow="fold")
+        columns = ("path", "bank", "signal", "distance", "via", "external id", "source")
+        grid = table(*columns, fold=columns)
         for r in table_rows:
-            table.add_row(
+            add_row(
+                grid,
                 r["path"],
                 r.get("bank", ""),
                 r.get("signal_type", ""),
@@ -261,13 +266,12 @@ def _scan(
                 r.get("external_id") or "",
                 r.get("error") or r.get("source_name", ""),
             )
-        console = Console()
-        (console if console.is_terminal else Console(width=200)).print(table)
+        print_table(grid)
     elapsed = max(time.monotonic() - started, 1e-9)
     _report_floods(guard.flush(), err)
-    err.print(
+    say(
         f"scanned {files} files in {elapsed:.1f} s ({files / elapsed:.1f} files/s): "
         f"{matched} matched, {errors} errors",
-        highlight=False,
+        to=err,
     )
     raise typer.Exit(EXIT_MATCHED if matched else 1 if errors else 0)

@@ -9,16 +9,14 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
+from childshield.cli_output import add_row, err, print_table, say, table
 from childshield.store.models import Role
 
-account_app = typer.Typer(help="Accounts, roles and API keys of the service.", no_args_is_help=True)
-audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
-err = Console(stderr=True)
+account_app = App(help="Accounts, roles and API keys of the service.", no_args_is_help=True)
+audit_app = App(help="The hash-chained audit log.", no_args_is_help=True)
 
 
 def serve_command(
@@ -53,7 +51,7 @@ def serve_command(
 
             Keyring.load(Path(conf.media_key_file) if conf.media_key_file else None)
     except Exception as exc:
-        err.print(f"[red]cannot open the database:[/] {type(exc).__name__}: {str(exc)[:300]}")
+        say(f"{type(exc).__name__}: {str(exc)[:300]}", label="cannot open the database:", style="red")
         raise typer.Exit(1) from None
     from childshield.web.app import run
 
@@ -100,9 +98,9 @@ def account_add(
                 actor=_actor(),
             )
         except AccountError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            say(str(exc), label="error:", style="red")
             raise typer.Exit(1) from None
-    err.print(f"account {name!r} ({role.value}) created", highlight=False)
+    say(f"account {name!r} ({role.value}) created")
 
 
 def _actor() -> str:
@@ -130,10 +128,10 @@ def account_list(db: DbOption = None) -> None:
             sys.stdout.write(json.dumps(u) + "\n")
         return
     columns = ("name", "role", "disabled", "password", "api_keys", "sessions", "created_at")
-    table = Table("name", "role", "disabled", "password", "API keys", "sessions", "created")
+    grid = table("name", "role", "disabled", "password", "API keys", "sessions", "created")
     for u in users:
-        table.add_row(*(escape(str(u[k])) for k in columns))
-    Console().print(table)
+        add_row(grid, *(str(u[k]) for k in columns))
+    print_table(grid)
 
 
 @account_app.command("disable")
@@ -225,10 +223,10 @@ def account_keys(name: str, db: DbOption = None) -> None:
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
         return
-    table = Table("prefix", "label", "created", "last used", "revoked")
+    grid = table("prefix", "label", "created", "last used", "revoked")
     for row in rows:
-        table.add_row(*(escape(str(row[k] or "")) for k in row))
-    Console().print(table)
+        add_row(grid, *(str(row[k] or "") for k in row))
+    print_table(grid)
 
 
 @account_app.command("key")
@@ -242,7 +240,7 @@ def account_key(
         try:
             key = create_api_key(database, name, label=label, actor=_actor())
         except AccountError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            say(str(exc), label="error:", style="red")
             raise typer.Exit(1) from None
     sys.stdout.write(key + "\n")
 
@@ -257,7 +255,7 @@ def account_revoke(
         try:
             revoke_api_key(database, prefix.removeprefix("cs_").split("_")[0], actor=_actor())
         except AccountError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            say(str(exc), label="error:", style="red")
             raise typer.Exit(1) from None
     err.print("revoked")
 
@@ -271,7 +269,7 @@ def audit_verify(db: DbOption = None) -> None:
         try:
             count, head = verify_chain(database)
         except ChainBroken as exc:
-            err.print(f"[red]{exc}[/]", highlight=False)
+            say(str(exc), style="red")
             raise typer.Exit(1) from None
     sys.stdout.write(f"{count} records, chain intact, head {head}\n")
 

@@ -12,21 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
-from childshield.cli_crawl import AllowOption, ResolveOption, _resolver, say
+from childshield.cli_crawl import AllowOption, ResolveOption, _resolver
+from childshield.cli_output import add_row, err, print_table, say, table
 
 if TYPE_CHECKING:
     from childshield.takedown.intake import FollowResult
     from childshield.takedown.notices import SendResult
 
-takedown_app = typer.Typer(
+takedown_app = App(
     help="Notice and takedown: providers, notices, re-checks, removal figures.", no_args_is_help=True
 )
-err = Console(stderr=True)
 
 
 @takedown_app.command("run")
@@ -172,15 +170,16 @@ def takedown_stats_command(
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
         return
-    table = Table(by, "media", "notices", "removed", "median h", "p90 h", ">24h", ">7d", ">42d")
+    counts = ("media", "notices", "removed", "median h", "p90 h", ">24h", ">7d", ">42d")
+    grid = table(by, *counts, right=counts)
     for r in rows:
-        table.add_row(
-            str(r[by]), str(r["media"]), str(r["notices_sent"]), str(r["removed"]),
+        add_row(
+            grid, str(r[by]), str(r["media"]), str(r["notices_sent"]), str(r["removed"]),
             str(r["median_hours_to_removal"] if r["median_hours_to_removal"] is not None else "-"),
             str(r["p90_hours_to_removal"] if r["p90_hours_to_removal"] is not None else "-"),
             str(r["online_after_24h"]), str(r["online_after_7d"]), str(r["online_after_42d"]),
         )  # fmt: skip
-    Console().print(table)
+    print_table(grid)
 
 
 @takedown_app.command("providers")
@@ -217,7 +216,7 @@ def takedown_contact(
         try:
             set_contact(database, key, email)
         except LookupError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
+            say(str(exc), style="red")
             raise typer.Exit(1) from None
     err.print(f"notices to {key} go to {email or 'its RDAP abuse contact'}")
 

@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
+from childshield.cli_output import err, say
 from childshield.cli_review import KeyFileOption
 from childshield.review.keys import Keyring
 
-vault_app = typer.Typer(
-    help="Evidence: preserve, hold, export signed bundles, verify them.", no_args_is_help=True
-)
-err = Console(stderr=True)
+vault_app = App(help="Evidence: preserve, hold, export signed bundles, verify them.", no_args_is_help=True)
 Actor = Annotated[str, typer.Option("--actor", help="Who does this (recorded in the audit log).")]
 
 
@@ -28,7 +25,7 @@ def _keyring(key_file: Path | None) -> Keyring:
     try:
         return Keyring.load(key_file, create=False)
     except KeyFileError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
+        say(str(exc), style="red")
         raise typer.Exit(1) from None
 
 
@@ -43,7 +40,7 @@ def vault_keygen(
     try:
         print_ = generate_keys(private, public)
     except FileExistsError:
-        err.print(f"[red]{private} exists already[/]")
+        say(f"{private} exists already", style="red")
         raise typer.Exit(1) from None
     err.print(f"signing key {print_}")
 
@@ -89,7 +86,7 @@ def vault_hold(
         try:
             hold(database, evidence_id, reason, actor=actor)
         except VaultError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
+            say(str(exc), style="red")
             raise typer.Exit(1) from None
 
 
@@ -102,7 +99,7 @@ def vault_release(evidence_id: int, actor: Actor, db: DbOption = None) -> None:
         try:
             release(database, evidence_id, actor=actor)
         except VaultError as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
+            say(str(exc), style="red")
             raise typer.Exit(1) from None
 
 
@@ -168,7 +165,7 @@ def vault_export(
                 reports=reports,
             )
         except (VaultError, FileExistsError, NoSuchReport, ConfigError) as exc:
-            err.print(f"[red]{escape(str(exc))}[/]")
+            say(str(exc), style="red")
             raise typer.Exit(1) from None
     err.print(f"wrote {out} (manifest SHA-256 {digest})")
 
@@ -197,16 +194,17 @@ def vault_verify(
     try:
         result = verify_bundle(bundle, read_public_key(public_key) if public_key else None)
     except BundleError as exc:  # one line, whatever the bundle's names hold (no markup, no wrapping)
-        err.print(f"[red]does not verify:[/] {escape(str(exc))}", soft_wrap=True)
+        say(str(exc), label="does not verify:", style="red")
         raise typer.Exit(1) from None
     except OSError as exc:
-        err.print(f"[red]cannot read:[/] {escape(str(exc))}", soft_wrap=True)
+        say(str(exc), label="cannot read:", style="red")
         raise typer.Exit(1) from None
     sys.stdout.write(
         f"verified: {result.evidence} pieces of evidence, {result.reports} reports, "
         f"signed by {result.signer}\n"
     )
     if not result.identity_checked:
-        err.print(
-            "[yellow]intact, but the signer is unchecked: give --public-key as received from the sender[/]"
+        say(
+            "intact, but the signer is unchecked: give --public-key as received from the sender",
+            style="yellow",
         )

@@ -10,12 +10,10 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from childshield.cli_bank import DbOption, _database
 from childshield.cli_match import EXIT_MATCHED
-
-err = Console(stderr=True)
+from childshield.cli_output import say
 
 
 def watch_command(
@@ -100,7 +98,7 @@ def watch_command(
                     if seen.get(s.stream_id) != s.state:
                         seen[s.stream_id] = s.state
                         note = f": {s.error}" if s.error and s.state != "running" else ""
-                        err.print(f"{s.stream_id}: {s.state}{note}", highlight=False)
+                        say(f"{s.stream_id}: {s.state}{note}")
                 if statuses and all(s.state in ("ended", "failed", "stopped") for s in statuses):
                     break
                 stop.wait(0.2)

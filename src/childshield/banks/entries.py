@@ -53,6 +53,8 @@ from childshield.store.models import (
 from childshield.store.revision import bump
 
 BATCH = 2000
+PROGRESS_EVERY = 1000
+"""Rows between two calls of an import's ``progress``."""
 T = TypeVar("T")
 
 
@@ -307,10 +309,12 @@ def import_rows(
     source_name: str,
     strict: bool = False,
     source: str = "import",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Import parsed rows.  Malformed rows are reported by line and skipped, or (strict) refuse it all.
     Videos (``vpdq`` rows) are stored as ``add_video_signal`` stores them, after the other rows, in a
-    transaction of their own."""
+    transaction of their own.  ``progress(done, total)`` is called as the other rows are written (every
+    ``PROGRESS_EVERY`` and at the end; the bank then takes them in one step)."""
     unusable = [
         RowError(v.line, "the video signal has no frame of quality 50 or more")
         for v in parsed.videos
@@ -322,11 +326,10 @@ def import_rows(
     duplicates_in_file = len(parsed.rows)
     rows = list(_dedupe(parsed.rows, lambda r: (r.signal_type.value, r.signal)))
     duplicates_in_file -= len(rows)
-    _store(
-        db,
-        bank_name,
-        (
-            {
+
+    def values() -> Iterator[dict[str, Any]]:
+        for done, r in enumerate(rows, 1):
+            yield {
                 "signal_type": r.signal_type,
                 "signal": r.signal,
                 "external_id": r.external_id,
@@ -334,10 +337,10 @@ def import_rows(
                 "source": source,
                 "source_name": source_name,
             }
-            for r in rows
-        ),
-        report,
-    )
+            if progress is not None and (done % PROGRESS_EVERY == 0 or done == len(rows)):
+                progress(done, len(rows))
+
+    _store(db, bank_name, values(), report)
     report.already_present += duplicates_in_file
     videos = [v for v in parsed.videos if any(f.quality >= DEFAULT_MIN_QUALITY for f in v.frames)]
     if videos:

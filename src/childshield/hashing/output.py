@@ -106,7 +106,8 @@ class TableWriter:
 
     def write(self, outcome: HashOutcome) -> None:
         for row in records(outcome, frames=self.frames, dihedral=self.dihedral):
-            path = row["path"] + (f" #{row['frame']}" if "frame" in row else "")
+            # Text, not str: a path is never read as Rich markup (``copy [b]old.jpg``).
+            path = Text(row["path"] + (f" #{row['frame']}" if "frame" in row else ""))
             if "error" in row:
                 self.rows.append(
                     (path, _size(row["size_bytes"]), "", "", Text(row["error"], style="red"), "")
@@ -122,19 +123,21 @@ class TableWriter:
                     _size(row["size_bytes"]),
                     f"{row['width']}x{row['height']}",
                     Text(quality, style="yellow" if row["pdq_quality"] < 50 else ""),
-                    pdq,
-                    row["sha256"],
+                    Text(pdq),
+                    Text(row["sha256"]),
                 )
             )
 
     def close(self) -> None:
         table = Table(show_lines=False, header_style="bold")
         table.add_column("path", overflow="fold")
-        table.add_column("size", justify="right", no_wrap=True)
-        table.add_column("pixels", justify="right", no_wrap=True)
-        table.add_column("quality", justify="right", no_wrap=True)
-        table.add_column("pdq", overflow="fold", min_width=20)
-        table.add_column("sha256", overflow="fold", min_width=16)
+        # Hashes and paths fold (never cut); the rest ends in an ellipsis when the terminal is narrow.
+        # No minimum widths: a table wider than the terminal would lose its right edge without a mark.
+        table.add_column("size", justify="right", no_wrap=True, overflow="ellipsis")
+        table.add_column("pixels", justify="right", no_wrap=True, overflow="ellipsis")
+        table.add_column("quality", justify="right", no_wrap=True, overflow="ellipsis")
+        table.add_column("pdq", overflow="fold")
+        table.add_column("sha256", overflow="fold")
         for row in self.rows:
             table.add_row(*row)
         self.console.print(table)
