@@ -133,5 +133,5 @@ def test_the_crawls_live_line_counts_fetches_and_failures_while_it_runs(
     assert any(
         line.startswith("crawling: 1 fetched (1 pages, 0 media), 0 matched, 1 failed") for line in lines
     )
-    assert seen.returncode == 0
+    assert seen.returncode == 1  # a URL failed: work not done
     assert "fetched 2 (2 pages, 0 media)" in ANSI.sub("", seen.terminal)
