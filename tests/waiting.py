@@ -29,13 +29,15 @@ def wait_until(
     what: str,
     *,
     unless: Callable[[], object] | None = None,
+    every: float | None = None,
     hang_guard: float = HANG_GUARD,
 ) -> T:
     """Poll ``condition`` until it is true and return its value.  ``unless`` ends the wait early when
     it is true (e.g. the server died): then ``condition`` is asked once more and the wait fails unless
-    it holds.  The sleep between polls starts at 1 ms and grows to 50 ms, so short waits stay short."""
+    it holds.  The sleep between polls starts at 1 ms and grows to 50 ms, so short waits stay short;
+    ``every`` fixes it instead (a condition that also watches for something fleeting)."""
     start = time.monotonic()
-    pause = 0.001
+    pause = every if every is not None else 0.001
     while True:
         value = condition()
         if value:
@@ -48,7 +50,8 @@ def wait_until(
         if time.monotonic() - start > hang_guard:
             raise Hung(f"{what}: still not after {hang_guard:g} s (a hang)")
         time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+        if every is None:
+            pause = min(pause * 2, 0.05)
 
 
 def wait_event(event: threading.Event, what: str, *, hang_guard: float = HANG_GUARD) -> None:
