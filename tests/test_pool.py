@@ -200,10 +200,13 @@ def test_hash_many_survives_an_out_of_memory_decode(tmp_path: Path, memory_limit
     assert "memory" in str(outcomes[1].error)
 
 
-def test_a_worker_that_dies_while_idle_is_replaced_without_blame() -> None:
+def test_a_worker_that_dies_while_idle_is_replaced_without_blame(tmp_path: Path) -> None:
+    import functools
+
     from pool_tasks import die_after_returning, slow_source
 
-    pool = SupervisedPool(die_after_returning, workers=1, batch_size=1, timeout=30.0)
-    results = list(pool.map(slow_source(6)))
+    pid_file = str(tmp_path / "dying.pid")
+    pool = SupervisedPool(functools.partial(die_after_returning, pid_file), workers=1, batch_size=1)
+    results = list(pool.map(slow_source(6, pid_file)))
     assert results == [(i, True, i * 10) for i in range(6)]
     assert pool.restarts == 1
