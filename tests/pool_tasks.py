@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HOG_BYTES = 1 << 30  # far beyond the memory limits the tests set
@@ -48,17 +49,32 @@ def vm_size(_: object) -> int:
     return 0
 
 
-def die_after_returning(x: int) -> int:
-    """Returns, then the worker dies a moment later while idle (a delayed crash)."""
+def die_after_returning(pid_file: str, x: int) -> int:
+    """Returns, then the worker dies a moment later while idle (a delayed crash); it writes its pid to
+    ``pid_file`` first, for the source to wait for its death."""
     if x == 2:
         import threading
 
+        Path(pid_file).write_text(str(os.getpid()))
         threading.Timer(0.1, os._exit, (7,)).start()
     return x * 10
 
 
-def slow_source(n: int) -> object:
+def _exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def slow_source(n: int, pid_file: str) -> Iterator[int]:
+    """``range(n)``, pausing before 3 until the worker that returned 2 has died: the pool waits for input
+    while it dies, whatever the load."""
+    from waiting import wait_until
+
     for i in range(n):
         if i == 3:
-            time.sleep(0.5)  # the pool waits for input while the worker dies
+            wait_until(lambda: Path(pid_file).exists() and _exited(int(Path(pid_file).read_text())),
+                       "the worker to die after returning item 2")  # fmt: skip
         yield i

@@ -11,6 +11,7 @@ import importlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from childshield.store.models import Role
 from childshield.testing.corpus import encode, generated_photo
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
+from waiting import HANG_GUARD, join, wait_until
 
 decode_module: Any = importlib.import_module("childshield.media.decode")  # the package re-exports decode()
 
@@ -112,15 +114,14 @@ def served(tmp_path: Path, **env: str) -> Iterator[Served]:
     base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def ready() -> bool:
             try:
-                if httpx.get(base + "/v1/ready", timeout=5).status_code == 200:
-                    break
+                return httpx.get(base + "/v1/ready", timeout=60).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+                return False
+
+        wait_until(ready, "the server to start", unless=lambda: process.poll() is not None)
         yield Served(base, key, process)
     finally:
         process.terminate()
@@ -131,7 +132,7 @@ def served(tmp_path: Path, **env: str) -> Iterator[Served]:
             process.wait()
 
 
-def post_all(server: Served, path: str, bodies: list[bytes], timeout: float = 120) -> list[int]:
+def post_all(server: Served, path: str, bodies: list[bytes], timeout: float = HANG_GUARD) -> list[int]:
     """Every body posted at once, each from a thread of its own; the status codes (0: no answer)."""
     codes = [0] * len(bodies)
 
@@ -150,11 +151,21 @@ def post_all(server: Served, path: str, bodies: list[bytes], timeout: float = 12
     return codes
 
 
+def scans_in_flight(server: Served) -> float:
+    """The server's count of scans received and not yet answered (from ``/metrics``)."""
+    text = httpx.get(server.url + "/metrics", timeout=HANG_GUARD).text
+    found = re.search(r"^childshield_scans_in_flight (\S+)$", text, re.MULTILINE)
+    assert found, text
+    return float(found.group(1))
+
+
 def warmed(server: Served) -> int:
     """The server's memory after one small scan (imports and caches loaded), its peak reset to it."""
     small = encode(generated_photo(3, 640, 480), "PNG")
     assert (
-        httpx.post(server.url + "/v1/scan", content=small, headers=server.auth(), timeout=60).status_code
+        httpx.post(
+            server.url + "/v1/scan", content=small, headers=server.auth(), timeout=HANG_GUARD
+        ).status_code
         == 200
     )
     server.reset_peak()
@@ -166,8 +177,8 @@ def warmed(server: Served) -> int:
 
 def peak_growth(tmp_path: Path, upload: bytes, count: int, **env: str) -> int:
     """How much a served worker's peak memory grew while ``count`` scans of ``upload`` ran at once (all
-    answered 200)."""
-    with served(tmp_path, **env) as server:
+    answered 200: each waits for its turn as long as it takes)."""
+    with served(tmp_path, **{"CHILDSHIELD_DECODE_WAIT": str(HANG_GUARD), **env}) as server:
         before = warmed(server)
         codes = post_all(server, "/v1/scan", [upload] * count)
         after = server.memory()
@@ -191,8 +202,7 @@ def test_the_decode_budget_bounds_decodes_that_cannot_be_reduced(tmp_path: Path)
     buffer = io.BytesIO()
     Image.new("RGB", (4000, 4000), (10, 200, 30)).save(buffer, "WEBP", lossless=True)
     webp = buffer.getvalue()
-    env = {"CHILDSHIELD_DECODE_MEMORY_MB": "400", "CHILDSHIELD_DECODE_WAIT": "120"}
-    growth = peak_growth(tmp_path, webp, 4, **env)
+    growth = peak_growth(tmp_path, webp, 4, CHILDSHIELD_DECODE_MEMORY_MB="400")
     assert growth < 500 * MB, f"peak grew by {growth / MB:.0f} MB"
 
 
@@ -247,13 +257,13 @@ def test_decode_budget_waits_refuses_and_serves_in_order() -> None:
 
         big = threading.Thread(target=later, args=("big", 90))
         big.start()
-        time.sleep(0.05)
+        wait_until(lambda: budget.waiting == 1, '"big" waiting for its share')
         small = threading.Thread(target=later, args=("small", 10))  # fits now, but comes after "big"
         small.start()
-        time.sleep(0.05)
+        wait_until(lambda: budget.waiting == 2, '"small" waiting behind "big"')
         assert order == [] and budget.used == 60
-    big.join()
-    small.join()
+    join(big, '"big"')
+    join(small, '"small"')
     assert order == ["big", "small"] and budget.used == 0
 
 
@@ -265,7 +275,7 @@ def test_an_oversized_lookup_body_is_refused_unread(tmp_path: Path) -> None:
     chunked is cut off at the limit; a body within the limit is looked up."""
     with served(tmp_path, CHILDSHIELD_MAX_LOOKUP_BYTES="1000000") as server:
         host, port = server.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=5) as s:
+        with socket.create_connection((host, int(port)), timeout=HANG_GUARD) as s:
             s.sendall(
                 (
                     f"POST /v1/lookup HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.key}\r\n"
@@ -292,11 +302,16 @@ def test_an_oversized_lookup_body_is_refused_unread(tmp_path: Path) -> None:
             yield b"]}"
 
         before = server.memory()["VmRSS"]
-        r = httpx.post(server.url + "/v1/lookup", content=chunked(200_000), headers=server.auth(), timeout=30)
+        r = httpx.post(
+            server.url + "/v1/lookup", content=chunked(200_000), headers=server.auth(), timeout=HANG_GUARD
+        )
         assert r.status_code == 413 and "over the limit" in r.json()["detail"]
         assert server.memory()["VmRSS"] - before < 100 * MB  # 40 MB of JSON is ~600 MB once parsed
         fits = httpx.post(
-            server.url + "/v1/lookup", json={"signals": [signal] * 2000}, headers=server.auth(), timeout=30
+            server.url + "/v1/lookup",
+            json={"signals": [signal] * 2000},
+            headers=server.auth(),
+            timeout=HANG_GUARD,
         )
         assert fits.status_code == 200 and len(fits.json()["results"]) == 2000
 
@@ -373,15 +388,26 @@ def test_health_and_ready_answer_while_scans_fill_the_worker(tmp_path: Path) -> 
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40)
     gif = buffer.getvalue()
-    env = {"CHILDSHIELD_SCAN_THREADS": "1", "CHILDSHIELD_DECODE_WAIT": "120"}
+    env = {
+        "CHILDSHIELD_SCAN_THREADS": "1",
+        "CHILDSHIELD_DECODE_WAIT": str(HANG_GUARD),  # the 48th waits for the 47 before it
+        "CHILDSHIELD_METRICS_OPEN": "1",
+    }
     with served(tmp_path, **env) as server:
-        load = threading.Thread(target=post_all, args=(server, "/v1/scan", [gif] * 48, 60), daemon=True)
+        load = threading.Thread(
+            target=post_all, args=(server, "/v1/scan", [gif] * 48, HANG_GUARD), daemon=True
+        )
         load.start()
-        time.sleep(2.5)  # the uploads arriving: the scan slots busy, the rest waiting their turn
+        # Every upload received: the scan slot busy, the rest waiting their turn.
+        wait_until(
+            lambda: scans_in_flight(server) == 48,
+            "the server to hold all 48 scans",
+            unless=lambda: not load.is_alive(),
+        )
         took: dict[str, float] = {}
         for path in ("/v1/health", "/v1/ready", "/v1/health", "/v1/ready"):
             start = time.perf_counter()
-            r = httpx.get(server.url + path, timeout=30)
+            r = httpx.get(server.url + path, timeout=HANG_GUARD)
             took[path] = max(took.get(path, 0.0), time.perf_counter() - start)
             assert r.status_code == 200, (path, r.text)
         # one scan thread and 48 scans of ~1 s of hashing each: health waiting behind them ends after them

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from childshield.store.db import Database
 from childshield.store.models import CrawlHit, CrawlState, CrawlUrl, Decision, ReviewItem, utcnow
 from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.web import LocalWeb, Resource, image, page, redirect, status
+from waiting import HANG_GUARD
 
 LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
 
@@ -48,7 +50,8 @@ def known_bank(db: Database, pictures: dict[str, bytes]) -> Matcher:
 
 
 def config(web: LocalWeb, **extra: object) -> CrawlConfig:
-    return CrawlConfig(policy=LOOPBACK, resolve=web.resolver, **{"timeout": 2.0, **extra})  # type: ignore[arg-type]
+    """Fetches time out only after the hang guard: no load makes a loopback answer that late."""
+    return CrawlConfig(policy=LOOPBACK, resolve=web.resolver, **{"timeout": HANG_GUARD, **extra})  # type: ignore[arg-type]
 
 
 def crawl(db: Database, matcher: Matcher, conf: CrawlConfig, **run: object) -> Crawler:
@@ -134,11 +137,12 @@ def test_crawl_finds_known_media_across_sites(db: Database, pictures: dict[str, 
 
 
 def test_retries_slow_down_and_timeouts(db: Database, pictures: dict[str, bytes]) -> None:
+    never = threading.Event()  # the slow image is answered only when the web closes: no timeout is early
     sites = {
         "busy.test": {
-            "/": page("<img src='/a.jpg'><img src='/slow.jpg'><img src='/err.jpg'>"),
+            "/": page("<img src='/a.jpg'><img src='/err.jpg'>"),
             "/a.jpg": image(pictures["known2"]),
-            "/slow.jpg": Resource(pictures["other3"], "image/jpeg", stall=3.0),
+            "/slow.jpg": Resource(pictures["other3"], "image/jpeg", hold=never),
             "/err.jpg": status(500),
         }
     }
@@ -146,16 +150,20 @@ def test_retries_slow_down_and_timeouts(db: Database, pictures: dict[str, bytes]
     with LocalWeb(sites) as web:
         web.once[("busy.test", "/a.jpg")] = [status(429, Retry_After="1")]
         frontier.add(db, [web.url("busy.test")])
-        crawler = crawl(db, matcher, config(web, timeout=1.0, max_attempts=2))
+        crawler = crawl(db, matcher, config(web, max_attempts=2))
+        # The slow image in a crawl of its own: the short timeout there is for it alone.
+        frontier.add(db, [web.url("busy.test", "/slow.jpg")])
+        timing_out = crawl(db, matcher, config(web, timeout=1.0, max_attempts=2))
         urls = rows(db)
         a = web.requests("busy.test", "/a.jpg")
         assert len(a) == 2 and a[1].at - a[0].at >= 0.9  # waited as asked, then got it
         assert {h.media_url for h in hits(db)} == {web.url("busy.test", "/a.jpg")}
         slow = urls[web.url("busy.test", "/slow.jpg")]
         assert slow.state is CrawlState.FAILED and "timed out" in slow.error and slow.attempts == 2
+        assert len(web.requests("busy.test", "/slow.jpg")) == 2
         assert urls[web.url("busy.test", "/err.jpg")].state is CrawlState.FAILED
         assert len(web.requests("busy.test", "/err.jpg")) == 2
-        assert crawler.stats.retried >= 3
+        assert crawler.stats.retried + timing_out.stats.retried >= 3
 
 
 def test_bounds_depth_pages_and_patience(db: Database, pictures: dict[str, bytes]) -> None:
@@ -200,7 +208,7 @@ def test_address_guard_refuses_loopback_by_default(db: Database, pictures: dict[
     matcher = known_bank(db, pictures)
     with LocalWeb({"inside.test": {"/": page("hello")}}) as web:
         frontier.add(db, [web.url("inside.test"), "http://169.254.169.254/latest/meta-data/"])
-        crawl(db, matcher, CrawlConfig(resolve=web.resolver, timeout=2.0))
+        crawl(db, matcher, CrawlConfig(resolve=web.resolver, timeout=HANG_GUARD))
         assert not web.requests()
         errors = sorted(r.error for r in rows(db).values())
         assert all(r.state is CrawlState.FAILED for r in rows(db).values())
@@ -367,7 +375,7 @@ def test_an_unparseable_redirect_fails_the_url_at_once(db: Database) -> None:
     with LocalWeb({"odd.test": {"/": redirect(r"http:\\127.0.0.1\x")}}) as web:
         frontier.add(db, [web.url("odd.test")])
         crawler = Crawler(db, Matcher.load(db), config(web))
-        asyncio.run(asyncio.wait_for(crawler.run(), 30))
+        asyncio.run(asyncio.wait_for(crawler.run(), HANG_GUARD))
         crawler.close()
         row = rows(db)[web.url("odd.test")]
         assert row.state is CrawlState.FAILED and row.attempts == 1

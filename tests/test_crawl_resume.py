@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -22,6 +21,7 @@ from childshield.store.db import Database
 from childshield.store.models import CrawlHit, CrawlState, CrawlUrl
 from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.web import LocalWeb, Resource, page
+from waiting import HANG_GUARD, exited, wait_until
 
 PAGES, CONCURRENCY = 30, 4
 
@@ -43,7 +43,7 @@ def crawl_command(db: Database, web: LocalWeb) -> list[str]:
     pins = [f"--resolve={name}={address}" for name, address in web.addresses.items()]
     return [
         sys.executable, "-m", "childshield.cli", "crawl", "run", "--db", db.url, "--allow", "127.0.0.0/8",
-        *pins, "--concurrency", str(CONCURRENCY), "--per-host", "2", "--lease", "1", "--timeout", "5",
+        *pins, "--concurrency", str(CONCURRENCY), "--per-host", "2", "--lease", "1", "--timeout", "600",
         "--patience", "1000",
     ]  # fmt: skip
 
@@ -64,14 +64,19 @@ def test_killed_crawls_resume_without_loss_or_duplicates(db: Database, seed: int
         )  # fmt: skip
         kills = 0
         for _ in range(3):
+            # Killed a random number of fetches into its crawl (counted, not timed: load moves times).
+            target = len(web.requests()) + rng.randint(10, 40)
             proc = subprocess.Popen(
-                crawl_command(db, web), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                crawl_command(db, web), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            time.sleep(rng.uniform(1.0, 2.5))  # past start-up, into the crawl
+            wait_until(
+                lambda: len(web.requests()) >= target or proc.poll() is not None,  # noqa: B023
+                "the crawl to fetch its share before the kill",
+            )
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 kills += 1
-            proc.wait(30)
+            exited(proc, "the killed crawl")
         assert kills >= 2, "the crawl finished before it could be killed: make it longer"
         # The last run finishes with two processes sharing the frontier.
         done = subprocess.run(
@@ -79,7 +84,7 @@ def test_killed_crawls_resume_without_loss_or_duplicates(db: Database, seed: int
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=HANG_GUARD,
         )
         assert done.returncode == 0, done.stderr
 

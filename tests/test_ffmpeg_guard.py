@@ -19,6 +19,7 @@ import pytest
 from childshield.media.errors import MediaError
 from childshield.media.video import VideoInfo, VideoLimits, container_format, sample_frames
 from childshield.testing.video import encode_video, scene
+from waiting import HANG_GUARD, wait_until
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -101,15 +102,18 @@ def test_an_upload_with_a_session_description_opens_no_socket(kind: str, tmp_pat
     child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     seen: set[str] = set()
     bound = False
-    started = time.monotonic()
-    while child.poll() is None and time.monotonic() - started < 40:
+
+    def ended() -> bool:  # watched until it ends: every socket it opened on the way is seen
+        nonlocal seen, bound
         try:
             seen |= sockets_of(child.pid)
         except OSError:  # the child has just ended
-            break
+            return True
         bound = bound or port in udp_ports_bound()
-        time.sleep(0.002)
-    out, _ = child.communicate(timeout=30)
+        return child.poll() is not None
+
+    wait_until(ended, "the hashing process to end", every=0.002)
+    out, _ = child.communicate(timeout=HANG_GUARD)
     assert not seen and not bound, (seen, bound)
     assert child.returncode == 0 and "refused:" in out, out
 
@@ -199,13 +203,16 @@ def test_hls_segments_of_a_guarded_watch_open_no_socket(tmp_path: Path) -> None:
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
-    config = WatchConfig(guard=AddressPolicy.from_text("127.0.0.1/32"), read_timeout=3, max_reconnects=0)
+    config = WatchConfig(guard=AddressPolicy.from_text("127.0.0.1/32"), read_timeout=60, max_reconnects=0)
     watch = Watch("hls-sdp", url, lambda queries, names: [], lambda alert: None, config).start()
     bound = False
-    deadline = time.monotonic() + 30
-    while watch.alive and time.monotonic() < deadline:
+
+    def ended() -> bool:  # watched until the watch ends: what it bound on the way is seen
+        nonlocal bound
         bound = bound or port in udp_ports_bound()
-        time.sleep(0.002)
+        return not watch.alive
+
+    wait_until(ended, "the watch of the crafted stream to end", every=0.002)
     watch.stop()
     server.shutdown()
     server.server_close()
@@ -228,7 +235,9 @@ def test_one_video_is_decoded_with_the_threads_it_is_given(tmp_path: Path) -> No
             print(threads, peak - before)
     """)
     env = {**os.environ, "PYTHONPATH": SRC}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=HANG_GUARD
+    )
     assert run.returncode == 0, run.stderr
     extra = dict(line.split() for line in run.stdout.splitlines())
     assert int(extra["1"]) <= 1 and 2 <= int(extra["3"]) <= 3, extra

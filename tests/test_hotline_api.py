@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +19,7 @@ from childshield.testing.corpus import encode, generated_photo
 from childshield.testing.web import LocalWeb, image, page
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
+from waiting import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +47,13 @@ def test_hotline_roles_and_the_crawl_worker(db: Database) -> None:
         r = client.post("/v1/crawl/urls", json=body, headers=keys[Role.SERVICE])
         assert r.status_code == 200 and r.json()["added"] == 1 and len(r.json()["refused"]) == 1
         assert client.get("/v1/crawl/status", headers=keys[Role.SERVICE]).status_code == 403
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = client.get("/v1/crawl/status", headers=keys[Role.SENIOR]).json()
-            if status["urls"].get("done", 0) == 3:
-                break
-            time.sleep(0.2)
+
+        def settled() -> dict[str, Any] | None:  # nothing left queued or being fetched
+            status: dict[str, Any] = client.get("/v1/crawl/status", headers=keys[Role.SENIOR]).json()
+            urls = status["urls"]
+            return None if not urls or urls.get("queued") or urls.get("leased") else status
+
+        status = wait_until(settled, "the service's crawl worker to settle the reported URL")
         assert status["urls"] == {"done": 3} and status["hits"] >= 1
         hits = client.get("/v1/crawl/hits", headers=keys[Role.SENIOR]).json()
         assert {h["media_url"] for h in hits} == {seed + "k.jpg"} and all(h["page_url"] == seed for h in hits)

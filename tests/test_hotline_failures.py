@@ -36,6 +36,7 @@ from childshield.timefmt import aware
 from cli_runner import cli_for
 from smtp_helpers import SmtpServer
 from takedown_helpers import one_item_per_provider
+from waiting import HANG_GUARD
 
 LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -96,12 +97,18 @@ def test_temporary_dns_failures_are_retried_with_backoff_until_their_tries_are_s
         dns = FlakyDns(web.resolver, {"flaky.test": 2, "dead.test": -1})
         clock = Clock(utcnow())
         conf = CrawlConfig(
-            policy=LOOPBACK, resolve=dns, timeout=3.0, clock=clock, dns_backoff=60, dns_attempts=3, wait=5
+            policy=LOOPBACK,
+            resolve=dns,
+            timeout=HANG_GUARD,
+            clock=clock,
+            dns_backoff=60,
+            dns_attempts=3,
+            wait=5,
         )
 
         def crawl() -> Crawler:
             crawler = Crawler(db, Matcher.load(db), conf)
-            asyncio.run(asyncio.wait_for(crawler.run(), 60))  # returns: nothing is due within `wait`
+            asyncio.run(asyncio.wait_for(crawler.run(), HANG_GUARD))  # returns: nothing is due within `wait`
             crawler.close()
             return crawler
 

@@ -21,6 +21,7 @@ from childshield.store.models import Notice
 from childshield.takedown.notices import NoticeSettings, plan
 from smtp_helpers import SmtpServer
 from takedown_helpers import one_item_per_provider
+from waiting import HANG_GUARD, exited, wait_until
 
 PROVIDERS = 24
 
@@ -45,18 +46,25 @@ def test_killed_sender_loses_nothing(db: Database, tmp_path: Path) -> None:
         command = [sys.executable, "-m", "childshield.cli", "takedown", "send", "--db", db.url]
         kills = 0
         for _ in range(4):
+            # Killed a random number of notices into its sending (counted, not timed: load moves times),
+            # a random moment into the next one's exchange.
+            target = len(smtp.mailbox.messages) + rng.randint(1, 4)
             proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.2, 2.0))
+            wait_until(
+                lambda: len(smtp.mailbox.messages) >= target or proc.poll() is not None,  # noqa: B023
+                "the sender to send its share before the kill",
+            )
+            time.sleep(rng.uniform(0, 0.1))  # where in the next exchange: any point will do
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 kills += 1
-            proc.wait(30)
+            exited(proc, "the killed sender")
             with db.session() as session:  # what a dead sender held is free again after its lease
                 session.query(Notice).filter(Notice.state == "sending").update(
                     {"next_at": dt.datetime.now(dt.UTC)}
                 )
         assert kills >= 2, "the sender finished before it could be killed"
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
         assert done.returncode == 0, done.stderr
         received = Counter(m["Message-ID"] for m in smtp.mailbox.messages)
     with db.session() as session:

@@ -9,7 +9,6 @@ import re
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from childshield.testing.corpus import generated_photo
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
 from review_helpers import PASSWORD, auth, bank_with, browser, people, png
+from waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -64,10 +64,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
+    wait_until(lambda: server.started, "uvicorn to start", unless=lambda: not thread.is_alive())
     try:
         yield Served(db, f"http://127.0.0.1:{port}", keys)
     finally:

@@ -21,6 +21,7 @@ from childshield.vault.store import preserve_confirmed
 from childshield.web.app import create_app
 from childshield.web.settings import ServiceSettings
 from review_helpers import auth, browser, people, png, sign_in
+from waiting import HANG_GUARD, join
 
 SCANS = 50
 
@@ -78,7 +79,7 @@ def test_concurrent_scans_of_one_file_fold_into_one_item_keeping_every_context(
 
     def upload(k: int) -> None:
         try:
-            start.wait(30)  # all at once: concurrent intake of the same content
+            start.wait(HANG_GUARD)  # all at once: concurrent intake of the same content
             content_ids.append(
                 _scan(app, keys["service"], one, user_id=f"u{k}", ip=f"192.0.2.{k}", incident=f"case-{k % 5}")
             )
@@ -89,7 +90,7 @@ def test_concurrent_scans_of_one_file_fold_into_one_item_keeping_every_context(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(120)
+        join(thread, "an upload")
     assert not errors, errors[0]
     assert len(set(content_ids)) == SCANS  # every upload has its own decision
 

@@ -33,6 +33,7 @@ from childshield.testing.rdap import FakeNetwork, FakeRdap, network_object
 from childshield.testing.web import LocalWeb, image, page, status
 from smtp_helpers import SmtpServer
 from takedown_helpers import one_item_per_provider
+from waiting import HANG_GUARD
 
 LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -84,7 +85,7 @@ def test_notice_and_takedown_rounds(db: Database, tmp_path: Path) -> None:
     )
     with LocalWeb(sites) as web, FakeRdap(networks()) as rdap_server, SmtpServer(tmp_path) as smtp:
         smtp_settings = SmtpSettings(port=smtp.port, ca_file=str(smtp.cert))
-        recheck = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=3.0)
+        recheck = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=HANG_GUARD)
         frontier.add(db, [web.url(s) for s in sites])
         asyncio.run(Crawler(db, matcher, CrawlConfig(policy=LOOPBACK, resolve=web.resolver)).run())
         rdap = RdapClient(rdap_server.base)
@@ -248,7 +249,7 @@ def test_our_failed_checks_are_never_removals_and_reminders_say_the_real_check(d
         rdap.close()
         assert len(plan(db, settings, now=T0)) == 1
         refused = RecheckSettings(
-            resolve=web.resolver, timeout=3.0
+            resolve=web.resolver, timeout=HANG_GUARD
         )  # loopback not allowed: the guard says no
         for k in range(5):
             result = asyncio.run(recheck_due(db, Matcher.load(db), refused, now=T0 + (k + 1) * H))
@@ -261,7 +262,7 @@ def test_our_failed_checks_are_never_removals_and_reminders_say_the_real_check(d
         assert plan(db, settings, now=T0 + 6 * H) == []  # no check saw it online: no "still online" claim
         assert takedown_stats(db, now=T0 + 7 * H)[0]["removed"] == 0
         checked = T0 + 6 * H + dt.timedelta(minutes=7)
-        fine = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=3.0)
+        fine = RecheckSettings(policy=LOOPBACK, resolve=web.resolver, timeout=HANG_GUARD)
         assert asyncio.run(recheck_due(db, Matcher.load(db), fine, now=checked)).still_online == 1
         [nid] = plan(db, settings, now=T0 + 7 * H)
         with db.session() as session:

@@ -31,6 +31,7 @@ from childshield.stream.watch import Alert, WatchConfig
 from childshield.testing.corpus import encode
 from childshield.testing.streams import HlsServer, TcpSender
 from childshield.testing.video import clip, encode_video, scene
+from waiting import wait_until
 
 PHOTO = scene(99, 320, 240)
 OTHER = [scene(s, 320, 240) for s in range(50, 60)]
@@ -53,13 +54,14 @@ def holder_with_known(db: Database) -> MatcherHolder:
     return holder
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+FINAL = ("ended", "failed", "stopped")
+"""States a watch does not leave."""
+
+
+def wait_for(condition: Callable[[], object], what: str, watches: Watches | None = None) -> None:
+    """Wait for ``condition``; with ``watches``, give up once every watch is over without it."""
+    over = None if watches is None else (lambda: all(s.state in FINAL for s in watches.statuses()))
+    wait_until(condition, what, unless=over)
 
 
 def test_a_known_picture_in_a_live_tcp_stream_is_alerted_with_its_time(
@@ -70,8 +72,8 @@ def test_a_known_picture_in_a_live_tcp_stream_is_alerted_with_its_time(
     watches = Watches(db, holder, webhook_url="http://127.0.0.1:9/hook",
                       on_alert=lambda a, d: alerts.append((a, d, time.time())))  # fmt: skip
     with TcpSender(stream_video) as sender:
-        watches.start(sender.url, "cam-1", WatchConfig(read_timeout=5, max_reconnects=20))
-        assert wait_for(lambda: bool(alerts))
+        watches.start(sender.url, "cam-1", WatchConfig(read_timeout=60, max_reconnects=20))
+        wait_for(lambda: alerts, "an alert from the TCP stream", watches)
         alert, decision_id, found_at = alerts[0]
         sent = min(wall for t, wall in sender.sent_at.items() if t >= SHOWN_AT - 1e-3)
         status = watches.statuses()[0]
@@ -95,8 +97,8 @@ def test_hls_from_a_local_http_server(db: Database, stream_video: bytes, tmp_pat
     alerts: list[Alert] = []
     watches = Watches(db, holder, on_alert=lambda a, d: alerts.append(a))
     with HlsServer(stream_video, tmp_path / "hls", segment_seconds=1.0) as hls:
-        watches.start(hls.url, "hls-1", WatchConfig(realtime=True, read_timeout=5))
-        assert wait_for(lambda: bool(alerts))
+        watches.start(hls.url, "hls-1", WatchConfig(realtime=True, read_timeout=60))
+        wait_for(lambda: alerts, "an alert from the HLS stream", watches)
     watches.close()
     assert alerts[0].stream_time == pytest.approx(SHOWN_AT, abs=0.04)
 
@@ -112,11 +114,17 @@ def test_drops_are_reconnected_and_stalls_reported_without_hanging(db: Database,
         def at_start() -> int:  # alerts of the known picture's first frame: one per connection
             return sum(a.stream_time == pytest.approx(SHOWN_AT, abs=0.04) for a in alerts)
 
-        assert wait_for(lambda: at_start() >= 2 and watches.statuses()[0].connects >= 2, 60)
+        wait_for(
+            lambda: at_start() >= 2 and watches.statuses()[0].connects >= 2,
+            "the known picture alerted on two connections",
+            watches,
+        )
     with TcpSender(stream_video, stall_after=1.0) as silent:  # connected, then nothing
         watches.start(silent.url, "stalls", config)
-        assert wait_for(
-            lambda: any(s.stream_id == "stalls" and s.state == "stalled" for s in watches.statuses())
+        wait_for(
+            lambda: any(s.stream_id == "stalls" and s.state == "stalled" for s in watches.statuses()),
+            "the silent stream reported stalled",
+            watches,
         )
         stopped = watches.stop("stalls")
         assert stopped.state in ("stopped", "stalled", "reconnecting")
@@ -134,7 +142,8 @@ def test_many_streams_in_one_process(db: Database, stream_video: bytes, tmp_path
         path.write_bytes(stream_video)
         paths.append(path)
         watches.start(str(path), f"file-{n}")
-    assert wait_for(lambda: all(s.state == "ended" for s in watches.statuses()))
+    wait_for(lambda: all(s.state in FINAL for s in watches.statuses()), "the four files read to their end")
+    assert all(s.state == "ended" for s in watches.statuses())
     assert sorted(a.stream_id for a in alerts) == [f"file-{n}" for n in range(4)]
     with pytest.raises(WatchError, match="stream id"):
         watches.start(str(paths[0]), "bad id!")
@@ -175,8 +184,10 @@ def test_watches_over_the_api(db: Database, stream_video: bytes, tmp_path: Path)
         assert r.status_code == 201, r.text
         assert client.post("/v1/watches", json={"source": sender.url, "stream_id": "cam-9"},
                            headers=auth(keys["admin"])).status_code == 422  # fmt: skip
-        assert wait_for(
-            lambda: client.get("/v1/watches", headers=auth(keys["admin"])).json()[0]["alerts"] >= 1
+        wait_for(
+            lambda: client.get("/v1/watches", headers=auth(keys["admin"])).json()[0]["alerts"] >= 1,
+            "an alert counted by the API's watch",
+            app.state.watches,
         )
         stopped = client.delete("/v1/watches/cam-9", headers=auth(keys["admin"]))
         assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
@@ -218,8 +229,8 @@ def test_hls_over_the_api_is_read_through_the_guard(
     watches = Watches(db, holder, on_alert=lambda a, d: alerts.append(a))
     allowed = AddressPolicy.from_text("127.0.0.1/32")
     with HlsServer(stream_video, tmp_path / "hls", segment_seconds=1.0) as hls:
-        watches.start(hls.url, "guarded", WatchConfig(guard=allowed, read_timeout=5, max_reconnects=1))
-        assert wait_for(lambda: bool(alerts))  # same host: read, matched
+        watches.start(hls.url, "guarded", WatchConfig(guard=allowed, read_timeout=60, max_reconnects=1))
+        wait_for(lambda: alerts, "an alert from the allowed HLS stream", watches)  # same host: read, matched
         assert alerts[0].stream_time == pytest.approx(SHOWN_AT, abs=0.04)
 
         elsewhere: list[str] = []
@@ -241,14 +252,16 @@ def test_hls_over_the_api_is_read_through_the_guard(
         watches.start(
             hls.url.replace("live.m3u8", "moved.m3u8"),
             "moved",
-            WatchConfig(guard=allowed, read_timeout=5, max_reconnects=1),
+            WatchConfig(guard=allowed, read_timeout=60, max_reconnects=1),
         )
-        assert wait_for(
-            lambda: any(s.stream_id == "moved" and s.state == "failed" for s in watches.statuses())
+        wait_for(
+            lambda: any(s.stream_id == "moved" and s.state in FINAL for s in watches.statuses()),
+            "the moved playlist's watch to end",
         )
         status = next(s for s in watches.statuses() if s.stream_id == "moved")
         other.shutdown()
     watches.close()
+    assert status.state == "failed"
     assert "not a public address" in status.error and not elsewhere  # refused before any request was made
 
 
@@ -313,13 +326,14 @@ def test_an_rtsp_redirect_to_a_refused_address_is_never_followed(db: Database, s
     allowed = AddressPolicy.from_text("127.0.0.1/32")
     redirect = f"rtsp://127.0.0.2:{victim.port}/inside"
     with RtspServer(stream_video, redirect=redirect) as server:
-        watches.start(server.url, "moved", WatchConfig(guard=allowed, read_timeout=5, max_reconnects=1))
-        assert wait_for(lambda: watches.statuses()[0].state == "failed")
+        watches.start(server.url, "moved", WatchConfig(guard=allowed, read_timeout=60, max_reconnects=1))
+        wait_for(lambda: watches.statuses()[0].state in FINAL, "the redirected RTSP watch to end")
         status = watches.statuses()[0]
     watches.close()
     victim.close()
     assert server.connections >= 2 and server.requests.count("DESCRIBE") >= 2  # reconnected, cut again
     assert victim.accepted == 0
+    assert status.state == "failed"
     assert "redirects are not followed" in status.error and redirect in status.error
 
 
@@ -331,8 +345,8 @@ def test_rtsp_is_watched_through_the_guarded_relay(db: Database, stream_video: b
     watches = Watches(db, holder_with_known(db), on_alert=lambda a, d: alerts.append(a))
     allowed = AddressPolicy.from_text("127.0.0.1/32")
     with RtspServer(stream_video) as server:
-        watches.start(server.url, "cam-rtsp", WatchConfig(guard=allowed, read_timeout=5, max_reconnects=3))
-        assert wait_for(lambda: bool(alerts))
+        watches.start(server.url, "cam-rtsp", WatchConfig(guard=allowed, read_timeout=60, max_reconnects=3))
+        wait_for(lambda: alerts, "an alert from the RTSP stream", watches)
     watches.close()
     assert alerts[0].stream_time == pytest.approx(SHOWN_AT, abs=0.1)
     assert server.requests[:4] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
@@ -357,17 +371,18 @@ def test_a_name_is_checked_at_every_connection_and_ffmpeg_gets_the_address(
 
     alerts: list[Alert] = []
     watches = Watches(db, holder_with_known(db), on_alert=lambda a, d: alerts.append(a))
-    config = WatchConfig(guard=AddressPolicy.from_text("127.0.0.1/32"), resolve=resolve, read_timeout=5,
+    config = WatchConfig(guard=AddressPolicy.from_text("127.0.0.1/32"), resolve=resolve, read_timeout=60,
                          max_reconnects=1)  # fmt: skip
     with TcpSender(stream_video) as sender:
         victim = Listener("127.0.0.2", sender.port)
         watches.start(f"tcp://stream.test:{sender.port}", "named", config)
-        assert wait_for(lambda: bool(alerts))
+        wait_for(lambda: alerts, "an alert from the named stream", watches)
         answers.append("127.0.0.2")  # the name now points inside
-        assert wait_for(lambda: watches.statuses()[0].state == "failed")
+        wait_for(lambda: watches.statuses()[0].state in FINAL, "the named stream's watch to end")
         status = watches.statuses()[0]
     watches.close()
     victim.close()
+    assert status.state == "failed"
     assert status.connects == 1 and "not a public address" in status.error  # where it resolved: not said
     assert victim.accepted == 0
 

@@ -83,6 +83,11 @@ class DecodeBudget:
         """Bytes taken now (for tests and metrics)."""
         return self._used
 
+    @property
+    def waiting(self) -> int:
+        """Decodes waiting for their share now (for tests and metrics)."""
+        return len(self._queue)
+
     @contextmanager
     def take(self, cost: int, wait: float | None = None) -> Iterator[None]:
         """Hold ``cost`` bytes of the budget for the ``with`` block."""

@@ -28,6 +28,9 @@ class Resource:
     """Seconds to wait before answering (a slow server)."""
     trickle: int = 0
     """Bytes to send without end, slowly (a huge body); the length is not declared."""
+    hold: threading.Event | None = field(default=None, compare=False)
+    """Answer only once this is set (a server that never answers in time, however slow the client);
+    the web sets it when it closes."""
 
 
 def page(html: str) -> Resource:
@@ -95,6 +98,10 @@ class LocalWeb:
         return body
 
     def __exit__(self, *_: object) -> None:
+        for paths in self.sites.values():  # requests held for the test let go, so their threads end
+            for resource in paths.values():
+                if resource.hold is not None:
+                    resource.hold.set()
         for server, thread in self._servers:
             server.shutdown()
             server.server_close()
@@ -146,6 +153,8 @@ class LocalWeb:
                     found = Resource(b"not found", "text/plain", 404)
                 if found.stall:
                     time.sleep(found.stall)
+                if found.hold is not None:
+                    found.hold.wait()
                 try:
                     self.send_response(found.status)
                     self.send_header("Content-Type", found.content_type)

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -42,6 +42,12 @@ class Metrics:
             "childshield_matches", "Matches found", ["bank", "check"], registry=self.registry
         )
         self.lookups = Counter("childshield_lookup_signals", "Signals looked up", registry=self.registry)
+        self.scans_in_flight = Gauge(
+            "childshield_scans_in_flight",
+            "Scans received and not yet answered (waiting for a scan slot, or being hashed)",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # every live worker's, added up
+        )
         self.latency = Histogram(
             "childshield_request_seconds",
             "Request latency",

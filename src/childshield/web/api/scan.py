@@ -127,22 +127,27 @@ async def _hashed(
     slots = by_loop.get(loop)
     if slots is None:
         slots = by_loop[loop] = anyio.CapacityLimiter(conf.scan_threads)
-    start = time.monotonic()
-    acquired = False
-    with anyio.move_on_after(conf.decode_wait_seconds):
-        await slots.acquire()
-        acquired = True
-    if not acquired:
-        raise _busy()
+    in_flight = state.metrics.scans_in_flight
+    in_flight.inc()
     try:
-        left = max(0.0, conf.decode_wait_seconds - (time.monotonic() - start))
-        work = functools.partial(_scan, holder, data, left)
-        # The slot held is the bound: the thread is not also taken from the pool the other routes share.
-        return await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
-    except DecodeBusy as exc:
-        raise _busy(exc.retry_after) from None
+        start = time.monotonic()
+        acquired = False
+        with anyio.move_on_after(conf.decode_wait_seconds):
+            await slots.acquire()
+            acquired = True
+        if not acquired:
+            raise _busy()
+        try:
+            left = max(0.0, conf.decode_wait_seconds - (time.monotonic() - start))
+            work = functools.partial(_scan, holder, data, left)
+            # The slot held is the bound: the thread is not also taken from the pool the other routes share.
+            return await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
+        except DecodeBusy as exc:
+            raise _busy(exc.retry_after) from None
+        finally:
+            slots.release()
     finally:
-        slots.release()
+        in_flight.dec()
 
 
 @router.post(
