@@ -97,3 +97,25 @@ def test_each_command_summary_is_the_first_paragraph_of_its_own_help() -> None:
         assert command is not None and command.name == name
         own = (command.help or "").split("\n\n")[0]
         assert help_text(spec.summary) == own, name
+
+
+def test_the_quick_head_is_alembics_head() -> None:
+    from childshield.store import migrate
+
+    assert migrate.quick_head() == migrate.head_revision()
+
+
+def test_opening_a_database_at_the_head_imports_no_alembic(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'cs.db'}"
+    code = (
+        "import json, sys; from childshield.store.db import open_database; "
+        "open_database(sys.argv[1]).close(); print(json.dumps(sorted(sys.modules)))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=120)
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-2000:]
+    first, again = (set(json.loads(r.stdout)) for r in runs)
+    assert "alembic" in first  # a new database is migrated by Alembic
+    assert "alembic" not in again  # one at the head is told so from alembic_version alone
