@@ -148,13 +148,13 @@ def test_version_and_help() -> None:
 
 
 def test_size_options_and_their_defaults() -> None:
-    from childshield.cli import _parse_size
+    from childshield.cli_hash import parse_size
     from childshield.hashing.batch import DEFAULT_MEMORY_LIMIT
     from childshield.hashing.service import DEFAULT_MAX_BYTES
 
-    assert _parse_size("1GiB") == DEFAULT_MAX_BYTES
-    assert _parse_size("4GiB") == DEFAULT_MEMORY_LIMIT
-    assert _parse_size("512M") == 512_000_000
-    assert _parse_size("2k") == 2000
-    assert _parse_size("123") == 123
+    assert parse_size("1GiB") == DEFAULT_MAX_BYTES
+    assert parse_size("4GiB") == DEFAULT_MEMORY_LIMIT
+    assert parse_size("512M") == 512_000_000
+    assert parse_size("2k") == 2000
+    assert parse_size("123") == 123
     assert run("hash", ".", "--max-bytes", "lots").returncode == 2

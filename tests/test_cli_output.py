@@ -193,9 +193,13 @@ def _commands() -> list[list[str]]:
     found: list[list[str]] = [[]]
 
     def walk(group: object, path: list[str]) -> None:
-        for sub_name, sub in getattr(group, "commands", {}).items():
+        # Through the group's own API: the root's commands are imported when asked for (cli_app.LazyGroup).
+        if not isinstance(group, typer.core.TyperGroup):
+            return
+        ctx = typer.Context(group)
+        for sub_name in group.list_commands(ctx):
             found.append([*path, sub_name])
-            walk(sub, [*path, sub_name])
+            walk(group.get_command(ctx, sub_name), [*path, sub_name])
 
     walk(root, [])
     return found

@@ -5,15 +5,47 @@ The public API is small::
     import childshield
     result = childshield.hash_file("photo.jpg")
     result.pdq, result.pdq_quality, result.sha256
+
+Its names are imported when first used (PEP 562): ``import childshield`` and ``childshield.__version__``
+load neither NumPy nor the image decoders, so the ``childshield`` command starts quickly.
 """
 
-from typing import Any
+from __future__ import annotations
 
-from childshield.hashing import FrameHash, HashOptions, HashResult, hash_bytes, hash_file
-from childshield.media.errors import MediaError
-from childshield.signals.pdq import PdqHash
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Each public name and the module it comes from, imported on first use.
+_LAZY: dict[str, str] = {
+    "FrameHash": "childshield.hashing",
+    "HashOptions": "childshield.hashing",
+    "HashResult": "childshield.hashing",
+    "hash_bytes": "childshield.hashing",
+    "hash_file": "childshield.hashing",
+    "MediaError": "childshield.media.errors",
+    "PdqHash": "childshield.signals.pdq",
+}
+
+if TYPE_CHECKING:
+    from childshield.hashing import FrameHash, HashOptions, HashResult, hash_bytes, hash_file
+    from childshield.media.errors import MediaError
+    from childshield.signals.pdq import PdqHash
+else:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # the next look-up is a plain attribute
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def match_signal(

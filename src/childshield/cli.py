@@ -1,27 +1,94 @@
-"""The ``childshield`` command: thin commands over the services."""
+"""The ``childshield`` command: thin commands over the services.
+
+Every command lives in its own module, imported only when that command runs, its own ``--help`` is
+asked or a shell completes it (:class:`childshield.cli_app.LazyGroup`): ``childshield --version`` and
+``--help`` import no NumPy, database, web or image code (docs/benchmarks.md, start-up).
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from childshield import __version__
-from childshield.cli_app import App
-from childshield.cli_output import err, out_console, progress_bar, say
-from childshield.hashing.batch import DEFAULT_TIMEOUT, Skipped, hash_many
-from childshield.hashing.discover import discover
-from childshield.hashing.output import OutputFormat, make_writer
-from childshield.hashing.result import HashOutcome
-from childshield.hashing.service import HashOptions
-from childshield.media.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
-from childshield.media.video import Sampling
+from childshield.cli_app import App, LazyCommand, lazy_group
+
+# name: where the command is and the line the root's --help shows for it (tests/test_cli_output.py checks
+# that line against the command's own help).
+_COMMANDS: dict[str, LazyCommand] = {
+    "hash": LazyCommand(
+        "childshield.cli_hash",
+        "hash_command",
+        "Hash image and video files: MD5, SHA-1, SHA-256 and PDQ (with quality); for videos the PDQ of "
+        "each sampled frame with its time (`--frames` lists them; `--format vpdq` writes vPDQ text).",
+    ),
+    "match": LazyCommand(
+        "childshield.cli_match",
+        "match_command",
+        "Match hashes against every enabled bank. Exit status: 0 no match, 3 matched, 1 error, 2 usage.",
+    ),
+    "scan": LazyCommand(
+        "childshield.cli_scan",
+        "scan_command",
+        "Hash files and match them against every enabled bank; print the matches (and, for videos, the "
+        "banked videos that came near: `near`, not matches).",
+    ),
+    "watch": LazyCommand(
+        "childshield.cli_watch",
+        "watch_command",
+        "Watch streams until they end (files), Ctrl-C, or SIGTERM: alerts are printed as JSON Lines and "
+        "recorded as decisions (with their webhooks when CHILDSHIELD_WEBHOOK_URL is set). Exit status 3 "
+        "when anything matched.",
+    ),
+    "serve": LazyCommand(
+        "childshield.cli_service",
+        "serve_command",
+        "Run the HTTP API (its OpenAPI document at /openapi.json) and the review UI on the banks' database.",
+    ),
+    "bank": LazyCommand(
+        "childshield.cli_bank",
+        "bank_app",
+        "Banks of known hashes: create, list, show, configure, rename, delete.",
+    ),
+    "account": LazyCommand(
+        "childshield.cli_service", "account_app", "Accounts, roles and API keys of the service."
+    ),
+    "audit": LazyCommand("childshield.cli_service", "audit_app", "The hash-chained audit log."),
+    "review": LazyCommand(
+        "childshield.cli_review",
+        "review_app",
+        "The human review queue (reviewers work in the web UI of `serve`).",
+    ),
+    "media": LazyCommand(
+        "childshield.cli_review",
+        "media_app",
+        "Uploads kept (sealed) for review: keys, re-sealing, retention.",
+    ),
+    "crawl": LazyCommand(
+        "childshield.cli_crawl", "crawl_app", "Crawl reported URLs for known material (hotline work)."
+    ),
+    "takedown": LazyCommand(
+        "childshield.cli_takedown",
+        "takedown_app",
+        "Notice and takedown: providers, notices, re-checks, removal figures.",
+    ),
+    "vault": LazyCommand(
+        "childshield.cli_vault",
+        "vault_app",
+        "Evidence: preserve, hold, export signed bundles, verify them.",
+    ),
+    "report": LazyCommand(
+        "childshield.cli_report",
+        "report_app",
+        "Reports to NCMEC's CyberTipline and other destinations (queue, auto, send, list, show, status, "
+        "schema).",
+    ),
+}
 
 app = App(
+    cls=lazy_group(_COMMANDS),
     help="childshield: find known abuse material by hash, report it, and get it removed.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion, --show-completion (docs/cli.md)
@@ -53,204 +120,6 @@ def _main(
         from childshield.cli_bank import creating
 
         creating["db"] = True
-
-
-def _parse_size(text: str) -> int:
-    units = {"k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
-    raw = text.strip().lower().removesuffix("b")
-    for suffix in sorted(units, key=len, reverse=True):
-        if raw.endswith(suffix):
-            return int(float(raw[: -len(suffix)]) * units[suffix])
-    return int(float(raw))
-
-
-def _size_option(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        size = _parse_size(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a size (e.g. 512M or 4GiB)", param_hint=name) from None
-    if size < 0:
-        raise typer.BadParameter("must not be negative", param_hint=name)
-    return size
-
-
-@app.command("hash")
-def hash_command(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Image and video files, and folders (searched recursively)."),
-    ],
-    output_format: Annotated[
-        OutputFormat | None,
-        typer.Option("--format", "-f", help="Output format. Default: table on a terminal, jsonl otherwise."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", "-w", min=1, help="Worker processes. Default: all cores.")
-    ] = None,
-    dihedral: Annotated[
-        bool, typer.Option("--dihedral", help="Add the PDQ of the 8 rotations and mirrors.")
-    ] = False,
-    frames: Annotated[
-        bool,
-        typer.Option(
-            "--frames", help="Hash every frame of animations (GIF, WebP, APNG) and multi-page files."
-        ),
-    ] = False,
-    exact: Annotated[
-        bool,
-        typer.Option(
-            "--exact",
-            help="Decode images at full size: slower, bit-identical to the reference pipeline (video "
-            "frames are always hashed at their own size).",
-        ),
-    ] = False,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels than this, before decoding.")
-    ] = DEFAULT_MAX_PIXELS,
-    max_frames: Annotated[int, typer.Option(min=1, help="With --frames, hash at most this many frames.")] = (
-        DEFAULT_MAX_FRAMES
-    ),
-    max_bytes: Annotated[str, typer.Option(help="Refuse files larger than this (e.g. 512M).")] = "1GiB",
-    timeout: Annotated[
-        float,
-        typer.Option(min=0, help="Seconds one file may take before its worker is stopped (0: no limit)."),
-    ] = DEFAULT_TIMEOUT,
-    memory_limit: Annotated[
-        str, typer.Option(help="Address-space cap per worker (e.g. 4GiB; 0: none).")
-    ] = "4GiB",
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar. Default: on a terminal.")
-    ] = None,
-    fps: Annotated[
-        float, typer.Option(min=0, max=60, help="Video frames hashed per second (plus scene changes).")
-    ] = 1.0,
-    scene_threshold: Annotated[
-        float, typer.Option(min=0, help="Thumbnail change (0..1) taken as a scene change; above 1: none.")
-    ] = 0.12,
-) -> None:
-    """Hash image and video files: MD5, SHA-1, SHA-256 and PDQ (with quality); for videos the PDQ of
-    each sampled frame with its time (``--frames`` lists them; ``--format vpdq`` writes vPDQ text).
-
-    Exit status: 0 when every file was hashed, 1 when some could not be (the rest are still hashed and
-    printed, failures carry an "error"), 2 on bad usage.
-    """
-    max_bytes_value = _size_option(max_bytes, "--max-bytes")
-    if not max_bytes_value:
-        raise typer.BadParameter("must be a positive size", param_hint="--max-bytes")
-    memory = _size_option(memory_limit, "--memory-limit") or None
-    options = HashOptions(
-        dihedral=dihedral,
-        frames=frames,
-        exact=exact,
-        max_pixels=max_pixels,
-        max_frames=max_frames,
-        max_bytes=max_bytes_value,
-        sampling=Sampling(rate=fps, scene_threshold=scene_threshold),
-    )
-    # File names that are not valid in the locale's encoding are written back as the bytes they are.
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(errors="surrogateescape")
-    fmt = output_format or (OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSONL)
-    show_progress = err.is_terminal if progress is None else progress
-
-    candidates = list(discover(paths))
-    if fmt is OutputFormat.VPDQ and len(candidates) > 1:  # the text has no room to say which video
-        err.print(
-            f"--format vpdq writes one video's frames, as Meta's tools read them; {len(candidates)} files "
-            "were given: hash one at a time (childshield hash VIDEO --format vpdq > VIDEO.txt)",
-            markup=False,
-            highlight=False,
-        )
-        raise typer.Exit(2)
-    if workers is None:  # no more processes than files
-        workers = max(1, min(os.cpu_count() or 1, len(candidates)))
-    hashed = failed = skipped = 0
-    started = time.monotonic()
-    with progress_bar(enabled=show_progress, rate=True) as bar:
-        # Made inside the progress display: on a terminal, rich then prints our lines above the bar.
-        writer = make_writer(fmt, sys.stdout, out_console(), frames=frames, dihedral=dihedral)
-        task = bar.add_task("hashing", total=len(candidates), rate="")
-        timeout_value = timeout or None
-        for outcome in hash_many(
-            candidates, options, workers=workers, timeout=timeout_value, memory_limit=memory, fork=True
-        ):
-            if isinstance(outcome, Skipped):
-                skipped += 1
-            else:
-                assert isinstance(outcome, HashOutcome)
-                writer.write(outcome)
-                hashed += outcome.ok
-                failed += not outcome.ok
-            done = hashed + failed + skipped
-            elapsed = time.monotonic() - started
-            rate = f"{done / elapsed:.1f} files/s" if elapsed > 0 else ""
-            bar.update(task, completed=done, rate=rate, refresh=True)
-    writer.close()
-    elapsed = time.monotonic() - started
-    if err.is_terminal or progress:
-        note = f"hashed {hashed} file{'s' * (hashed != 1)}"
-        if failed:
-            note += f", {failed} failed"
-        if skipped:
-            note += f", {skipped} skipped (not images)"
-        say(f"{note} in {elapsed:.1f} s", style="dim")
-    if not candidates:
-        say("no files found", style="yellow")
-    raise typer.Exit(1 if failed else 0)
-
-
-_COMMANDS: dict[str, tuple[str, str, bool]] = {
-    # name: (module, attribute, a group of commands rather than one)
-    "bank": ("childshield.cli_bank", "bank_app", True),
-    "match": ("childshield.cli_match", "match_command", False),
-    "scan": ("childshield.cli_scan", "scan_command", False),
-    "watch": ("childshield.cli_watch", "watch_command", False),
-    "serve": ("childshield.cli_service", "serve_command", False),
-    "account": ("childshield.cli_service", "account_app", True),
-    "audit": ("childshield.cli_service", "audit_app", True),
-    "review": ("childshield.cli_review", "review_app", True),
-    "media": ("childshield.cli_review", "media_app", True),
-    "crawl": ("childshield.cli_crawl", "crawl_app", True),
-    "takedown": ("childshield.cli_takedown", "takedown_app", True),
-    "vault": ("childshield.cli_vault", "vault_app", True),
-    "report": ("childshield.cli_report", "report_app", True),
-}
-
-
-def _invoked_command(argv: list[str]) -> str | None:
-    """The command this process was started to run (``childshield hash ...``), or None when that cannot
-    be told: imported by another program (tests, a library), asked for help or completion, or a name
-    that is no command (every command is then registered, so the help and the error list them)."""
-    program = Path(argv[0]).name if argv else ""
-    if program not in ("childshield", "cli.py", "__main__.py") or any(
-        k.endswith("_COMPLETE") for k in os.environ
-    ):
-        return None
-    name = next((a for a in argv[1:] if not a.startswith("-")), None)
-    return name if name == "hash" or name in _COMMANDS else None
-
-
-def _register_subcommands(only: str | None = None) -> None:
-    """Add the commands to ``app``: all of them, or only the one this process runs.  Each command
-    module pulls in what it needs (the database layer, the web service, the crawler): `hash` of one
-    video then starts in a fraction of the time (see docs/benchmarks.md)."""
-    import importlib
-
-    for name, (module, attribute, group) in _COMMANDS.items():
-        if only is not None and name != only:
-            continue
-        target = getattr(importlib.import_module(module), attribute)
-        if group:
-            app.add_typer(target, name=name)
-        else:
-            app.command(name)(target)
-
-
-_register_subcommands(_invoked_command(sys.argv))
 
 
 def main() -> None:

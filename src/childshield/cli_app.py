@@ -8,13 +8,15 @@ backticks (as in the docs), and no type on flags.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import typer
-from rich.markup import escape
+from typer import _click
 from typer.core import TyperCommand, TyperGroup
 from typer.models import CommandFunctionType
 
@@ -29,7 +31,12 @@ def help_text(text: str | None) -> str | None:
     paragraphs = inspect.cleandoc(text).split("\n\n")
     # Click's "\b" keeps a paragraph's lines as they are.
     flowed = [p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs]
-    return escape(_RST_LITERAL.sub(r"`\1`", "\n\n".join(flowed)))
+    cleaned = _RST_LITERAL.sub(r"`\1`", "\n\n".join(flowed))
+    if "[" not in cleaned:  # nothing Rich could read as markup (and `--version` needs no Rich)
+        return cleaned
+    from rich.markup import escape
+
+    return escape(cleaned)
 
 
 class _ReadableHelp:
@@ -79,3 +86,62 @@ class App(typer.Typer):
     def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], CommandFunctionType]:
         kwargs.setdefault("cls", Command)
         return super().command(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command, or a group of them, named where it is registered and imported only when needed."""
+
+    module: str
+    attribute: str  # an :class:`App` (a group of commands) or a command function
+    summary: str  # the line shown in the parent group's help: the first paragraph of the command's help
+
+    def load(self, name: str) -> _click.Command:
+        """Import the module and build the command as Typer does when it is registered directly."""
+        import typer.main
+
+        target = getattr(importlib.import_module(self.module), self.attribute)
+        holder = App()
+        if isinstance(target, typer.Typer):
+            holder.add_typer(target, name=name)
+        else:
+            holder.command(name)(target)
+        return typer.main.get_group(holder).commands[name]
+
+
+class LazyGroup(Group):
+    """A group whose :attr:`lazy` commands are imported when one runs, when its own help is asked, or
+    when a shell completes its name: ``childshield --version`` and ``--help`` import none of them.
+
+    The group's help lists each by its :attr:`LazyCommand.summary`, without importing it.
+    """
+
+    lazy: ClassVar[Mapping[str, LazyCommand]] = {}
+    _listing: bool = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        return names + [name for name in self.lazy if name not in names]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> _click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        spec = self.lazy.get(cmd_name)
+        if found is not None or spec is None:
+            return found
+        if self._listing:  # a stand-in that only shows the summary in this group's help
+            return Command(name=cmd_name, help=spec.summary)
+        command = spec.load(cmd_name)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+def lazy_group(commands: Mapping[str, LazyCommand]) -> type[LazyGroup]:
+    """A :class:`LazyGroup` class with these commands, for ``App(cls=...)``."""
+    return type("LazyRoot", (LazyGroup,), {"lazy": dict(commands)})
