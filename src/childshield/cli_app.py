@@ -20,6 +20,8 @@ from typer import _click
 from typer.core import TyperCommand, TyperGroup
 from typer.models import CommandFunctionType
 
+from childshield.cli_errors import answered
+
 _RST_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
 
 
@@ -72,6 +74,13 @@ class Group(_ReadableHelp, TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clean_help()
+
+    def invoke(self, ctx: Any) -> Any:
+        """At the root: an error of the tree is answered once, as ``cli_errors`` says."""
+        if ctx.parent is not None:
+            return super().invoke(ctx)
+        with answered():
+            return super().invoke(ctx)
 
 
 class App(typer.Typer):

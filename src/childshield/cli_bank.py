@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from childshield.banks import (
-    BankError,
     BankInfo,
     create_bank,
     delete_bank,
@@ -64,10 +63,7 @@ def _database(url: str | None, *, create: bool = False) -> Iterator[Database]:
         say(f"cannot open the database: {type(exc).__name__}: {str(exc)[:300]}")
         raise typer.Exit(1) from None
     try:
-        yield db
-    except BankError as exc:
-        say(str(exc), label="error:", style="red")
-        raise typer.Exit(1) from None
+        yield db  # an error of the tree raised here is answered at the root (cli_errors)
     finally:
         db.close()
 

@@ -16,7 +16,7 @@ from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
 from childshield.cli_output import console, err, say
 from childshield.cli_review import KeyFileOption
-from childshield.reporting.config import ConfigError, ReportingConfig
+from childshield.reporting.config import ReportingConfig
 
 report_app = App(
     help="Reports to NCMEC's CyberTipline and other destinations "
@@ -29,11 +29,7 @@ out = console()
 def _config() -> ReportingConfig:
     from childshield.reporting.config import load_config
 
-    try:
-        return load_config()
-    except ConfigError as exc:
-        say(str(exc), style="red")  # the file's [tables] are printed as they are
-        raise typer.Exit(1) from None
+    return load_config()  # a ConfigError is answered at the root, its [tables] printed as they are
 
 
 @report_app.command("queue")
@@ -89,7 +85,7 @@ def report_queue(
     """Build and check the report of one incident with its evidence, and put it in the outbox.  What
     the evidence knows (times, URLs, account, IPs, annotations) is used unless an option says otherwise;
     annotations are added to those the evidence has."""
-    from childshield.reporting.manual import CannotQueue, queue_incident
+    from childshield.reporting.manual import queue_incident
     from childshield.textcheck import check_text
 
     config = _config()
@@ -108,24 +104,20 @@ def report_queue(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with _database(db) as database:
-        try:
-            report_id, files = queue_incident(
-                database,
-                config,
-                evidence_ids,
-                destination=destination,
-                actor=actor,
-                urls=url or (),
-                user_id=user_id,
-                at=at,
-                third_party_hosted=third_party_hosted,
-                reporter_email=reporter_email,
-                context=context,
-                file_context=file_context,
-            )
-        except CannotQueue as exc:
-            say(str(exc), style="red")
-            raise typer.Exit(1) from None
+        report_id, files = queue_incident(
+            database,
+            config,
+            evidence_ids,
+            destination=destination,
+            actor=actor,
+            urls=url or (),
+            user_id=user_id,
+            at=at,
+            third_party_hosted=third_party_hosted,
+            reporter_email=reporter_email,
+            context=context,
+            file_context=file_context,
+        )
     err.print(f"queued report {report_id} to {destination} with {files} files")
 
 

@@ -11,7 +11,7 @@ import typer
 
 from childshield.cli_app import App
 from childshield.cli_bank import DbOption, _database
-from childshield.cli_output import err, say
+from childshield.cli_output import err
 
 review_app = App(
     help="The human review queue (reviewers work in the web UI of `serve`).", no_args_is_help=True
@@ -70,27 +70,19 @@ def media_purge(db: DbOption = None) -> None:
 @media_app.command("rotate-key")
 def media_rotate_key(key_file: KeyFileOption = None) -> None:
     """Add a new current key (older keys stay to open what they sealed; run `media reseal` next)."""
-    from childshield.review.keys import KeyFileError, rotate
+    from childshield.review.keys import rotate
 
-    try:
-        key_id = rotate(key_file)
-    except KeyFileError as exc:
-        say(str(exc), style="red")
-        raise typer.Exit(1) from None
+    key_id = rotate(key_file)
     err.print(f"new current key {key_id}; restart the service so every worker seals with it")
 
 
 @media_app.command("reseal")
 def media_reseal(key_file: KeyFileOption = None, db: DbOption = None) -> None:
     """Re-seal kept media with the current key (after `rotate-key`), so old keys can be retired."""
-    from childshield.review.keys import KeyFileError, Keyring
+    from childshield.review.keys import Keyring
     from childshield.review.media import reseal
 
-    try:
-        keyring = Keyring.load(key_file, create=False)
-        with _database(db) as database:
-            count = reseal(database, keyring, actor="cli")
-    except KeyFileError as exc:
-        say(str(exc), style="red")
-        raise typer.Exit(1) from None
+    keyring = Keyring.load(key_file, create=False)
+    with _database(db) as database:
+        count = reseal(database, keyring, actor="cli")
     err.print(f"re-sealed {count} media with key {keyring.current}")

@@ -213,11 +213,7 @@ def takedown_contact(
     if email and not clean_address(email):
         raise typer.BadParameter("not an e-mail address", param_hint="EMAIL")
     with _database(db) as database:
-        try:
-            set_contact(database, key, email)
-        except LookupError as exc:
-            say(str(exc), style="red")
-            raise typer.Exit(1) from None
+        set_contact(database, key, email)
     err.print(f"notices to {key} go to {email or 'its RDAP abuse contact'}")
 
 

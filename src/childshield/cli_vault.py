@@ -20,13 +20,7 @@ Actor = Annotated[str, typer.Option("--actor", help="Who does this (recorded in 
 
 
 def _keyring(key_file: Path | None) -> Keyring:
-    from childshield.review.keys import KeyFileError
-
-    try:
-        return Keyring.load(key_file, create=False)
-    except KeyFileError as exc:
-        say(str(exc), style="red")
-        raise typer.Exit(1) from None
+    return Keyring.load(key_file, create=False)
 
 
 @vault_app.command("keygen")
@@ -80,27 +74,19 @@ def vault_hold(
     db: DbOption = None,
 ) -> None:
     """Put evidence on legal hold: kept past its retention until released."""
-    from childshield.vault.store import VaultError, hold
+    from childshield.vault.store import hold
 
     with _database(db) as database:
-        try:
-            hold(database, evidence_id, reason, actor=actor)
-        except VaultError as exc:
-            say(str(exc), style="red")
-            raise typer.Exit(1) from None
+        hold(database, evidence_id, reason, actor=actor)
 
 
 @vault_app.command("release")
 def vault_release(evidence_id: int, actor: Actor, db: DbOption = None) -> None:
     """Lift a legal hold."""
-    from childshield.vault.store import VaultError, release
+    from childshield.vault.store import release
 
     with _database(db) as database:
-        try:
-            release(database, evidence_id, actor=actor)
-        except VaultError as exc:
-            say(str(exc), style="red")
-            raise typer.Exit(1) from None
+        release(database, evidence_id, actor=actor)
 
 
 @vault_app.command("expire")
@@ -130,11 +116,10 @@ def vault_export(
 ) -> None:
     """A signed bundle (manifest of hashes and metadata, the media, the reports, the signature) for law
     enforcement."""
-    from childshield.reporting.attachments import NoSuchReport, for_bundle
-    from childshield.reporting.config import ConfigError, load_config
+    from childshield.reporting.attachments import for_bundle
+    from childshield.reporting.config import load_config
     from childshield.takedown.settings import notice_settings
     from childshield.vault.bundle import export_bundle
-    from childshield.vault.store import VaultError
 
     if not evidence_ids and not report:
         raise typer.BadParameter("name evidence ids or --report")
@@ -164,7 +149,7 @@ def vault_export(
                 recipient=recipient,
                 reports=reports,
             )
-        except (VaultError, FileExistsError, NoSuchReport, ConfigError) as exc:
+        except FileExistsError as exc:  # the bundle exists (errors of the tree are answered at the root)
             say(str(exc), style="red")
             raise typer.Exit(1) from None
     err.print(f"wrote {out} (manifest SHA-256 {digest})")

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import unicodedata
 
+from childshield.errors import Invalid
+
 _REFUSED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _JOINERS = frozenset({"\u200c", "\u200d"})
 _MULTILINE = frozenset({"\t", "\n"})
 
 
-class UnsafeText(ValueError):
-    """Text with a character it may not carry; the message names the character."""
+class UnsafeText(Invalid, ValueError):
+    """Text with a character it may not carry; the message names the character.
+
+    A ``ValueError`` too (the command line takes it as a bad parameter)."""
 
 
 def unsafe_character(value: str, *, multiline: bool = False) -> str | None:

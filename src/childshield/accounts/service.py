@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from childshield.audit.log import record
+from childshield.errors import Conflict, Invalid, NotFound
 from childshield.store.db import Database
 from childshield.store.models import ApiKey, Role, User, WebSession, utcnow
 from childshield.timefmt import aware
@@ -37,15 +38,15 @@ _hasher = PasswordHasher()
 _DUMMY = _hasher.hash("not a password of anyone")
 
 
-class AccountError(Exception):
+class AccountError(Invalid):
     """A clear, user-facing reason an account operation was refused."""
 
 
-class AccountNotFound(AccountError):
+class AccountNotFound(NotFound, AccountError):
     """No account (or no key) by that name."""
 
 
-class AccountConflict(AccountError):
+class AccountConflict(Conflict, AccountError):
     """Refused by the accounts' current state: the name is taken, or the last admin would be lost."""
 
 

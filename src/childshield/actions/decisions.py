@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from childshield.actions.webhooks import enqueue
 from childshield.banks.policy import ACTIONS
+from childshield.errors import Busy
 from childshield.matching.matcher import Match, Matcher
 from childshield.store.db import Database, is_busy, retry_busy, upsert_insert
 from childshield.store.models import Bank, Decision, PolicyVersion, utcnow
@@ -34,8 +35,10 @@ PATIENCE = 60.0
 """Seconds a decision waits for a busy database (a 1M-row SQLite import holds the lock about a minute)."""
 
 
-class DecisionNotRecorded(Exception):
+class DecisionNotRecorded(Busy):
     """The database stayed busy past the patience: the decision (content id, action) was not stored."""
+
+    retry_after = 10.0
 
     def __init__(self, content_id: str, decision: str, reason: str) -> None:
         self.content_id = content_id

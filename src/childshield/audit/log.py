@@ -21,13 +21,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from childshield.errors import ChildshieldError
 from childshield.store.db import Database
 from childshield.store.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
 
 
-class ChainBroken(Exception):
+class ChainBroken(ChildshieldError):
     def __init__(self, seq: int, reason: str) -> None:
         super().__init__(f"audit log broken at record {seq}: {reason}")
         self.seq = seq

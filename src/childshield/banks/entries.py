@@ -35,6 +35,7 @@ from childshield.banks.errors import BankError, EntryNotFound, InvalidBankSettin
 from childshield.banks.formats import Parsed, RowError
 from childshield.banks.policy import Policy
 from childshield.banks.service import find_bank_row
+from childshield.errors import Refused
 from childshield.hashing.result import HashOutcome
 from childshield.signals import orb
 from childshield.signals.vpdq import DEFAULT_MIN_QUALITY, FrameSignal, to_compact_json, to_text
@@ -58,7 +59,7 @@ PROGRESS_EVERY = 1000
 T = TypeVar("T")
 
 
-class ImportRefused(BankError):
+class ImportRefused(Refused, BankError):
     """A strict import found malformed rows; nothing was written."""
 
     def __init__(self, errors: Sequence[RowError]) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from childshield.errors import Conflict, Invalid, NotFound
 
-class BankError(Exception):
+
+class BankError(Invalid):
     """A bank operation could not be done."""
 
 
-class BankNotFound(BankError):
+class BankNotFound(NotFound, BankError):
     pass
 
 
-class BankExists(BankError):
+class BankExists(Conflict, BankError):
     pass
 
 
@@ -19,5 +21,5 @@ class InvalidBankSetting(BankError):
     pass
 
 
-class EntryNotFound(BankError):
+class EntryNotFound(NotFound, BankError):
     pass

@@ -6,13 +6,15 @@ import hashlib
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from childshield.errors import Invalid
+
 MAX_URL = 4096
 _SAFE_PATH = "/:@!$&'()*+,;=-._~%"
 _SAFE_QUERY = _SAFE_PATH + "?"
 
 
-class BadUrl(ValueError):
-    """Not an http(s) URL the crawler can fetch."""
+class BadUrl(Invalid, ValueError):
+    """Not an http(s) URL the crawler can fetch.  A ``ValueError`` too: URL parsing callers catch that."""
 
 
 def normalize(url: str, base: str | None = None) -> str:

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from childshield.errors import Conflict
 from childshield.index.pdq_flat import pack_hex
 from childshield.index.pdq_mih import PdqMihIndex
 from childshield.store.db import Database, data_dir
@@ -273,7 +274,7 @@ def _joined(parts: list[ArrayT]) -> ArrayT:
     return parts[0]
 
 
-class StaleSnapshot(Exception):
+class StaleSnapshot(Conflict):
     """The snapshot cannot be caught up (another database, or entries were deleted since)."""
 
 

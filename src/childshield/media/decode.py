@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from childshield.errors import Busy
 from childshield.media.errors import CorruptImage, EmptyFile, ImageTooLarge, MediaError, NotAnImage
 from childshield.media.formats import register_decoders, sniff
 
@@ -52,7 +53,7 @@ _DRAFT_SCALES = (8, 4, 2)
 _UINT8_MODES = frozenset({"L", "RGB", "RGBA"})
 
 
-class DecodeBusy(Exception):
+class DecodeBusy(Busy):
     """The process's decode memory stayed taken for longer than the caller would wait: try again later.
 
     Not a :class:`MediaError`: nothing is wrong with the file."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from childshield.errors import Invalid
 
-class MediaError(Exception):
+
+class MediaError(Invalid):
     """A file could not be hashed.  ``str(error)`` is a short message for people."""
 
 

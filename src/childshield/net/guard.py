@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from childshield.errors import Refused
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,7 +30,7 @@ METADATA = (
 NOT_PUBLIC = "refused: not a public address"
 
 
-class BlockedAddress(Exception):
+class BlockedAddress(Refused):
     """The URL leads somewhere the guard does not allow.
 
     ``str()`` is what a caller outside may be told: it never names the address a name resolved to (that

@@ -38,6 +38,7 @@ from urllib.parse import urljoin
 import httpx
 
 from childshield import __version__
+from childshield.errors import Invalid
 from childshield.net.guard import AddressPolicy, BlockedAddress, Resolver, Target, Unresolved, check_url
 
 USER_AGENT = f"childshield/{__version__} (hash matching; +https://github.com/childshield)"
@@ -58,7 +59,7 @@ TOO_LARGE = "too-large"
 # A server's answer other than 200 that proves nothing is ``http-<status>`` (``http-503``).
 
 
-class FetchError(Exception):
+class FetchError(Invalid):
     """The URL could not be fetched.  ``str()`` says why in words anyone may be told (never which
     internal address a name resolved to); ``detail`` says it in full, for logs and operators; ``retry``
     says whether another try later could do better; ``cause`` is one of the short names above, for

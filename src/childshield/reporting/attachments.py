@@ -8,6 +8,7 @@ import json
 
 from sqlalchemy import select
 
+from childshield.errors import NotFound
 from childshield.reporting import letter
 from childshield.reporting.cybertip import ReportedFile, file_details_xml
 from childshield.reporting.mailer import reference
@@ -16,8 +17,8 @@ from childshield.store.models import Report, ReportFile
 from childshield.vault.bundle import BundledReport
 
 
-class NoSuchReport(LookupError):
-    pass
+class NoSuchReport(NotFound, LookupError):
+    """No report of that id.  A ``LookupError`` too, as callers catch it."""
 
 
 def for_bundle(

@@ -14,6 +14,7 @@ import httpx
 from lxml import etree
 
 from childshield import __version__
+from childshield.errors import Unavailable
 
 PRODUCTION = "https://report.cybertip.org/ispws"
 TEST = "https://exttest.cybertip.org/ispws"
@@ -24,7 +25,7 @@ STOP = frozenset({2000, 3000, 3100, 3300})
 ALREADY_FINISHED, ALREADY_RETRACTED, NO_SUCH_REPORT = 5102, 5101, 5001
 
 
-class ApiError(Exception):
+class ApiError(Unavailable):
     """No usable answer (network, authentication, not XML): ``retry`` says whether later may do better."""
 
     def __init__(self, message: str, *, retry: bool, request_id: str | None = None) -> None:

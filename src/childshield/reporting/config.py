@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from childshield.errors import ChildshieldError
 from childshield.reporting.client import TEST
 
 KINDS = ("cybertipline", "email")
@@ -27,8 +28,11 @@ _EMAIL = re.compile(r"[^@\s,<>\"'()\[\];:\\]{1,64}@[A-Za-z0-9.-]{1,253}")
 _LOOPBACK = re.compile(r"http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
 
 
-class ConfigError(ValueError):
-    """A reporting file that cannot be used: the message says where and why."""
+class ConfigError(ChildshieldError, ValueError):
+    """A reporting file that cannot be used: the message says where and why.
+
+    A fault of this service's setup (the API answers 500 and logs it); a ``ValueError`` too, as
+    callers catch it."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from childshield.errors import Invalid
 from childshield.reporting.config import ncmec_schema_file
 from childshield.textcheck import UnsafeText, check_text
 from childshield.timefmt import aware
@@ -71,8 +72,8 @@ _MULTILINE = frozenset(
 """Elements whose text may have several lines (and tabs); everything else is one line."""
 
 
-class ReportInvalid(ValueError):
-    """A document that would be refused: the message lists why."""
+class ReportInvalid(Invalid, ValueError):
+    """A document that would be refused: the message lists why.  A ``ValueError`` too, as callers catch it."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from childshield.errors import Invalid
 from childshield.reporting import context as ctx
 from childshield.reporting.config import Destination, Reporter
 from childshield.reporting.cybertip import (
@@ -35,8 +36,10 @@ from childshield.textcheck import UnsafeText, check_text
 LETTER_FORMAT = "childshield-report-letter/1"
 
 
-class NotReportable(ValueError):
-    """An incident this destination cannot take as it is (the message says what is missing)."""
+class NotReportable(Invalid, ValueError):
+    """An incident this destination cannot take as it is (the message says what is missing).
+
+    A ``ValueError`` too, as callers catch it."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
+from childshield.errors import Invalid
 from childshield.reporting import context as ctx
 from childshield.reporting.config import ReportingConfig
 from childshield.reporting.cybertip import ReportInvalid
@@ -16,8 +17,10 @@ from childshield.reporting.outbox import queue_report
 from childshield.store.db import Database
 
 
-class CannotQueue(ValueError):
-    """The report cannot be queued as asked: the message says why."""
+class CannotQueue(Invalid, ValueError):
+    """The report cannot be queued as asked: the message says why.
+
+    A ``ValueError`` too, as callers catch it."""
 
 
 def queue_incident(

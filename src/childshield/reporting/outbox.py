@@ -35,6 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from childshield.audit.log import record
+from childshield.errors import NotFound, Unavailable
 from childshield.reporting.client import (
     ALREADY_FINISHED,
     ALREADY_RETRACTED,
@@ -59,7 +60,7 @@ alone meanwhile, and takes it over after a crash once the lease has run out."""
 WORKING = ("queued", "open", "finishing")
 
 
-class Stop(Exception):
+class Stop(Unavailable):
     """Credentials or permissions refused: the round stops."""
 
 
@@ -181,7 +182,7 @@ def _answered(db: Database, report_id: int, answer: Response) -> None:
         _set(db, report_id, request_id=answer.request_id)
 
 
-class Gone(Exception):
+class Gone(NotFound):
     """NCMEC no longer has the open report (it expired): it is opened again from the start."""
 
 

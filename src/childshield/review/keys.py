@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from childshield.errors import ChildshieldError
 from childshield.store.db import data_dir
 
 ENV_VAR = "CHILDSHIELD_MEDIA_KEY_FILE"
@@ -25,8 +26,10 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 
 
-class KeyFileError(Exception):
-    """A key file that cannot be used (malformed, unreadable, or lacking a key that sealed something)."""
+class KeyFileError(ChildshieldError):
+    """A key file that cannot be used (malformed, unreadable, or lacking a key that sealed something).
+
+    A fault of this service's setup, not of a request (the API answers 500 and logs it)."""
 
 
 def default_key_file() -> Path:

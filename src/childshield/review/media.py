@@ -15,13 +15,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from childshield.audit.log import record
+from childshield.errors import NotFound
 from childshield.review.keys import Keyring
 from childshield.store.db import Database
 from childshield.store.models import KeptMedia, ReviewItem, utcnow
 from childshield.timefmt import aware as _aware
 
 
-class MediaGone(Exception):
+class MediaGone(NotFound):
     """The media was not kept, or has expired and been deleted."""
 
 

@@ -28,6 +28,7 @@ from childshield.audit.log import record
 from childshield.banks.entries import add_signals_in, set_state_in
 from childshield.banks.errors import BankError
 from childshield.banks.formats import MAX_LABELS
+from childshield.errors import NotFound, Refused
 from childshield.matching.allowlist import CRYPTOGRAPHIC
 from childshield.matching.kinds import MatchKind, kinds_of
 from childshield.review.consensus import VERDICTS, Outcome, Vote, settle
@@ -60,8 +61,12 @@ SETTLED_ROLES = (Role.ADMIN.value,)
 SIGHTINGS_SHOWN = 200
 
 
-class ReviewError(Exception):
+class ReviewError(Refused):
     """A review that cannot be made (with a reason to show the reviewer)."""
+
+
+class NoReviewItem(NotFound, ReviewError):
+    """No review item of that id open to this reviewer (one that is not open reads as absent)."""
 
 
 @dataclass(frozen=True)
@@ -227,13 +232,13 @@ def item(
     with db.session() as session:
         row = session.get(ReviewItem, item_id)
         if row is None:
-            raise ReviewError(f"no review item {item_id}")
+            raise NoReviewItem(f"no review item {item_id}")
         if row.state not in OPEN and not allowed:
             took_part = session.scalar(
                 select(Review.id).where(Review.item_id == item_id, Review.user_id == who.user_id)
             )
             if not (as_participant and took_part is not None):
-                raise ReviewError(f"no review item {item_id}")  # as if absent: its existence is no hint
+                raise NoReviewItem(f"no review item {item_id}")  # as if absent: its existence is no hint
         return _view(session, who, row, show_settled=allowed)
 
 
@@ -293,7 +298,7 @@ def record_reveal(db: Database, who: Principal, item_id: int, session_id: str) -
     with db.session() as session:
         row = session.get(ReviewItem, item_id)
         if row is None:
-            raise ReviewError(f"no review item {item_id}")
+            raise NoReviewItem(f"no review item {item_id}")
         session.add(Reveal(item_id=item_id, user_id=who.user_id, session_id=session_id))
         record(session, who.name, "review.reveal", f"review:{item_id}", {"content_id": row.content_id})
 
@@ -337,7 +342,7 @@ def decide(
             )
             row = session.get(ReviewItem, item_id) if locked.rowcount else None  # type: ignore[attr-defined]
             if row is None:
-                raise ReviewError(f"no review item {item_id}")
+                raise NoReviewItem(f"no review item {item_id}")
             session.refresh(row)
             ruling = row.state is ReviewState.ESCALATED
             if row.state not in (ReviewState.PENDING, ReviewState.ESCALATED):

@@ -18,13 +18,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from childshield.errors import Invalid
+
 DEFAULT_MIN_QUALITY = 50
 DEFAULT_DEDUPE_DISTANCE = 4
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
-class VpdqFormatError(ValueError):
-    """A vPDQ text that cannot be read: the message names the line."""
+class VpdqFormatError(Invalid, ValueError):
+    """A vPDQ text that cannot be read: the message names the line.
+
+    A ``ValueError`` too, as callers catch it."""
 
 
 @dataclass(frozen=True, slots=True)

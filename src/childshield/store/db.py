@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from childshield.errors import NotFound
+
 ENV_VAR = "CHILDSHIELD_DATABASE_URL"
 BUSY_ENV_VAR = "CHILDSHIELD_SQLITE_BUSY_MS"
 """How long (milliseconds) a SQLite statement waits for another connection's write lock (default 10 s)."""
@@ -61,8 +63,10 @@ def _create_private(path: Path) -> None:
     os.chmod(path, 0o600)  # whatever the umask
 
 
-class DatabaseMissing(LookupError):
-    """The database named does not exist (and was not to be created): the message names it."""
+class DatabaseMissing(NotFound, LookupError):
+    """The database named does not exist (and was not to be created): the message names it.
+
+    A ``LookupError`` too, as callers catch it."""
 
 
 def sqlite_path(url: str) -> Path | None:

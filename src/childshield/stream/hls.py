@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
+from childshield.errors import Unavailable
 from childshield.net.fetch import Fetched, fetch
 from childshield.net.guard import AddressPolicy
 from childshield.net.hops import FetchError
@@ -23,8 +24,10 @@ MAX_PLAYLIST = 1 << 20
 MAX_SEGMENT = 64 << 20
 
 
-class HlsError(OSError):
-    """A playlist or segment that cannot be had: the message says which and why."""
+class HlsError(Unavailable, OSError):
+    """A playlist or segment that cannot be had: the message says which and why.
+
+    An ``OSError`` too: the watch retries it as it does a lost connection."""
 
 
 @dataclass

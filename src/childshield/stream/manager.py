@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from childshield.actions.decisions import decide, record_decision, snapshot
+from childshield.errors import Invalid, NotFound
 from childshield.matching.holder import MatcherHolder
 from childshield.matching.matcher import Matcher, MatchResult
 from childshield.store.db import Database
@@ -21,8 +22,13 @@ STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 MAX_WATCHES = 64
 
 
-class WatchError(ValueError):
-    """A watch that cannot be started or found: the message says why."""
+class WatchError(Invalid, ValueError):
+    """A watch that cannot be started or found: the message says why.  A ``ValueError`` too (the
+    command line takes it as a bad parameter)."""
+
+
+class WatchNotFound(NotFound, WatchError):
+    """No watch of that stream id."""
 
 
 class Watches:
@@ -91,7 +97,7 @@ class Watches:
         with self._lock:
             watch = self._watches.get(stream_id)
         if watch is None:
-            raise WatchError(f"no stream {stream_id!r}")
+            raise WatchNotFound(f"no stream {stream_id!r}")
         watch.stop()
         return watch.status
 

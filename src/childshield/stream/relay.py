@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from childshield.errors import Refused
+
 MAX_LINE = 4000
 """Longer header lines are refused: FFmpeg keeps only 4095 characters of a line, and a relay that read
 more of it than FFmpeg does could be shown a different reply than FFmpeg sees."""
@@ -29,7 +31,7 @@ MAX_HEADER = 64 << 10
 MAX_BODY = 1 << 20
 
 
-class Cut(Exception):
+class Cut(Refused):
     """Bytes from the server that must not reach FFmpeg: the message says why."""
 
 

@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from childshield.errors import Refused
 from childshield.net.guard import AddressPolicy, BlockedAddress, IPAddress, Resolver, check_ip
 from childshield.stream.hls import is_hls
 
@@ -38,9 +39,11 @@ RELAYED = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmps": "rtmp"}
 RELAYED_PROTOCOLS = {"rtsp": "rtsp,tcp", "rtmp": "rtmp,tcp"}
 
 
-class SourceRefused(ValueError):
+class SourceRefused(Refused, ValueError):
     """A source this service will not open: the message says why (never where an internal name resolves:
-    ``detail`` has that, for logs and operators)."""
+    ``detail`` has that, for logs and operators).
+
+    A ``ValueError`` too, as callers catch it."""
 
     def __init__(self, message: str, detail: str | None = None) -> None:
         super().__init__(message)

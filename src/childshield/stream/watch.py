@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from childshield.errors import Unavailable
 from childshield.matching.allowlist import allow_listed
 from childshield.matching.matcher import Match, MatchResult
 from childshield.media.video import (
@@ -109,7 +110,7 @@ class WatchStatus:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-class Stalled(Exception):
+class Stalled(Unavailable):
     """A source that sends no video frame for ``read_timeout`` seconds."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from childshield.errors import Invalid, NotFound
 from childshield.store.db import Database
 from childshield.store.models import IpLookup, Provider, utcnow
 from childshield.takedown.rdap import RdapClient, RdapError
@@ -91,12 +92,20 @@ def clean_address(value: str) -> str:
     return value
 
 
+class NoSuchProvider(NotFound, LookupError):
+    """No hosting provider of that key.  A ``LookupError`` too, as callers catch it."""
+
+
+class BadContact(Invalid, ValueError):
+    """Not an e-mail address notices can be sent to.  A ``ValueError`` too, as callers catch it."""
+
+
 def set_contact(db: Database, key: str, email: str) -> None:
     """An analyst's contact for a provider (empty: back to RDAP's abuse contact)."""
     if email.strip() and not clean_address(email):
-        raise ValueError(f"not a usable e-mail address: {email[:80]!r}")
+        raise BadContact(f"not a usable e-mail address: {email[:80]!r}")
     with db.session() as session:
         provider = session.scalar(select(Provider).where(Provider.key == key))
         if provider is None:
-            raise LookupError(f"no provider {key!r}")
+            raise NoSuchProvider(f"no provider {key!r}")
         provider.contact_override = email.strip()[:320]

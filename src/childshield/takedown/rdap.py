@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from childshield import __version__
+from childshield.errors import Unavailable
 
 IANA_BOOTSTRAP = {4: "https://data.iana.org/rdap/ipv4.json", 6: "https://data.iana.org/rdap/ipv6.json"}
 MAX_BODY = 1_000_000
@@ -30,7 +31,7 @@ NO_SERVICE = "no-service"
 """The bootstrap registry names no RDAP server for the address."""
 
 
-class RdapError(Exception):
+class RdapError(Unavailable):
     """No usable answer: the message says why, ``cause`` in one word (``unreachable``, ``not-found``,
     ``http-503``, ``malformed``, ``no-service``)."""
 

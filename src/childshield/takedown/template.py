@@ -21,6 +21,7 @@ import jinja2
 import jinja2.exceptions
 import jinja2.sandbox
 
+from childshield.errors import Invalid
 from childshield.timefmt import aware, utc
 
 MAX_OUTPUT = 1_000_000
@@ -29,8 +30,10 @@ _MAX_POWER = 64
 _MAX_BITS = 4096
 
 
-class TemplateError(ValueError):
-    """A notice template that cannot be used; the message says which file, where and why."""
+class TemplateError(Invalid, ValueError):
+    """A notice template that cannot be used; the message says which file, where and why.
+
+    A ``ValueError`` too, as callers catch it."""
 
 
 @dataclass(frozen=True, slots=True)

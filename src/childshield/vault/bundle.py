@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from childshield import __version__
+from childshield.errors import Invalid
 from childshield.review.keys import Keyring
 from childshield.store.db import Database
 from childshield.vault.store import open_evidence
@@ -35,7 +36,7 @@ from childshield.vault.store import open_evidence
 MANIFEST, SIGNATURE, SIGNER = "manifest.json", "manifest.sig", "signer.pem"
 
 
-class BundleError(Exception):
+class BundleError(Invalid):
     """A bundle that does not verify: the message says what is wrong."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from childshield.audit.log import record
+from childshield.errors import Conflict, Invalid, NotFound
 from childshield.review.keys import Keyring
 from childshield.store.db import Database
 from childshield.store.models import (
@@ -37,8 +38,16 @@ from childshield.store.models import (
 RETENTION = dt.timedelta(days=365)
 
 
-class VaultError(Exception):
+class VaultError(Invalid):
     """Evidence that cannot be had (unknown, deleted, no media kept): the message says which."""
+
+
+class EvidenceNotFound(NotFound, VaultError):
+    """No evidence of that id, or none of its media was kept."""
+
+
+class EvidenceDeleted(Conflict, VaultError):
+    """The evidence was deleted (past retention, or by a custodian): only its tombstone is left."""
 
 
 @dataclass(frozen=True)
@@ -158,12 +167,12 @@ def open_evidence(
     with db.session() as session:
         row = session.get(Evidence, evidence_id)
         if row is None:
-            raise VaultError(f"no evidence {evidence_id}")
+            raise EvidenceNotFound(f"no evidence {evidence_id}")
         if row.deleted_at is not None:
-            raise VaultError(f"evidence {evidence_id} was deleted ({row.deleted_reason})")
+            raise EvidenceDeleted(f"evidence {evidence_id} was deleted ({row.deleted_reason})")
         if row.sealed is None or row.nonce is None or row.key_id is None:
             if media_required:
-                raise VaultError(f"no media was kept for evidence {evidence_id}")
+                raise EvidenceNotFound(f"no media was kept for evidence {evidence_id}")
             data = b""
         else:
             data = keyring.open(row.key_id, row.nonce, row.sealed, _aad(row.content_id))
@@ -190,9 +199,9 @@ def release(db: Database, evidence_id: int, *, actor: str) -> None:
 
 def _live(row: Evidence | None, evidence_id: int) -> Evidence:
     if row is None:
-        raise VaultError(f"no evidence {evidence_id}")
+        raise EvidenceNotFound(f"no evidence {evidence_id}")
     if row.deleted_at is not None:
-        raise VaultError(f"evidence {evidence_id} was deleted ({row.deleted_reason})")
+        raise EvidenceDeleted(f"evidence {evidence_id} was deleted ({row.deleted_reason})")
     return row
 
 

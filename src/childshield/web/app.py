@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Match
 
 from childshield import __version__
 from childshield.actions.webhooks import WebhookConfig, deliver_due
+from childshield.errors import ChildshieldError
 from childshield.matching.holder import MatcherHolder
 from childshield.reporting.config import ReportingConfig, load_config
 from childshield.review.keys import Keyring
@@ -112,6 +113,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_exception_handler(ChildshieldError, _error)  # type: ignore[arg-type]
     app.add_exception_handler(NeedsSignIn, _to_sign_in)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
@@ -190,6 +192,18 @@ async def _problem(request: Request, exc: HTTPException) -> Response:
                 methods |= getattr(route, "methods", None) or set()
         headers["Allow"] = ", ".join(sorted(methods))
     return JSONResponse({"detail": _text(exc.detail, 2000)}, exc.status_code, headers=headers)
+
+
+async def _error(request: Request, exc: ChildshieldError) -> Response:
+    """Every error of the tree, answered as its category says (``childshield.errors``): its status and
+    headers, and its message as the ``detail``; a fault of this service (the root itself) is logged
+    and answered without the message, which may name internals."""
+    if not exc.public:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        detail = "internal error: the service's log has the cause"
+    else:
+        detail = _text(exc, 2000)
+    return JSONResponse({"detail": detail}, exc.http_status, headers=exc.headers())
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -6,16 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from childshield.accounts.service import (
     MIN_PASSWORD,
     NAME,
-    AccountConflict,
-    AccountError,
     AccountInfo,
-    AccountNotFound,
     accounts,
     api_keys,
     create_api_key,
@@ -115,19 +112,8 @@ def _out(info: AccountInfo) -> AccountOut:
     )
 
 
-def _fail(exc: AccountError) -> HTTPException:
-    if isinstance(exc, AccountNotFound):
-        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
-    if isinstance(exc, AccountConflict):
-        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
-
 def _one(db: Database, name: str) -> AccountOut:
-    try:
-        return _out(accounts(db, name)[0])
-    except AccountError as exc:
-        raise _fail(exc) from None
+    return _out(accounts(db, name)[0])
 
 
 @router.get("", response_model=list[AccountOut], responses=problems(401, 403))
@@ -145,10 +131,7 @@ def account_list(who: Admin, db: Db) -> list[AccountOut]:
 def account_create(body: AccountIn, who: Admin, db: Db) -> AccountOut:
     """Create an account: a person with a password, or a service (then give it a key)."""
     password = body.password if isinstance(body, PersonIn) else None
-    try:
-        create_user(db, body.name, Role(body.role), password=password, actor=who.name)
-    except AccountError as exc:
-        raise _fail(exc) from None
+    create_user(db, body.name, Role(body.role), password=password, actor=who.name)
     return _one(db, body.name)
 
 
@@ -165,10 +148,7 @@ def account_get(name: AccountName, who: Admin, db: Db) -> AccountOut:
 def account_change(name: AccountName, body: AccountPatch, who: Admin, db: Db) -> AccountOut:
     """Change the role or disable (enable) the account, at once everywhere.  Disabling ends its
     sessions; becoming a service account removes its password.  The last enabled admin stays one."""
-    try:
-        update_account(db, name, role=body.role, disabled=body.disabled, actor=who.name)
-    except AccountError as exc:
-        raise _fail(exc) from None
+    update_account(db, name, role=body.role, disabled=body.disabled, actor=who.name)
     return _one(db, name)
 
 
@@ -179,19 +159,13 @@ def account_change(name: AccountName, body: AccountPatch, who: Admin, db: Db) ->
 )
 def account_password(name: AccountName, body: PasswordIn, who: Admin, db: Db) -> None:
     """Set a new password (a reset): every session of the account ends."""
-    try:
-        set_password(db, name, body.password, actor=who.name)
-    except AccountError as exc:
-        raise _fail(exc) from None
+    set_password(db, name, body.password, actor=who.name)
 
 
 @router.get("/{name}/keys", response_model=list[KeyOut], responses=NOT_FOUND)
 def account_keys(name: AccountName, who: Admin, db: Db) -> list[KeyOut]:
     """The account's API keys, revoked ones too, newest first (prefixes and labels, never the keys)."""
-    try:
-        keys = api_keys(db, name)
-    except AccountError as exc:
-        raise _fail(exc) from None
+    keys = api_keys(db, name)
     return [KeyOut(**{f: getattr(k, f) for f in KeyOut.model_fields}) for k in keys]
 
 
@@ -200,10 +174,7 @@ def account_keys(name: AccountName, who: Admin, db: Db) -> list[KeyOut]:
 )
 def account_key_create(name: AccountName, body: KeyIn, who: Admin, db: Db) -> NewKeyOut:
     """A new API key for the account: the answer is the only time it is shown."""
-    try:
-        key = create_api_key(db, name, label=body.label, actor=who.name)
-    except AccountError as exc:
-        raise _fail(exc) from None
+    key = create_api_key(db, name, label=body.label, actor=who.name)
     return NewKeyOut(key=key, prefix=key.split("_", 2)[1], label=body.label)
 
 
@@ -219,7 +190,4 @@ def account_key_revoke(
     db: Db,
 ) -> None:
     """Revoke one of the account's keys, at once."""
-    try:
-        revoke_api_key(db, prefix, account=name, actor=who.name)
-    except AccountError as exc:
-        raise _fail(exc) from None
+    revoke_api_key(db, prefix, account=name, actor=who.name)

@@ -5,25 +5,22 @@ from __future__ import annotations
 import io
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from childshield.audit.log import record
 from childshield.banks.entries import (
-    ImportRefused,
     ImportReport,
     add_outcomes,
     export_rows,
     import_rows,
     set_entry_state,
 )
-from childshield.banks.errors import BankError, BankExists, BankNotFound, EntryNotFound
 from childshield.banks.formats import ListFormat, Parsed, RowError, SignalRow, normalize_signal, write
 from childshield.banks.service import BankInfo, create_bank, get_bank, list_banks, update_bank
 from childshield.hashing.result import HashOutcome
 from childshield.hashing.service import HashOptions, hash_bytes
-from childshield.media.errors import MediaError
 from childshield.store.db import Database
 from childshield.store.models import BankKind, EntryState
 from childshield.web.api.scan import _body
@@ -49,14 +46,6 @@ def _out(info: BankInfo) -> BankOut:
     return BankOut(**info.as_dict())
 
 
-def _fail(exc: BankError) -> HTTPException:
-    if isinstance(exc, BankNotFound | EntryNotFound):
-        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
-    if isinstance(exc, BankExists):
-        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
-
 def _audit(db: Database, actor: str, action: str, subject: str, details: dict[str, object]) -> None:
     with db.session() as session:
         record(session, actor, action, subject, details)
@@ -75,44 +64,35 @@ def banks(who: BankReader, db: Db) -> list[BankOut]:
     responses=problems(400, 401, 403, 409, 422, c409="The bank exists"),
 )
 def create(body: BankIn, who: Admin, db: Db) -> BankOut:
-    try:
-        info = create_bank(
-            db,
-            body.name,
-            kind=BankKind(body.kind),
-            enabled=body.enabled,
-            thresholds=body.thresholds,
-            description=body.description,
-            policy=body.policy,
-        )
-    except BankError as exc:
-        raise _fail(exc) from None
+    info = create_bank(
+        db,
+        body.name,
+        kind=BankKind(body.kind),
+        enabled=body.enabled,
+        thresholds=body.thresholds,
+        description=body.description,
+        policy=body.policy,
+    )
     _audit(db, who.name, "bank.create", f"bank:{body.name}", body.model_dump())
     return _out(info)
 
 
 @router.get("/{name}", response_model=BankOut, responses=NOT_FOUND)
 def bank(name: str, who: BankReader, db: Db) -> BankOut:
-    try:
-        return _out(get_bank(db, name))
-    except BankError as exc:
-        raise _fail(exc) from None
+    return _out(get_bank(db, name))
 
 
 @router.patch("/{name}", response_model=BankOut, responses=NOT_FOUND)
 def change(name: str, body: BankPatch, who: Admin, db: Db) -> BankOut:
     """Change settings; thresholds and policy are merged into the bank's."""
-    try:
-        info = update_bank(
-            db,
-            name,
-            enabled=body.enabled,
-            description=body.description,
-            thresholds=body.thresholds,
-            policy=body.policy,
-        )
-    except BankError as exc:
-        raise _fail(exc) from None
+    info = update_bank(
+        db,
+        name,
+        enabled=body.enabled,
+        description=body.description,
+        thresholds=body.thresholds,
+        policy=body.policy,
+    )
     _audit(db, who.name, "bank.update", f"bank:{name}", body.model_dump(exclude_none=True))
     return _out(info)
 
@@ -138,12 +118,7 @@ def add_signals(name: str, body: EntriesIn, who: Admin, db: Db) -> ImportOut:
             parsed.errors.append(RowError(line, str(exc)))
             continue
         parsed.rows.append(SignalRow(line, kind, value, s.external_id, tuple(s.labels)))
-    try:
-        report = import_rows(db, name, parsed, source_name=body.source_name, strict=body.strict, source="api")
-    except ImportRefused as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    except BankError as exc:
-        raise _fail(exc) from None
+    report = import_rows(db, name, parsed, source_name=body.source_name, strict=body.strict, source="api")
     _audit(db, who.name, "bank.add_signals", f"bank:{name}", {"added": report.added})
     return _report(report)
 
@@ -159,16 +134,10 @@ async def add_media(
 ) -> ImportOut:
     """Hash an image (raw bytes or a multipart ``file``) into a bank, as ``bank add`` does: its signals,
     its variants and its local features, never the image."""
-    try:
-        info = get_bank(db, name)
-    except BankError as exc:
-        raise _fail(exc) from None
+    info = get_bank(db, name)
     data = await _body(request, conf.max_upload_bytes)
     options = HashOptions(bank_variants=info.policy.bank_variants, local_features=info.policy.orb_check)
-    try:
-        result = await run_in_threadpool(hash_bytes, data, options)
-    except MediaError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    result = await run_in_threadpool(hash_bytes, data, options)
     report = await run_in_threadpool(add_outcomes, db, name, [HashOutcome(filename, result)])
     _audit(db, who.name, "bank.add_media", f"bank:{name}", {"sha256": result.sha256, "added": report.added})
     return _report(report)
@@ -181,10 +150,7 @@ async def add_media(
 )
 def entry_state(name: str, entry_id: RowId, body: EntryStateIn, who: Admin, db: Db) -> None:
     """Disable, dispute or re-activate an entry (and its variants); effective at once everywhere."""
-    try:
-        set_entry_state(db, name, entry_id, EntryState(body.state), body.reason)
-    except BankError as exc:
-        raise _fail(exc) from None
+    set_entry_state(db, name, entry_id, EntryState(body.state), body.reason)
     _audit(db, who.name, f"entry.{body.state}", f"bank:{name}/entry:{entry_id}", {"reason": body.reason})
 
 
@@ -208,10 +174,7 @@ def export(
     fmt: Annotated[ListFormat, Query(alias="format")] = ListFormat.JSONL,
 ) -> PlainTextResponse:
     """Active entries as CSV, JSON Lines or threatexchange's file format (never local features)."""
-    try:
-        rows = export_rows(db, name)
-    except BankError as exc:
-        raise _fail(exc) from None
+    rows = export_rows(db, name)
     out = io.StringIO()
     write(rows, out, fmt)
     _audit(db, who.name, "bank.export", f"bank:{name}", {"rows": len(rows), "format": fmt.value})

@@ -7,18 +7,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import Principal
 from childshield.reporting.config import ReportingConfig, load_config
 from childshield.reporting.cybertip import INCIDENT_TYPES
-from childshield.reporting.manual import CannotQueue, queue_incident
+from childshield.reporting.manual import queue_incident
 from childshield.reporting.outbox import listing as listing_reports
 from childshield.store.db import Database
 from childshield.store.models import Role
-from childshield.vault.store import VaultError, hold, listing, release
+from childshield.vault.store import hold, listing, release
 from childshield.web.api.schemas import ROW_ID_MAX, Integer, RowId, ScanContext, Text, problems
 from childshield.web.deps import allow, database
 
@@ -58,11 +58,6 @@ def _reporting(request: Request) -> ReportingConfig:
     return config if config is not None else load_config()
 
 
-def _vault_error(exc: VaultError) -> HTTPException:
-    gone = "deleted" in str(exc)
-    return HTTPException(status.HTTP_409_CONFLICT if gone else status.HTTP_404_NOT_FOUND, str(exc))
-
-
 @router.get("/evidence", responses=problems(401, 403))
 def evidence_list(who: Custodian, db: Db) -> list[dict[str, Any]]:
     """Every piece of evidence (tombstones too): hashes, classification, retention, hold; no media."""
@@ -76,10 +71,7 @@ def evidence_list(who: Custodian, db: Db) -> list[dict[str, Any]]:
 )
 def evidence_hold(evidence_id: RowId, body: HoldIn, who: Custodian, db: Db) -> None:
     """A legal hold: kept past its retention until the hold is lifted."""
-    try:
-        hold(db, evidence_id, body.reason, actor=who.name)
-    except VaultError as exc:
-        raise _vault_error(exc) from None
+    hold(db, evidence_id, body.reason, actor=who.name)
 
 
 @router.delete(
@@ -88,36 +80,30 @@ def evidence_hold(evidence_id: RowId, body: HoldIn, who: Custodian, db: Db) -> N
     responses=problems(401, 403, 404, 409, 422, c409="Deleted"),
 )
 def evidence_release(evidence_id: RowId, who: Custodian, db: Db) -> None:
-    try:
-        release(db, evidence_id, actor=who.name)
-    except VaultError as exc:
-        raise _vault_error(exc) from None
+    release(db, evidence_id, actor=who.name)
 
 
 @router.post("/reports", response_model=ReportQueued, status_code=201, responses=problems(400, 401, 403, 422))
 async def report_queue(body: ReportIn, request: Request, who: Custodian, db: Db) -> ReportQueued:
     """Queue the report of one incident (the evidence named) to one destination."""
     config = _reporting(request)
-    try:
-        report_id, files = await run_in_threadpool(
-            lambda: queue_incident(
-                db,
-                config,
-                body.evidence_ids,
-                destination=body.destination,
-                actor=who.name,
-                urls=body.urls,
-                user_id=body.user_id,
-                at=body.incident_time,
-                third_party_hosted=body.third_party_hosted,
-                context={
-                    **((body.context.stored() or {}) if body.context else {}),
-                    **({"incident_type": body.incident_type} if body.incident_type else {}),
-                },
-            )
+    report_id, files = await run_in_threadpool(
+        lambda: queue_incident(
+            db,
+            config,
+            body.evidence_ids,
+            destination=body.destination,
+            actor=who.name,
+            urls=body.urls,
+            user_id=body.user_id,
+            at=body.incident_time,
+            third_party_hosted=body.third_party_hosted,
+            context={
+                **((body.context.stored() or {}) if body.context else {}),
+                **({"incident_type": body.incident_type} if body.incident_type else {}),
+            },
         )
-    except CannotQueue as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    )
     return ReportQueued(report_id=report_id, files=files)
 
 

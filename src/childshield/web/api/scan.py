@@ -142,7 +142,7 @@ async def _hashed(
             work = functools.partial(_scan, holder, data, left)
             # The slot held is the bound: the thread is not also taken from the pool the other routes share.
             return await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
-        except DecodeBusy as exc:
+        except DecodeBusy as exc:  # its own words: the caller is told why this worker is busy, not how
             raise _busy(exc.retry_after) from None
         finally:
             slots.release()
@@ -214,9 +214,9 @@ async def scan_url(
         fetched = await run_in_threadpool(
             fetch, body.url, policy, max_bytes=conf.max_upload_bytes, timeout=conf.fetch_timeout
         )
-    except FetchError as exc:
+    except FetchError:  # counted; answered by the app's handler (422 with its message)
         stats.scans.labels("error").inc()
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise
     given = body.context or ScanContext.model_validate({})
     context = given.stored(media_url=fetched.url)  # the file's own URL (its name, where it was)
     out = await _scan_and_record(
@@ -242,9 +242,9 @@ async def _scan_and_record(
     charge(request, who, math.ceil(len(data) / conf.work_unit_bytes))  # the bytes, before any decoding
     try:
         result, action, policy = await _hashed(request, holder, data, conf)
-    except MediaError as exc:
+    except MediaError:  # counted; answered by the app's handler (422 with its message)
         stats.scans.labels("error").inc()
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise
     assert result.hashes is not None
     h = result.hashes
     # The pixels decoded, known only now: charged as debt that the caller's next requests wait out.
@@ -271,7 +271,7 @@ async def _scan_and_record(
         )
         try:
             await recording
-        except DecisionNotRecorded:  # matched, but nothing stored: say so, never a bare 500
+        except DecisionNotRecorded:  # more than the error's words: what matched and what to do about it
             stats.scans.labels("error").inc()
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from childshield.audit.log import record
 from childshield.net.guard import AddressPolicy
-from childshield.stream.manager import WatchError, Watches
-from childshield.stream.sources import SourceRefused, service_options
+from childshield.stream.manager import Watches
+from childshield.stream.sources import service_options
 from childshield.web.api.schemas import problems
 from childshield.web.deps import Admin
 
@@ -41,18 +41,15 @@ def start(body: WatchIn, request: Request, who: Admin) -> dict[str, Any]:
     """Start watching a stream."""
     conf = request.app.state.settings
     policy = AddressPolicy.from_text(conf.fetch_allow)
-    try:
-        options = service_options(body.source, policy, allow_local=conf.watch_local)
-        base = _watches(request).config
-        config = replace(
-            base,
-            sampling=replace(base.sampling, rate=body.fps),
-            options=options,
-            guard=policy,  # HLS read by the watch itself: every playlist and segment request guarded
-        )
-        started = _watches(request).start(body.source, body.stream_id, config)
-    except (SourceRefused, WatchError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    options = service_options(body.source, policy, allow_local=conf.watch_local)
+    base = _watches(request).config
+    config = replace(
+        base,
+        sampling=replace(base.sampling, rate=body.fps),
+        options=options,
+        guard=policy,  # HLS read by the watch itself: every playlist and segment request guarded
+    )
+    started = _watches(request).start(body.source, body.stream_id, config)
     with request.app.state.db.session() as session:
         record(session, who.name, "watch.start", f"stream:{started.stream_id}", {"source": body.source[:500]})
     return started.as_dict()
@@ -68,10 +65,7 @@ def listing(request: Request, who: Admin) -> list[dict[str, Any]]:
 def stop(
     stream_id: Annotated[str, PathParam(max_length=100)], request: Request, who: Admin
 ) -> dict[str, Any]:
-    try:
-        stopped = _watches(request).stop(stream_id)
-    except WatchError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    stopped = _watches(request).stop(stream_id)
     with request.app.state.db.session() as session:
         record(session, who.name, "watch.stop", f"stream:{stream_id}", {})
     return stopped.as_dict()

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 
+from childshield.errors import ChildshieldError
 from childshield.store.db import Database
 from childshield.web.deps import database, settings
 from childshield.web.settings import ServiceSettings
@@ -19,7 +20,7 @@ LOGIN_COOKIE = "cs_login"
 """The sign-in form's double-submit CSRF token (there is no session yet to hold one)."""
 
 
-class NeedsSignIn(Exception):
+class NeedsSignIn(ChildshieldError):
     """No live session: pages redirect to the sign-in page, htmx requests are told to go there."""
 
     def __init__(self, next_path: str) -> None:

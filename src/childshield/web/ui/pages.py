@@ -17,11 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from childshield.accounts.service import authenticate_password
 from childshield.audit.log import record
-from childshield.media.errors import MediaError
 from childshield.review import queue as review
 from childshield.review import wellness
 from childshield.review.keys import KeyFileError, Keyring
-from childshield.review.media import MediaGone, load
+from childshield.review.media import load
 from childshield.review.preview import render
 from childshield.store.db import Database
 from childshield.store.models import utcnow
@@ -202,7 +201,7 @@ def _item(request: Request, db: Database, who: SignedIn, item_id: int) -> review
     conf: ServiceSettings = request.app.state.settings
     try:
         return review.item(db, who.who, item_id, settled_roles=conf.review_settled_roles)
-    except review.ReviewError as exc:
+    except review.ReviewError as exc:  # any refusal reads as absent here: an item's existence is no hint
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
 
@@ -223,18 +222,15 @@ async def media(
         media_id = item.media_id
         data = await run_in_threadpool(load, db, keyring, media_id)
         picture = await run_in_threadpool(lambda: render(data, blur=amount, reveal=reveal))
-    except MediaGone as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except KeyFileError as exc:  # sealed with a key this worker has not loaded (rotated since it started)
         fresh = await run_in_threadpool(_reload_keys, request)
-        if fresh is None:
+        if fresh is None:  # to the reviewer the media is not there (no 422: nothing wrong with the request)
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         data = await run_in_threadpool(load, db, fresh, media_id)
         picture = await run_in_threadpool(lambda: render(data, blur=amount, reveal=reveal))
     except InvalidTag:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the kept media cannot be opened") from None
-    except MediaError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    # MediaGone (404) and MediaError (422) are answered by the app's handler.
     return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "no-store, private"})
 
 
