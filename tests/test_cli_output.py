@@ -112,7 +112,7 @@ def test_file_names_are_printed_exactly_by_hash_add_and_scan(
     code, out, _ = invoke("hash", "--format", "table", "--workers", "1", picture)
     assert code == 0 and picture in out
     # Files that are not images are each reported, by their names as they are.
-    code, _, err = invoke("bank", "add", "known", "--workers", "1", picture, *others)
+    code, _, err = invoke("bank", "add", "known", "--workers", "1", "--", picture, *others)
     assert code == 1
     for other in others:
         assert f"skipped {other}: not a recognised image format" in err
@@ -222,7 +222,13 @@ def test_help_of_every_command_reads_as_written() -> None:
 # --- shell completion ---------------------------------------------------------------------------
 
 
-def test_shell_completion(db_url: str) -> None:
+def test_shell_completion(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shellingham
+
+    # The user's shell, as Typer finds it from the process tree: which one runs the tests varies (none
+    # is found under some runners, and Typer then prints "Shell  not supported").
+    monkeypatch.setattr(shellingham, "detect_shell", lambda: ("bash", "/bin/bash"))
+
     def run(*args: str, env: dict[str, str] | None = None) -> str:
         result = runner.invoke(app, list(args), env=env, prog_name="childshield")
         assert result.exit_code == 0 and result.exception is None, result.output
