@@ -5,7 +5,7 @@ front door answers it; it is the one table of that answer (``http_status``, ``ex
 :meth:`ChildshieldError.headers`).  The API's exception handler (``web.app``) and the command line's
 (``cli_errors``) read it; no door translates an error by hand unless it means to answer differently.
 
-* ChildshieldError     500 / 1   a fault of this service or its own setup (its detail is not shown)
+* ChildshieldError     500 / 1   a fault of this service or its own setup (the API logs the message)
   + NotFound           404 / 1   what was named does not exist (bank, entry, account, evidence, ...)
   + Conflict           409 / 1   the stored state refuses it (a name taken, evidence deleted, ...)
   + Invalid            422 / 1   input that cannot be used (a request's, a file's, a setting's)
