@@ -23,12 +23,10 @@ from childshield.media.decode import (
 )
 from childshield.media.errors import CorruptImage, FileTooLarge, UnreadableFile
 from childshield.media.video import Sampling, VideoInfo, VideoLimits, is_video, sample_frames
-from childshield.signals import orb, vpdq
+from childshield.signals import vpdq
 from childshield.signals.cryptographic import digests
 from childshield.signals.pdq import PdqHash
-from childshield.signals.pdq_bank_variants import bank_variants, centred_crops
 from childshield.signals.pdq_picture import hash_picture, max_reduction
-from childshield.signals.pdq_variants import query_variants
 
 DEFAULT_MAX_BYTES = 1 << 30
 
@@ -83,11 +81,20 @@ def hash_bytes(data: bytes, options: HashOptions | None = None, *, path: str | N
     frames = []
     for picture in decoded.pictures:
         hex_value, quality, dihedral = hash_picture(picture, dihedral=options.dihedral)
-        variants = None
+        variants = stored = features = None
+        # Variants and ORB are imported only when asked for: no command pays their imports otherwise.
         if options.variants:
+            from childshield.signals.pdq_variants import query_variants
+
             variants = {name: h for name, (h, _) in query_variants(picture).items()}
-        stored = bank_variants(picture) if options.bank_variants else None
-        features = orb.pack(orb.picture_features(picture)) if options.local_features else None
+        if options.bank_variants:
+            from childshield.signals.pdq_bank_variants import bank_variants
+
+            stored = bank_variants(picture)
+        if options.local_features:
+            from childshield.signals import orb
+
+            features = orb.pack(orb.picture_features(picture))
         frames.append(
             FrameHash(
                 picture.index,
@@ -161,9 +168,13 @@ def _video_frame(
 ) -> FrameHash:
     variants = None
     if options.variants:
+        from childshield.signals.pdq_variants import query_variants
+
         variants = {name: h for name, (h, _) in query_variants(picture).items()}
     stored = None
     if options.bank_variants:  # centred crops only: the edits videos get (zoom, a screen's shape)
+        from childshield.signals.pdq_bank_variants import centred_crops
+
         stored = centred_crops(picture)
     return FrameHash(
         picture.index,

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import io
 import re
 import struct
@@ -518,11 +517,16 @@ def release_memory() -> None:
     glibc keeps freed heap memory for reuse, and once a large block has been freed it serves the next
     ones of that size from the heap too (its mmap threshold rises), so a worker that once decoded a few
     large pictures keeps their memory for good.  ``malloc_trim`` returns it."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
 
 
+@functools.cache  # looked up when first needed: ctypes.util costs every command's start-up ~15 ms
 def _libc_trim() -> Callable[[int], int] | None:
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     if not name:
         return None
@@ -534,9 +538,6 @@ def _libc_trim() -> Callable[[int], int] | None:
     trim.restype = ctypes.c_int
     fn: Callable[[int], int] = trim
     return fn
-
-
-_malloc_trim = _libc_trim()
 
 
 def _picture(

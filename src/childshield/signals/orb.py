@@ -66,7 +66,11 @@ CELL_COVERED = 0.95
 _HEADER = struct.Struct("<4sHHH")
 _MAGIC = b"ORB1"
 _COORD = 16.0  # coordinates stored in 1/16 px
-_POPCOUNT16 = np.array([bin(v).count("1") for v in range(1 << 16)], dtype=np.int8)
+_POPCOUNT16 = (
+    np.unpackbits(np.arange(1 << 16, dtype=np.uint16).view(np.uint8))
+    .reshape(-1, 16)
+    .sum(axis=1, dtype=np.int8)
+)  # set bits of every 16-bit value (NumPy: a list of 65,536 bin() took 15 ms of every import)
 
 
 @dataclass(frozen=True, slots=True)
